@@ -1,0 +1,1 @@
+"""Accounts, passwords, sessions, roles and grid scopes, and the audit log."""

@@ -1,0 +1,108 @@
+"""Pages: login, logout, language switch and the audit log (admins)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import urlparse
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from fengchao.auth import service
+from fengchao.auth.service import Permission, require
+from fengchao.settings import get_settings
+from fengchao.web.deps import (
+    LANG_COOKIE,
+    SESSION_COOKIE,
+    CurrentActor,
+    DbSession,
+    render,
+    require_csrf,
+)
+from fengchao.web.i18n import LANGUAGES, _
+
+router = APIRouter(dependencies=[Depends(require_csrf)], include_in_schema=False)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only local paths, so the login form cannot bounce a user to another site."""
+    if not target:
+        return "/registry"
+    parsed = urlparse(target)
+    if parsed.scheme or parsed.netloc or not target.startswith("/") or target.startswith("//"):
+        return "/registry"
+    return target
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, next: str | None = None) -> Response:
+    return render(request, "login.html", {"next": _safe_next(next), "error": None})
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(
+    request: Request,
+    session: DbSession,
+    username: Annotated[str, Form(max_length=64)] = "",
+    password: Annotated[str, Form(max_length=256)] = "",
+    next: Annotated[str, Form()] = "/registry",
+) -> Response:
+    user = service.authenticate(session=session, username=username, password=password)
+    if user is None:
+        return render(
+            request,
+            "login.html",
+            {"next": _safe_next(next), "error": _("用户名或密码不对"), "username": username},
+            status_code=401,
+        )
+    token, _login = service.start_session(session=session, user=user)
+    service.audit(session=session, actor=service.actor_for(user), action="login",
+                  object_type="user", object_id=user.id)
+    session.commit()
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    settings = get_settings().security
+    response.set_cookie(
+        SESSION_COOKIE, token, httponly=True, samesite="lax", secure=settings.cookie_secure,
+        max_age=settings.session_hours * 3600,
+    )
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, session: DbSession) -> Response:
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        service.end_session(session=session, token=token)
+        session.commit()
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+@router.get("/lang/{code}")
+def switch_language(code: str, request: Request) -> Response:
+    referer = request.headers.get("referer")
+    target = _safe_next(urlparse(referer).path if referer else None)
+    response = RedirectResponse(target, status_code=303)
+    if code in LANGUAGES:
+        response.set_cookie(LANG_COOKIE, code, max_age=365 * 86400, samesite="lax")
+    return response
+
+
+@router.get("/audit", response_class=HTMLResponse)
+def audit_log(
+    request: Request,
+    session: DbSession,
+    actor: CurrentActor,
+    page: Annotated[int, Query(ge=1, le=100000)] = 1,
+    username: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    require(actor, Permission.audit_read)
+    per_page = 100
+    events, total = service.list_audit_events(
+        session=session, limit=per_page, offset=(page - 1) * per_page, username=username or None
+    )
+    return render(request, "audit.html", {
+        "events": events, "total": total, "page": page,
+        "pages": max(1, -(-total // per_page)), "username": username or "",
+    })

@@ -1,0 +1,273 @@
+"""The ``fengchao`` command: serve, demo, migrate, import, users."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fengchao.auth import service as auth_service
+from fengchao.auth.models import Role, ScopeLevel, User
+from fengchao.auth.service import SYSTEM_ACTOR, AuthError, GridScope
+from fengchao.db import get_engine, session_scope
+from fengchao.migrate import schema_drift, upgrade
+from fengchao.registry import demo as demo_module
+from fengchao.registry import service as registry_service
+from fengchao.registry.models import Building, Community, Compound, Street
+from fengchao.settings import get_settings
+
+app = typer.Typer(help="Fengchao (蜂巢): community outbreak operations.", no_args_is_help=True)
+import_app = typer.Typer(help="Import residents or vehicles from XLSX/CSV.", no_args_is_help=True)
+users_app = typer.Typer(help="Manage login accounts.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+app.add_typer(users_app, name="users")
+console = Console(stderr=True)
+
+
+def _community(session: Session, name: str | None) -> Community:
+    query = select(Community).order_by(Community.id)
+    if name:
+        query = query.where(Community.name == name)
+    community = session.scalars(query).first()
+    if community is None:
+        console.print(f"[red]no community{' named ' + name if name else ''} in the database; "
+                      "run `fengchao demo --no-serve` or create the grid first[/red]")
+        raise typer.Exit(2)
+    return community
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema."""
+    upgrade(get_engine())
+    console.print("schema up to date")
+
+
+@app.command("check-migrations")
+def check_migrations() -> None:
+    """Fail when the models and the migrations disagree (run in CI)."""
+    engine = get_engine()
+    upgrade(engine)
+    drift = schema_drift(engine)
+    if drift:
+        for item in drift:
+            console.print(f"[red]{item}[/red]")
+        raise typer.Exit(1)
+    console.print("models and migrations agree")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+) -> None:
+    """Serve the web pages and the JSON API."""
+    import uvicorn
+
+    upgrade(get_engine())
+    uvicorn.run("fengchao.app:create_app", factory=True, host=host, port=port,
+                workers=workers, log_level="warning")
+
+
+def _ensure_user(session: Session, username: str, password: str, role: Role,
+                 scope: GridScope, display: str) -> None:
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        auth_service.create_user(session=session, username=username, password=password,
+                                 role=role, scope=scope, display_name=display)
+    else:
+        auth_service.reset_password(session=session, username=username, password=password)
+
+
+@app.command()
+def demo(
+    serve_too: Annotated[bool, typer.Option("--serve/--no-serve",
+                                            help="Serve after building.")] = True,
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    reset: Annotated[bool, typer.Option(help="Rebuild the demo community from scratch.")] = False,
+) -> None:
+    """Build the demo community (宏路街道 宏侨社区, 4,883 households) and serve it."""
+    engine = get_engine()
+    if reset:
+        from fengchao.db import Base
+        from fengchao.models import load_all_models
+
+        load_all_models()
+        Base.metadata.drop_all(engine)
+        with engine.begin() as connection:
+            connection.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+    upgrade(engine)
+    password = secrets.token_urlsafe(9)
+    with session_scope() as session:
+        community = session.scalar(
+            select(Community).where(Community.name == demo_module.COMMUNITY)
+        )
+        if community is None:
+            with console.status("building the demo community…"):
+                summary = demo_module.build_demo(session)
+            console.print(
+                f"built {summary.households} households, {summary.people} people, "
+                f"{summary.vehicles} vehicles, {summary.buildings} buildings, "
+                f"{summary.party_members} party members in {summary.seconds:.1f} s"
+            )
+            community_id = summary.community_id
+        else:
+            community_id = community.id
+            console.print("demo community already present (use --reset to rebuild)")
+        street_id = session.scalar(select(Street.id).where(Street.name == demo_module.STREET))
+        building_5 = session.scalar(
+            select(Building.id).join(Compound, Compound.id == Building.compound_id)
+            .where(Compound.name == "华润中央公园", Building.name == "5")
+        )
+        assert street_id is not None and building_5 is not None
+        accounts = [
+            ("admin", Role.admin, GridScope(ScopeLevel.street, street_id), "管理员"),
+            ("worker", Role.community_worker, GridScope(ScopeLevel.community, community_id),
+             "社区干部"),
+            ("lead5", Role.building_lead, GridScope(ScopeLevel.building, building_5),
+             "5号楼楼栋长"),
+            ("guard", Role.guard, GridScope(ScopeLevel.community, community_id), "卡口"),
+        ]
+        for username, role, scope, display in accounts:
+            _ensure_user(session, username, password, role, scope, display)
+    url = f"http://{host}:{port}/"
+    print(f"Fengchao demo: {url}")
+    print(f"  login: admin / {password}   (also worker, lead5, guard with the same password)")
+    sys.stdout.flush()
+    if serve_too:
+        serve(host=host, port=port, workers=1)
+
+
+def _import(kind: str, file: Path, dry_run: bool, as_json: bool, create_missing: bool,
+            skip_invalid: bool, community_name: str | None) -> None:
+    if not file.is_file():
+        console.print(f"[red]{file}: no such file[/red]")
+        raise typer.Exit(2)
+    content = file.read_bytes()
+    upgrade(get_engine())
+    with session_scope() as session:
+        community = _community(session, community_name)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console, disable=as_json) as bar:
+            task = bar.add_task("validating" if dry_run else "importing", total=None)
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            if kind == "residents":
+                report = registry_service.import_residents(
+                    session=session, actor=SYSTEM_ACTOR, community_id=community.id,
+                    content=content, filename=file.name, dry_run=dry_run,
+                    create_missing=create_missing, skip_invalid=skip_invalid, progress=progress,
+                )
+            else:
+                report = registry_service.import_vehicles(
+                    session=session, actor=SYSTEM_ACTOR, community_id=community.id,
+                    content=content, filename=file.name, dry_run=dry_run,
+                    skip_invalid=skip_invalid,
+                )
+    if as_json:
+        print(json.dumps(report.as_json(), ensure_ascii=False))
+    else:
+        table = Table("row", "field", "problem", title=f"{len(report.errors)} problem(s)")
+        for error in report.errors[:200]:
+            table.add_row(str(error.row), error.field, error.message)
+        if report.errors:
+            console.print(table)
+        console.print(f"rows {report.rows}, valid {report.valid}, errors {len(report.errors)}")
+        if report.written:
+            console.print(f"created {report.created}, updated {report.updated}, "
+                          f"unchanged {report.unchanged}, new households {report.new_households}")
+        elif not dry_run:
+            console.print("[yellow]nothing written: fix the errors or pass --skip-invalid[/yellow]")
+    if report.errors and not report.written:
+        raise typer.Exit(1)
+
+
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Validate only; write nothing.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+CreateMissing = Annotated[bool, typer.Option(help="Create missing units and households.")]
+SkipInvalid = Annotated[bool, typer.Option(help="Import the valid rows even if others fail.")]
+CommunityName = Annotated[str | None, typer.Option("--community", help="Community name.")]
+
+
+@import_app.command("residents")
+def import_residents(file: Path, dry_run: DryRun = False, as_json: AsJson = False,
+                     create_missing: CreateMissing = False, skip_invalid: SkipInvalid = False,
+                     community: CommunityName = None) -> None:
+    """Import residents from FILE (.xlsx or .csv in UTF-8/GBK)."""
+    _import("residents", file, dry_run, as_json, create_missing, skip_invalid, community)
+
+
+@import_app.command("vehicles")
+def import_vehicles(file: Path, dry_run: DryRun = False, as_json: AsJson = False,
+                    skip_invalid: SkipInvalid = False, community: CommunityName = None) -> None:
+    """Import vehicles from FILE (.xlsx or .csv)."""
+    _import("vehicles", file, dry_run, as_json, False, skip_invalid, community)
+
+
+@users_app.command("create")
+def users_create(
+    username: str,
+    role: Annotated[Role, typer.Option(help="Role of the account.")],
+    scope: Annotated[ScopeLevel, typer.Option(help="Level of the grid node.")],
+    scope_id: Annotated[int, typer.Option(help="Id of the grid node.")],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True,
+                                          confirmation_prompt=True)],
+    display_name: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Create a login account scoped to one node of the grid."""
+    upgrade(get_engine())
+    try:
+        with session_scope() as session:
+            auth_service.create_user(session=session, username=username, password=password,
+                                     role=role, scope=GridScope(scope, scope_id),
+                                     display_name=display_name)
+    except AuthError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"created {username}")
+
+
+@users_app.command("reset-password")
+def users_reset_password(
+    username: str,
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True,
+                                          confirmation_prompt=True)],
+) -> None:
+    """Set a new password and end the account's sessions."""
+    try:
+        with session_scope() as session:
+            auth_service.reset_password(session=session, username=username, password=password)
+    except AuthError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"password of {username} reset")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List accounts with role and scope."""
+    with session_scope() as session:
+        table = Table("username", "name", "role", "scope", "active")
+        for user in session.scalars(select(User).order_by(User.id)):
+            table.add_row(user.username, user.display_name, user.role.value,
+                          f"{user.scope_level.value}:{user.scope_id}", str(user.active))
+        Console().print(table)
+
+
+@app.callback()
+def main() -> None:
+    """Settings come from FENGCHAO_* environment variables (see README)."""
+    get_settings()

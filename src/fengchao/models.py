@@ -1,0 +1,8 @@
+"""Imports every slice's tables so that metadata (and Alembic) sees all of them."""
+
+from __future__ import annotations
+
+
+def load_all_models() -> None:
+    import fengchao.auth.models
+    import fengchao.registry.models  # noqa: F401

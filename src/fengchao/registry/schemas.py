@@ -1,0 +1,83 @@
+"""Response models of the registry's JSON API."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel
+
+
+class BuildingRead(BaseModel):
+    id: int
+    compound: str
+    name: str
+    households: int
+    people: int
+    lead: str | None
+
+
+class HouseholdBrief(BaseModel):
+    id: int
+    address: str
+    compound: str
+    people: int
+
+
+class PersonBrief(BaseModel):
+    id: int
+    name: str
+    household_id: int
+    address: str
+    phone: str | None
+    id_number: str | None
+
+
+class PersonRead(PersonBrief):
+    gender: str | None
+    birth_date: dt.date | None
+    relation: str
+    residence_status: str
+    health_status: str
+    care_tags: list[str]
+    party_member: bool
+    id_masked: bool
+
+
+class HouseholdRead(BaseModel):
+    id: int
+    address: str
+    compound: str
+    vacant: bool
+    people: list[PersonBrief]
+    vehicles: list[str]
+
+
+class ImportErrorRead(BaseModel):
+    row: int
+    field: str
+    message: str
+
+
+class ImportReportRead(BaseModel):
+    rows: int
+    valid: int
+    errors: list[ImportErrorRead]
+    created: int
+    updated: int
+    unchanged: int
+    new_households: int
+    written: bool
+
+
+class CoverageRead(BaseModel):
+    building_id: int | None
+    compound: str
+    building: str
+    households: int
+    registered_households: int
+    people: int
+    household_coverage: float
+    phone_coverage: float
+    face_coverage: float
+    id_coverage: float
+    gaps: dict[str, int]

@@ -1,0 +1,253 @@
+"""Pages of the registry: grid browser, household, person, search, import wizard,
+completeness report."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fengchao.auth.service import Actor, NotFound, Permission, require
+from fengchao.db import utcnow
+from fengchao.registry import service
+from fengchao.registry.completeness import Figures, Gap
+from fengchao.registry.importer import field_label
+from fengchao.registry.models import LABELS, Community, ImportUpload
+from fengchao.settings import get_settings
+from fengchao.web.deps import CurrentActor, DbSession, render, require_csrf, templates
+from fengchao.web.i18n import _
+
+router = APIRouter(prefix="/registry", dependencies=[Depends(require_csrf)],
+                   include_in_schema=False)
+
+templates.env.filters["label"] = lambda value: _(LABELS.get(value, str(value)))
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def pick_community(session: Session, actor: Actor, community_id: int | None) -> Community:
+    communities = service.communities_in_scope(session=session, scope=actor.scope)
+    if not communities:
+        raise NotFound("no community in scope")
+    if community_id is None:
+        return communities[0]
+    for community in communities:
+        if community.id == community_id:
+            return community
+    raise NotFound(f"community {community_id}")
+
+
+def _download(content: bytes, filename: str) -> Response:
+    from urllib.parse import quote
+
+    return Response(
+        content,
+        media_type=XLSX,
+        headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename)}"},
+    )
+
+
+@router.get("", response_class=HTMLResponse)
+def grid_browser(
+    request: Request, session: DbSession, actor: CurrentActor,
+    community: Annotated[int | None, Query()] = None,
+) -> Response:
+    chosen = pick_community(session, actor, community)
+    tree = service.grid_tree(session=session, actor=actor, community_id=chosen.id)
+    return render(request, "registry/grid.html", {
+        "community": chosen,
+        "communities": service.communities_in_scope(session=session, scope=actor.scope),
+        "tree": tree,
+        "scope_label": service.scope_label(session=session, scope=actor.scope),
+        "households": sum(node.households for node in tree),
+        "people": sum(node.people for node in tree),
+    })
+
+
+@router.get("/buildings/{building_id}", response_class=HTMLResponse)
+def building_page(
+    building_id: int, request: Request, session: DbSession, actor: CurrentActor
+) -> Response:
+    building = service.get_building(session=session, actor=actor, building_id=building_id)
+    units = service.building_units(session=session, actor=actor, building_id=building_id)
+    lead = service.building_lead(session=session, building_id=building_id)
+    template = "registry/_units.html" if request.headers.get("HX-Request") else (
+        "registry/building.html"
+    )
+    return render(request, template, {"building": building, "units": units, "lead": lead})
+
+
+@router.get("/households/{household_id}", response_class=HTMLResponse)
+def household_page(
+    household_id: int, request: Request, session: DbSession, actor: CurrentActor
+) -> Response:
+    household = service.get_household(session=session, actor=actor, household_id=household_id)
+    return render(request, "registry/household.html", {"household": household})
+
+
+@router.get("/people/{person_id}", response_class=HTMLResponse)
+def person_page(
+    person_id: int, request: Request, session: DbSession, actor: CurrentActor
+) -> Response:
+    view = service.get_person(session=session, actor=actor, person_id=person_id)
+    return render(request, "registry/person.html", {"view": view, "person": view.person})
+
+
+@router.get("/search", response_class=HTMLResponse)
+def search_page(
+    request: Request, session: DbSession, actor: CurrentActor,
+    q: Annotated[str, Query(max_length=64)] = "",
+) -> Response:
+    result = service.search(session=session, actor=actor, query=q)
+    template = "registry/_search_results.html" if request.headers.get("HX-Request") else (
+        "registry/search.html"
+    )
+    return render(request, template, {"q": q, "result": result})
+
+
+# --- import wizard ---------------------------------------------------------------------
+
+
+@router.get("/import", response_class=HTMLResponse)
+def import_form(request: Request, session: DbSession, actor: CurrentActor) -> Response:
+    require(actor, Permission.registry_write)
+    return render(request, "registry/import.html", {
+        "communities": service.communities_in_scope(session=session, scope=actor.scope),
+        "limit_mb": get_settings().imports.max_bytes // 1048576,
+    })
+
+
+@router.get("/import/template.xlsx")
+def import_template(actor: CurrentActor) -> Response:
+    require(actor, Permission.registry_read)
+    return _download(service.resident_template_xlsx(), "居民信息导入模板.xlsx")
+
+
+def _run(
+    session: Session, actor: Actor, upload: ImportUpload, dry_run: bool
+) -> service.ImportReport:
+    options = upload.options or {}
+    if upload.kind == "vehicles":
+        return service.import_vehicles(
+            session=session, actor=actor, community_id=upload.community_id,
+            content=upload.content, filename=upload.filename, dry_run=dry_run,
+            skip_invalid=bool(options.get("skip_invalid")),
+        )
+    return service.import_residents(
+        session=session, actor=actor, community_id=upload.community_id,
+        content=upload.content, filename=upload.filename, dry_run=dry_run,
+        create_missing=bool(options.get("create_missing")),
+        skip_invalid=bool(options.get("skip_invalid")),
+    )
+
+
+@router.post("/import", response_class=HTMLResponse)
+async def import_upload(
+    request: Request,
+    session: DbSession,
+    actor: CurrentActor,
+    file: Annotated[UploadFile, File()],
+    kind: Annotated[str, Form(pattern="^(residents|vehicles)$")] = "residents",
+    community_id: Annotated[int | None, Form()] = None,
+    create_missing: Annotated[bool, Form()] = False,
+) -> Response:
+    """Step 1: keep the file and show the dry run; nothing is imported yet."""
+    require(actor, Permission.registry_write)
+    community = pick_community(session, actor, community_id)
+    limit = get_settings().imports.max_bytes
+    content = await file.read(limit + 1)
+    upload = ImportUpload(
+        token=secrets.token_urlsafe(24), community_id=community.id, user_id=actor.user_id,
+        kind=kind, filename=(file.filename or "upload")[:255], content=content,
+        options={"create_missing": create_missing},
+    )
+    report = _run(session, actor, upload, dry_run=True)
+    if report.rows and len(content) <= limit:
+        session.add(upload)
+        session.commit()
+    return render(request, "registry/import_report.html", {
+        "report": report, "upload": upload if upload.id else None, "field_label": field_label,
+    })
+
+
+def _upload(session: Session, actor: Actor, token: str) -> ImportUpload:
+    upload = session.scalar(select(ImportUpload).where(
+        ImportUpload.token == token, ImportUpload.user_id == actor.user_id
+    ))
+    if upload is None:
+        raise NotFound(f"upload {token}")
+    return upload
+
+
+@router.post("/import/{token}/confirm", response_class=HTMLResponse)
+def import_confirm(
+    token: str, request: Request, session: DbSession, actor: CurrentActor,
+    skip_invalid: Annotated[bool, Form()] = False,
+) -> Response:
+    """Step 2: the user confirmed; write in one transaction."""
+    require(actor, Permission.registry_write)
+    upload = _upload(session, actor, token)
+    if upload.imported_at is not None:
+        # A second click (or a replayed form) must not import twice.
+        return render(request, "registry/import_done.html", {"report": None, "upload": upload})
+    upload.options = {**(upload.options or {}), "skip_invalid": skip_invalid}
+    report = _run(session, actor, upload, dry_run=False)
+    if report.written:
+        upload.imported_at = utcnow()
+        session.commit()
+        return render(request, "registry/import_done.html", {"report": report, "upload": upload})
+    return render(request, "registry/import_report.html", {
+        "report": report, "upload": upload, "field_label": field_label,
+    }, status_code=422)
+
+
+@router.get("/import/{token}/errors.xlsx")
+def import_errors(token: str, session: DbSession, actor: CurrentActor) -> Response:
+    require(actor, Permission.registry_write)
+    upload = _upload(session, actor, token)
+    report = _run(session, actor, upload, dry_run=True)
+    return _download(service.error_report_xlsx(report), f"导入错误-{upload.filename}.xlsx")
+
+
+# --- completeness ----------------------------------------------------------------------
+
+
+@router.get("/completeness", response_class=HTMLResponse)
+def completeness_page(
+    request: Request, session: DbSession, actor: CurrentActor,
+    community: Annotated[int | None, Query()] = None,
+    building: Annotated[int | None, Query()] = None,
+    gap: Annotated[Gap | None, Query()] = None,
+) -> Response:
+    chosen = pick_community(session, actor, community)
+    result = service.completeness_report(session=session, actor=actor, community_id=chosen.id)
+    items = [
+        i for i in result.report.items
+        if (building is None or i.building_id == building) and (gap is None or i.gap == gap)
+    ] if (building or gap) else []
+    return render(request, "registry/completeness.html", {
+        "community": chosen, "result": result, "gaps": list(Gap), "Figures": Figures,
+        "gap_labels": service.GAP_LABELS, "items": items[:500], "items_total": len(items),
+        "building": building, "gap": gap,
+    })
+
+
+@router.get("/completeness.xlsx")
+def completeness_export(
+    session: DbSession, actor: CurrentActor, community: Annotated[int | None, Query()] = None
+) -> Response:
+    chosen = pick_community(session, actor, community)
+    result = service.completeness_report(session=session, actor=actor, community_id=chosen.id)
+    return _download(service.completeness_xlsx(result), f"应录尽录-{chosen.name}.xlsx")
+
+
+@router.get("/", include_in_schema=False)
+def registry_slash() -> RedirectResponse:
+    return RedirectResponse("/registry", status_code=303)
+
+
+__all__ = ["_", "router"]

@@ -1,0 +1,92 @@
+"""Configuration from FENGCHAO_* environment variables (nested with ``__``)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET = "dev-insecure-secret-change-me"
+
+
+class SecuritySettings(BaseModel):
+    """Secrets and session behaviour."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    secret_key: str = Field(
+        DEV_SECRET, description="Signs sessions and CSRF tokens; must be set in production."
+    )
+    data_key: str = Field(
+        "",
+        description=(
+            "Base64 key (32 bytes) for encrypting ID numbers at rest and for their keyed "
+            "search hash. Empty: derived from secret_key (development only)."
+        ),
+    )
+    session_hours: int = Field(12, ge=1, le=24 * 30, description="Login session lifetime.")
+    cookie_secure: bool = Field(False, description="Send cookies over HTTPS only.")
+
+    def data_key_bytes(self) -> bytes:
+        if self.data_key:
+            raw = base64.b64decode(self.data_key)
+            if len(raw) != 32:
+                raise ValueError("FENGCHAO_SECURITY__DATA_KEY must decode to 32 bytes")
+            return raw
+        return hashlib.sha256(b"fengchao-data-key:" + self.secret_key.encode()).digest()
+
+
+class ImportSettings(BaseModel):
+    """Limits for spreadsheet imports."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_bytes: int = Field(20 * 1024 * 1024, description="Largest accepted upload in bytes.")
+    max_rows: int = Field(100_000, description="Largest accepted number of data rows.")
+
+
+class Settings(BaseSettings):
+    """The root of all settings; build it with :func:`get_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FENGCHAO_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    env: Literal["development", "test", "production"] = Field(
+        "development", description="Deployment kind; production refuses default secrets."
+    )
+    data_dir: Path = Field(Path("data"), description="Folder for the SQLite file and uploads.")
+    database_url: str = Field(
+        "", description="SQLAlchemy URL; empty means SQLite in data_dir/fengchao.db."
+    )
+    timezone: str = Field("Asia/Shanghai", description="Time zone that times are shown in.")
+    default_language: Literal["zh_CN", "en"] = Field("zh_CN", description="UI language.")
+    security: SecuritySettings = Field(default_factory=SecuritySettings)  # type: ignore[arg-type]
+    imports: ImportSettings = Field(default_factory=ImportSettings)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _refuse_default_secret_in_production(self) -> Settings:
+        if self.env == "production" and (
+            self.security.secret_key == DEV_SECRET or not self.security.data_key
+        ):
+            raise ValueError(
+                "production needs FENGCHAO_SECURITY__SECRET_KEY and "
+                "FENGCHAO_SECURITY__DATA_KEY set to real secrets"
+            )
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'fengchao.db').as_posix()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Base templates, static assets and translations shared by every slice."""

@@ -1,0 +1,150 @@
+"""Request plumbing every slice uses: the database session, the logged-in actor, CSRF,
+and rendering a page."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
+
+from fengchao.auth import service as auth_service
+from fengchao.auth.models import LoginSession
+from fengchao.auth.service import Actor, Permission
+from fengchao.db import get_sessionmaker
+from fengchao.settings import get_settings
+from fengchao.web.i18n import LANGUAGES, current_language, gettext, ngettext
+
+SESSION_COOKIE = "fc_session"
+CSRF_COOKIE = "fc_csrf"
+LANG_COOKIE = "fc_lang"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class LoginRequired(Exception):
+    """No valid login session: pages redirect to the login form, the API answers 401."""
+
+
+class CsrfFailed(Exception):
+    """An unsafe request without the right CSRF token."""
+
+
+def _template_dirs() -> list[Path]:
+    root = Path(__file__).resolve().parent.parent
+    return [root / "web" / "templates", *sorted(root.glob("*/templates"))]
+
+
+templates = Jinja2Templates(directory=[str(p) for p in _template_dirs()])
+templates.env.globals.update(_=gettext, ngettext=ngettext, LANGUAGES=LANGUAGES)
+templates.env.globals["Permission"] = Permission
+
+
+def _localtime(value: dt.datetime | None) -> str:
+    """UTC from the database, shown in the community's time zone."""
+    if value is None:
+        return ""
+    return value.astimezone(ZoneInfo(get_settings().timezone)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+templates.env.filters["localtime"] = _localtime
+
+
+def get_session() -> Iterator[Session]:
+    """One session per request; reads that were audited are committed at the end."""
+    session = get_sessionmaker()()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+DbSession = Annotated[Session, Depends(get_session)]
+
+
+def current_login(request: Request, session: DbSession) -> LoginSession | None:
+    cached: LoginSession | None = getattr(request.state, "login", None)
+    if cached is not None:
+        return cached
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    login = auth_service.session_for_token(session=session, token=token)
+    request.state.login = login
+    return login
+
+
+def current_actor(
+    request: Request, login: Annotated[LoginSession | None, Depends(current_login)]
+) -> Actor:
+    if login is None:
+        raise LoginRequired()
+    actor = auth_service.actor_for(login.user)
+    request.state.actor = actor
+    return actor
+
+
+CurrentActor = Annotated[Actor, Depends(current_actor)]
+
+
+def csrf_cookie_value(request: Request) -> str:
+    """The anonymous CSRF token (double-submit cookie), made on first use."""
+    value = request.cookies.get(CSRF_COOKIE) or getattr(request.state, "new_csrf", None)
+    if not value:
+        value = secrets.token_urlsafe(24)
+        request.state.new_csrf = value
+    return value
+
+
+def csrf_token_for(request: Request, login: LoginSession | None) -> str:
+    return login.csrf_token if login is not None else csrf_cookie_value(request)
+
+
+async def require_csrf(
+    request: Request, login: Annotated[LoginSession | None, Depends(current_login)]
+) -> None:
+    """Unsafe methods must echo the token in a form field or the X-CSRF-Token header."""
+    if request.method in SAFE_METHODS:
+        return
+    sent = request.headers.get(CSRF_HEADER)
+    if not sent:
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+            form = await request.form()
+            value = form.get(CSRF_FIELD)
+            sent = value if isinstance(value, str) else None
+    expected = login.csrf_token if login is not None else request.cookies.get(CSRF_COOKIE)
+    if not sent or not expected or not secrets.compare_digest(sent, expected):
+        raise CsrfFailed()
+
+
+def render(
+    request: Request,
+    name: str,
+    context: dict[str, Any] | None = None,
+    *,
+    status_code: int = 200,
+) -> HTMLResponse:
+    login: LoginSession | None = getattr(request.state, "login", None)
+    actor: Actor | None = getattr(request.state, "actor", None)
+    full = {
+        "request": request,
+        "actor": actor,
+        "lang": current_language.get(),
+        "csrf_token": csrf_token_for(request, login),
+        "is_htmx": request.headers.get("HX-Request") == "true",
+        **(context or {}),
+    }
+    return templates.TemplateResponse(request, name, full, status_code=status_code)
