@@ -81,8 +81,7 @@ def session(engine: Engine) -> Iterator[Session]:
     """A session inside a transaction that is rolled back after the test."""
     connection = engine.connect()
     outer = connection.begin()
-    db = Session(bind=connection, join_transaction_mode="create_savepoint",
-                 expire_on_commit=False)
+    db = Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
     try:
         yield db
     finally:
@@ -105,8 +104,9 @@ class Grid:
     resident6: Person
 
 
-def _building(s: Session, community: Community, compound: Compound, name: str,
-              rooms: tuple[str, ...]) -> tuple[Building, list[Household]]:
+def _building(
+    s: Session, community: Community, compound: Compound, name: str, rooms: tuple[str, ...]
+) -> tuple[Building, list[Household]]:
     building = Building(community_id=community.id, compound_id=compound.id, name=name)
     s.add(building)
     s.flush()
@@ -116,8 +116,13 @@ def _building(s: Session, community: Community, compound: Compound, name: str,
         s.add(unit)
         s.flush()
         for room in rooms:
-            h = Household(community_id=community.id, compound_id=compound.id,
-                          building_id=building.id, unit_id=unit.id, room=room)
+            h = Household(
+                community_id=community.id,
+                compound_id=compound.id,
+                building_id=building.id,
+                unit_id=unit.id,
+                room=room,
+            )
             s.add(h)
             households.append(h)
     s.flush()
@@ -140,11 +145,21 @@ def grid(session: Session) -> Grid:
     b5, h5 = _building(session, community, park, "5", rooms)
     b6, h6 = _building(session, community, park, "6", rooms)
     _building(session, community, other, "1", rooms)
-    r5 = Person(community_id=community.id, household_id=h5[0].id, name="林国平",
-                phone="13800000001", relation=Relation.owner)
+    r5 = Person(
+        community_id=community.id,
+        household_id=h5[0].id,
+        name="林国平",
+        phone="13800000001",
+        relation=Relation.owner,
+    )
     register_person_id(r5, "11010519491231002X")
-    r6 = Person(community_id=community.id, household_id=h6[0].id, name="陈美玲",
-                phone="13800000002", relation=Relation.owner)
+    r6 = Person(
+        community_id=community.id,
+        household_id=h6[0].id,
+        name="陈美玲",
+        phone="13800000002",
+        relation=Relation.owner,
+    )
     register_person_id(r6, "350181198505051234")
     session.add_all([r5, r6])
     session.flush()
@@ -158,9 +173,14 @@ class Persona:
 
 
 def _persona(session: Session, name: str, role: Role, scope: GridScope) -> Persona:
-    user = auth_service.create_user(session=session, username=f"{name}-{uuid.uuid4().hex[:6]}",
-                                    password=PASSWORD, role=role, scope=scope,
-                                    display_name=name)
+    user = auth_service.create_user(
+        session=session,
+        username=f"{name}-{uuid.uuid4().hex[:6]}",
+        password=PASSWORD,
+        role=role,
+        scope=scope,
+        display_name=name,
+    )
     return Persona(user, auth_service.actor_for(user))
 
 
@@ -171,20 +191,23 @@ def admin(session: Session, grid: Grid) -> Persona:
 
 @pytest.fixture
 def worker(session: Session, grid: Grid) -> Persona:
-    return _persona(session, "worker", Role.community_worker,
-                    GridScope(ScopeLevel.community, grid.community.id))
+    return _persona(
+        session, "worker", Role.community_worker, GridScope(ScopeLevel.community, grid.community.id)
+    )
 
 
 @pytest.fixture
 def lead5(session: Session, grid: Grid) -> Persona:
-    return _persona(session, "lead5", Role.building_lead,
-                    GridScope(ScopeLevel.building, grid.b5.id))
+    return _persona(
+        session, "lead5", Role.building_lead, GridScope(ScopeLevel.building, grid.b5.id)
+    )
 
 
 @pytest.fixture
 def guard(session: Session, grid: Grid) -> Persona:
-    return _persona(session, "guard", Role.guard,
-                    GridScope(ScopeLevel.community, grid.community.id))
+    return _persona(
+        session, "guard", Role.guard, GridScope(ScopeLevel.community, grid.community.id)
+    )
 
 
 class Browser:

@@ -13,9 +13,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fengchao import __version__
 from fengchao.auth import views as auth_views
+from fengchao.auth.service import Forbidden, NotFound
 from fengchao.registry import api as registry_api
 from fengchao.registry import views as registry_views
-from fengchao.auth.service import Forbidden, NotFound
 from fengchao.settings import get_settings
 from fengchao.web.deps import (
     CSRF_COOKIE,
@@ -57,7 +57,10 @@ def create_app() -> FastAPI:
         new_csrf = getattr(request.state, "new_csrf", None)
         if new_csrf:
             response.set_cookie(
-                CSRF_COOKIE, new_csrf, httponly=True, samesite="lax",
+                CSRF_COOKIE,
+                new_csrf,
+                httponly=True,
+                samesite="lax",
                 secure=settings.security.cookie_secure,
             )
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -79,32 +82,33 @@ def create_app() -> FastAPI:
         message = _("表单已过期或来源不明（CSRF 校验失败），请刷新页面后重试")
         if _wants_json(request):
             return JSONResponse({"detail": message}, status_code=403)
-        return render(request, "error.html", {"status": 403, "message": message},
-                      status_code=403)
+        return render(request, "error.html", {"status": 403, "message": message}, status_code=403)
 
     @app.exception_handler(NotFound)
     async def not_found(request: Request, _exc: NotFound) -> Response:
         message = _("找不到该记录，或不在您负责的范围内")
         if _wants_json(request):
             return JSONResponse({"detail": message}, status_code=404)
-        return render(request, "error.html", {"status": 404, "message": message},
-                      status_code=404)
+        return render(request, "error.html", {"status": 404, "message": message}, status_code=404)
 
     @app.exception_handler(Forbidden)
     async def forbidden(request: Request, _exc: Forbidden) -> Response:
         message = _("您的角色没有这项权限")
         if _wants_json(request):
             return JSONResponse({"detail": message}, status_code=403)
-        return render(request, "error.html", {"status": 403, "message": message},
-                      status_code=403)
+        return render(request, "error.html", {"status": 403, "message": message}, status_code=403)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if _wants_json(request):
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
         message = _("页面不存在") if exc.status_code == 404 else str(exc.detail)
-        return render(request, "error.html", {"status": exc.status_code, "message": message},
-                      status_code=exc.status_code)
+        return render(
+            request,
+            "error.html",
+            {"status": exc.status_code, "message": message},
+            status_code=exc.status_code,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> Response:

@@ -39,8 +39,10 @@ def _community(session: Session, name: str | None) -> Community:
         query = query.where(Community.name == name)
     community = session.scalars(query).first()
     if community is None:
-        console.print(f"[red]no community{' named ' + name if name else ''} in the database; "
-                      "run `fengchao demo --no-serve` or create the grid first[/red]")
+        console.print(
+            f"[red]no community{' named ' + name if name else ''} in the database; "
+            "run `fengchao demo --no-serve` or create the grid first[/red]"
+        )
         raise typer.Exit(2)
     return community
 
@@ -75,24 +77,38 @@ def serve(
     import uvicorn
 
     upgrade(get_engine())
-    uvicorn.run("fengchao.app:create_app", factory=True, host=host, port=port,
-                workers=workers, log_level="warning")
+    uvicorn.run(
+        "fengchao.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+    )
 
 
-def _ensure_user(session: Session, username: str, password: str, role: Role,
-                 scope: GridScope, display: str) -> None:
+def _ensure_user(
+    session: Session, username: str, password: str, role: Role, scope: GridScope, display: str
+) -> None:
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
-        auth_service.create_user(session=session, username=username, password=password,
-                                 role=role, scope=scope, display_name=display)
+        auth_service.create_user(
+            session=session,
+            username=username,
+            password=password,
+            role=role,
+            scope=scope,
+            display_name=display,
+        )
     else:
         auth_service.reset_password(session=session, username=username, password=password)
 
 
 @app.command()
 def demo(
-    serve_too: Annotated[bool, typer.Option("--serve/--no-serve",
-                                            help="Serve after building.")] = True,
+    serve_too: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Serve after building.")
+    ] = True,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
     reset: Annotated[bool, typer.Option(help="Rebuild the demo community from scratch.")] = False,
@@ -110,9 +126,7 @@ def demo(
     upgrade(engine)
     password = secrets.token_urlsafe(9)
     with session_scope() as session:
-        community = session.scalar(
-            select(Community).where(Community.name == demo_module.COMMUNITY)
-        )
+        community = session.scalar(select(Community).where(Community.name == demo_module.COMMUNITY))
         if community is None:
             with console.status("building the demo community…"):
                 summary = demo_module.build_demo(session)
@@ -127,16 +141,25 @@ def demo(
             console.print("demo community already present (use --reset to rebuild)")
         street_id = session.scalar(select(Street.id).where(Street.name == demo_module.STREET))
         building_5 = session.scalar(
-            select(Building.id).join(Compound, Compound.id == Building.compound_id)
+            select(Building.id)
+            .join(Compound, Compound.id == Building.compound_id)
             .where(Compound.name == "华润中央公园", Building.name == "5")
         )
         assert street_id is not None and building_5 is not None
         accounts = [
             ("admin", Role.admin, GridScope(ScopeLevel.street, street_id), "管理员"),
-            ("worker", Role.community_worker, GridScope(ScopeLevel.community, community_id),
-             "社区干部"),
-            ("lead5", Role.building_lead, GridScope(ScopeLevel.building, building_5),
-             "5号楼楼栋长"),
+            (
+                "worker",
+                Role.community_worker,
+                GridScope(ScopeLevel.community, community_id),
+                "社区干部",
+            ),
+            (
+                "lead5",
+                Role.building_lead,
+                GridScope(ScopeLevel.building, building_5),
+                "5号楼楼栋长",
+            ),
             ("guard", Role.guard, GridScope(ScopeLevel.community, community_id), "卡口"),
         ]
         for username, role, scope, display in accounts:
@@ -149,8 +172,15 @@ def demo(
         serve(host=host, port=port, workers=1)
 
 
-def _import(kind: str, file: Path, dry_run: bool, as_json: bool, create_missing: bool,
-            skip_invalid: bool, community_name: str | None) -> None:
+def _import(
+    kind: str,
+    file: Path,
+    dry_run: bool,
+    as_json: bool,
+    create_missing: bool,
+    skip_invalid: bool,
+    community_name: str | None,
+) -> None:
     if not file.is_file():
         console.print(f"[red]{file}: no such file[/red]")
         raise typer.Exit(2)
@@ -158,8 +188,14 @@ def _import(kind: str, file: Path, dry_run: bool, as_json: bool, create_missing:
     upgrade(get_engine())
     with session_scope() as session:
         community = _community(session, community_name)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console, disable=as_json) as bar:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            disable=as_json,
+        ) as bar:
             task = bar.add_task("validating" if dry_run else "importing", total=None)
 
             def progress(done: int, total: int) -> None:
@@ -167,14 +203,24 @@ def _import(kind: str, file: Path, dry_run: bool, as_json: bool, create_missing:
 
             if kind == "residents":
                 report = registry_service.import_residents(
-                    session=session, actor=SYSTEM_ACTOR, community_id=community.id,
-                    content=content, filename=file.name, dry_run=dry_run,
-                    create_missing=create_missing, skip_invalid=skip_invalid, progress=progress,
+                    session=session,
+                    actor=SYSTEM_ACTOR,
+                    community_id=community.id,
+                    content=content,
+                    filename=file.name,
+                    dry_run=dry_run,
+                    create_missing=create_missing,
+                    skip_invalid=skip_invalid,
+                    progress=progress,
                 )
             else:
                 report = registry_service.import_vehicles(
-                    session=session, actor=SYSTEM_ACTOR, community_id=community.id,
-                    content=content, filename=file.name, dry_run=dry_run,
+                    session=session,
+                    actor=SYSTEM_ACTOR,
+                    community_id=community.id,
+                    content=content,
+                    filename=file.name,
+                    dry_run=dry_run,
                     skip_invalid=skip_invalid,
                 )
     if as_json:
@@ -187,8 +233,10 @@ def _import(kind: str, file: Path, dry_run: bool, as_json: bool, create_missing:
             console.print(table)
         console.print(f"rows {report.rows}, valid {report.valid}, errors {len(report.errors)}")
         if report.written:
-            console.print(f"created {report.created}, updated {report.updated}, "
-                          f"unchanged {report.unchanged}, new households {report.new_households}")
+            console.print(
+                f"created {report.created}, updated {report.updated}, "
+                f"unchanged {report.unchanged}, new households {report.new_households}"
+            )
         elif not dry_run:
             console.print("[yellow]nothing written: fix the errors or pass --skip-invalid[/yellow]")
     if report.errors and not report.written:
@@ -203,16 +251,26 @@ CommunityName = Annotated[str | None, typer.Option("--community", help="Communit
 
 
 @import_app.command("residents")
-def import_residents(file: Path, dry_run: DryRun = False, as_json: AsJson = False,
-                     create_missing: CreateMissing = False, skip_invalid: SkipInvalid = False,
-                     community: CommunityName = None) -> None:
+def import_residents(
+    file: Path,
+    dry_run: DryRun = False,
+    as_json: AsJson = False,
+    create_missing: CreateMissing = False,
+    skip_invalid: SkipInvalid = False,
+    community: CommunityName = None,
+) -> None:
     """Import residents from FILE (.xlsx or .csv in UTF-8/GBK)."""
     _import("residents", file, dry_run, as_json, create_missing, skip_invalid, community)
 
 
 @import_app.command("vehicles")
-def import_vehicles(file: Path, dry_run: DryRun = False, as_json: AsJson = False,
-                    skip_invalid: SkipInvalid = False, community: CommunityName = None) -> None:
+def import_vehicles(
+    file: Path,
+    dry_run: DryRun = False,
+    as_json: AsJson = False,
+    skip_invalid: SkipInvalid = False,
+    community: CommunityName = None,
+) -> None:
     """Import vehicles from FILE (.xlsx or .csv)."""
     _import("vehicles", file, dry_run, as_json, False, skip_invalid, community)
 
@@ -223,17 +281,21 @@ def users_create(
     role: Annotated[Role, typer.Option(help="Role of the account.")],
     scope: Annotated[ScopeLevel, typer.Option(help="Level of the grid node.")],
     scope_id: Annotated[int, typer.Option(help="Id of the grid node.")],
-    password: Annotated[str, typer.Option(prompt=True, hide_input=True,
-                                          confirmation_prompt=True)],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
     display_name: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Create a login account scoped to one node of the grid."""
     upgrade(get_engine())
     try:
         with session_scope() as session:
-            auth_service.create_user(session=session, username=username, password=password,
-                                     role=role, scope=GridScope(scope, scope_id),
-                                     display_name=display_name)
+            auth_service.create_user(
+                session=session,
+                username=username,
+                password=password,
+                role=role,
+                scope=GridScope(scope, scope_id),
+                display_name=display_name,
+            )
     except AuthError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
@@ -243,8 +305,7 @@ def users_create(
 @users_app.command("reset-password")
 def users_reset_password(
     username: str,
-    password: Annotated[str, typer.Option(prompt=True, hide_input=True,
-                                          confirmation_prompt=True)],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
 ) -> None:
     """Set a new password and end the account's sessions."""
     try:
@@ -262,8 +323,13 @@ def users_list() -> None:
     with session_scope() as session:
         table = Table("username", "name", "role", "scope", "active")
         for user in session.scalars(select(User).order_by(User.id)):
-            table.add_row(user.username, user.display_name, user.role.value,
-                          f"{user.scope_level.value}:{user.scope_id}", str(user.active))
+            table.add_row(
+                user.username,
+                user.display_name,
+                user.role.value,
+                f"{user.scope_level.value}:{user.scope_id}",
+                str(user.active),
+            )
         Console().print(table)
 
 

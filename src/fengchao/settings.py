@@ -66,8 +66,8 @@ class Settings(BaseSettings):
     )
     timezone: str = Field("Asia/Shanghai", description="Time zone that times are shown in.")
     default_language: Literal["zh_CN", "en"] = Field("zh_CN", description="UI language.")
-    security: SecuritySettings = Field(default_factory=SecuritySettings)  # type: ignore[arg-type]
-    imports: ImportSettings = Field(default_factory=ImportSettings)  # type: ignore[arg-type]
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    imports: ImportSettings = Field(default_factory=ImportSettings)
 
     @model_validator(mode="after")
     def _refuse_default_secret_in_production(self) -> Settings:

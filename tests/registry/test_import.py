@@ -19,8 +19,9 @@ from tests.conftest import Grid, shared_data
 HEADER = ["姓名", "性别", "身份证号", "手机", "小区", "楼栋", "单元", "房号", "与户主关系"]
 
 
-def xlsx(rows: list[list[object]], *, header: list[str] | None = HEADER,
-         title: str | None = None) -> bytes:
+def xlsx(
+    rows: list[list[object]], *, header: list[str] | None = HEADER, title: str | None = None
+) -> bytes:
     book = openpyxl.Workbook()
     sheet = book.active
     if title:
@@ -35,17 +36,32 @@ def xlsx(rows: list[list[object]], *, header: list[str] | None = HEADER,
     return buffer.getvalue()
 
 
-def run(session: Session, grid: Grid, content: bytes, filename: str = "居民.xlsx",
-        dry_run: bool = True, **kw: bool) -> service.ImportReport:
-    return service.import_residents(session=session, actor=SYSTEM_ACTOR,
-                                    community_id=grid.community.id, content=content,
-                                    filename=filename, dry_run=dry_run, **kw)
+def run(
+    session: Session,
+    grid: Grid,
+    content: bytes,
+    filename: str = "居民.xlsx",
+    dry_run: bool = True,
+    **kw: bool,
+) -> service.ImportReport:
+    return service.import_residents(
+        session=session,
+        actor=SYSTEM_ACTOR,
+        community_id=grid.community.id,
+        content=content,
+        filename=filename,
+        dry_run=dry_run,
+        **kw,
+    )
 
 
 def people(session: Session, grid: Grid) -> int:
-    return session.scalar(
-        select(func.count()).select_from(Person).where(Person.community_id == grid.community.id)
-    ) or 0
+    return (
+        session.scalar(
+            select(func.count()).select_from(Person).where(Person.community_id == grid.community.id)
+        )
+        or 0
+    )
 
 
 GOOD = [
@@ -81,8 +97,9 @@ def test_fifty_megabyte_file_is_refused_before_parsing(session: Session, grid: G
 
 
 def test_missing_required_column_is_named(session: Session, grid: Grid) -> None:
-    report = run(session, grid, xlsx([["张三", "5", "1", "101"]],
-                                     header=["姓名", "楼栋", "单元", "房号"]))
+    report = run(
+        session, grid, xlsx([["张三", "5", "1", "101"]], header=["姓名", "楼栋", "单元", "房号"])
+    )
     assert only(report) == [(1, "id_number")]
     assert "身份证号" in report.errors[0].message
 
@@ -118,7 +135,7 @@ def test_import_writes_and_reimport_changes_nothing(session: Session, grid: Grid
 
 def test_reimport_with_a_changed_phone_updates_that_person(session: Session, grid: Grid) -> None:
     run(session, grid, xlsx(GOOD), dry_run=False)
-    changed = [GOOD[0][:3] + ["13900000000"] + GOOD[0][4:], GOOD[1]]
+    changed = [[*GOOD[0][:3], "13900000000", *GOOD[0][4:]], GOOD[1]]
     report = run(session, grid, xlsx(changed), dry_run=False)
     assert (report.created, report.updated, report.unchanged) == (0, 1, 1)
     phone = session.scalar(select(Person.phone).where(Person.name == "许国平"))
@@ -140,8 +157,10 @@ def test_room_that_does_not_exist(session: Session, grid: Grid) -> None:
     assert "不存在" in report.errors[0].message and not report.written
     created = run(session, grid, xlsx([row]), dry_run=False, create_missing=True)
     assert created.written and created.new_households == 1
-    assert session.scalar(select(func.count()).select_from(Household)
-                          .where(Household.room == "909")) == 1
+    assert (
+        session.scalar(select(func.count()).select_from(Household).where(Household.room == "909"))
+        == 1
+    )
 
 
 def test_unknown_compound_and_building(session: Session, grid: Grid) -> None:
@@ -170,14 +189,14 @@ def test_person_registered_in_another_household(session: Session, grid: Grid) ->
 
 
 def test_phone_with_spaces_and_plus86_is_accepted(session: Session, grid: Grid) -> None:
-    row = GOOD[0][:3] + ["+86 137 5752 7960"] + GOOD[0][4:]
+    row = [*GOOD[0][:3], "+86 137 5752 7960", *GOOD[0][4:]]
     report = run(session, grid, xlsx([row]), dry_run=False)
     assert report.written and not report.errors
     assert session.scalar(select(Person.phone).where(Person.name == "许国平")) == "13757527960"
 
 
 def test_gender_contradicting_id_is_reported(session: Session, grid: Grid) -> None:
-    row = GOOD[0][:1] + ["男"] + GOOD[0][2:]
+    row = [*GOOD[0][:1], "男", *GOOD[0][2:]]
     report = run(session, grid, xlsx([row]))
     assert only(report) == [(2, "gender")]
 
@@ -185,7 +204,7 @@ def test_gender_contradicting_id_is_reported(session: Session, grid: Grid) -> No
 def test_formula_cells_use_cached_values_or_are_reported(session: Session, grid: Grid) -> None:
     book = openpyxl.Workbook()
     sheet = book.active
-    sheet.append(HEADER + ["出生日期"])
+    sheet.append([*HEADER, "出生日期"])
     sheet.append(GOOD[0] + [None])
     sheet["D2"] = '=CONCATENATE("1375752","7960")'  # never calculated: no cached value
     sheet.append(GOOD[1] + [40678])  # a date that Excel kept as a serial number
@@ -199,7 +218,7 @@ def test_formula_cells_use_cached_values_or_are_reported(session: Session, grid:
 
 
 def test_skip_invalid_imports_only_good_rows(session: Session, grid: Grid) -> None:
-    bad = GOOD[1][:2] + ["350181201105152830"] + GOOD[1][3:]
+    bad = [*GOOD[1][:2], "350181201105152830", *GOOD[1][3:]]
     report = run(session, grid, xlsx([GOOD[0], bad]), dry_run=False)
     assert not report.written and people(session, grid) == 2
     report = run(session, grid, xlsx([GOOD[0], bad]), dry_run=False, skip_invalid=True)
@@ -213,33 +232,46 @@ def test_failure_in_the_middle_writes_nothing(
     real_execute = session.execute
 
     def failing_execute(statement, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if getattr(statement, "is_dml", False) and getattr(statement, "table", None) is not None \
-                and statement.table.name == "person":
+        if (
+            getattr(statement, "is_dml", False)
+            and getattr(statement, "table", None) is not None
+            and statement.table.name == "person"
+        ):
             calls["n"] += 1
             if calls["n"] == 2:
                 raise RuntimeError("disk full")
         return real_execute(statement, *args, **kwargs)
 
-    many = [[f"测试{i}", "", "", "", "华润中央公园", "5", "2", f"{1000 + i}", ""]
-            for i in range(2500)]
+    many = [
+        [f"测试{i}", "", "", "", "华润中央公园", "5", "2", f"{1000 + i}", ""] for i in range(2500)
+    ]
     monkeypatch.setattr(session, "execute", failing_execute)
     with pytest.raises(RuntimeError):
         run(session, grid, xlsx(many), dry_run=False, create_missing=True)
     monkeypatch.undo()
     assert people(session, grid) == 2
-    assert session.scalar(select(func.count()).select_from(Household)
-                          .where(Household.room == "1000")) == 0
+    assert (
+        session.scalar(select(func.count()).select_from(Household).where(Household.room == "1000"))
+        == 0
+    )
 
 
 def test_vehicles_import(session: Session, grid: Grid) -> None:
     header = ["车牌号", "小区", "楼栋", "单元", "房号", "车主"]
-    rows = [["闽A·12345", "华润中央公园", "5", "1", "101", "林国平"],
-            ["闽AD12345", "华润中央公园", "5", "1", "101", ""],
-            ["闽AO1234", "华润中央公园", "5", "1", "101", ""]]
-    report = service.import_vehicles(session=session, actor=SYSTEM_ACTOR,
-                                     community_id=grid.community.id,
-                                     content=xlsx(rows, header=header), filename="车辆.xlsx",
-                                     dry_run=False, skip_invalid=True)
+    rows = [
+        ["闽A·12345", "华润中央公园", "5", "1", "101", "林国平"],
+        ["闽AD12345", "华润中央公园", "5", "1", "101", ""],
+        ["闽AO1234", "华润中央公园", "5", "1", "101", ""],
+    ]
+    report = service.import_vehicles(
+        session=session,
+        actor=SYSTEM_ACTOR,
+        community_id=grid.community.id,
+        content=xlsx(rows, header=header),
+        filename="车辆.xlsx",
+        dry_run=False,
+        skip_invalid=True,
+    )
     assert only(report) == [(4, "plate")]
     assert "O" in report.errors[0].message
     plates = set(session.scalars(select(Vehicle.plate)))

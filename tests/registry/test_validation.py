@@ -90,15 +90,25 @@ def test_mask_keeps_region_and_last_four() -> None:
 
 
 @pytest.mark.parametrize(
-    "raw", ["13757527960", "137 5752 7960", "+86 137-5752-7960", "008613757527960",
-            "8613757527960", 13757527960, 13757527960.0, "１３７５７５２７９６０"],
+    "raw",
+    [
+        "13757527960",
+        "137 5752 7960",
+        "+86 137-5752-7960",
+        "008613757527960",
+        "8613757527960",
+        13757527960,
+        13757527960.0,
+        "１３７５７５２７９６０",
+    ],
 )
 def test_mobile_numbers_in_common_forms(raw: object) -> None:
     assert parse_mobile(raw) == "13757527960"
 
 
-@pytest.mark.parametrize(("raw", "fragment"), [("1385901", "11位"), ("23757527960", "开头"),
-                                               ("1375752796a", "数字")])
+@pytest.mark.parametrize(
+    ("raw", "fragment"), [("1385901", "11位"), ("23757527960", "开头"), ("1375752796a", "数字")]
+)
 def test_bad_mobile_numbers(raw: str, fragment: str) -> None:
     with pytest.raises(FieldError) as err:
         parse_mobile(raw)

@@ -221,7 +221,5 @@ def list_audit_events(
     if username:
         query = query.where(AuditEvent.username == username)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(
-        query.order_by(AuditEvent.id.desc()).limit(limit).offset(offset)
-    ).all()
+    rows = session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit).offset(offset)).all()
     return list(rows), total

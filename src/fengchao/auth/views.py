@@ -56,13 +56,22 @@ def login(
             status_code=401,
         )
     token, _login = service.start_session(session=session, user=user)
-    service.audit(session=session, actor=service.actor_for(user), action="login",
-                  object_type="user", object_id=user.id)
+    service.audit(
+        session=session,
+        actor=service.actor_for(user),
+        action="login",
+        object_type="user",
+        object_id=user.id,
+    )
     session.commit()
     response = RedirectResponse(_safe_next(next), status_code=303)
     settings = get_settings().security
     response.set_cookie(
-        SESSION_COOKIE, token, httponly=True, samesite="lax", secure=settings.cookie_secure,
+        SESSION_COOKIE,
+        token,
+        httponly=True,
+        samesite="lax",
+        secure=settings.cookie_secure,
         max_age=settings.session_hours * 3600,
     )
     return response
@@ -102,7 +111,14 @@ def audit_log(
     events, total = service.list_audit_events(
         session=session, limit=per_page, offset=(page - 1) * per_page, username=username or None
     )
-    return render(request, "audit.html", {
-        "events": events, "total": total, "page": page,
-        "pages": max(1, -(-total // per_page)), "username": username or "",
-    })
+    return render(
+        request,
+        "audit.html",
+        {
+            "events": events,
+            "total": total,
+            "page": page,
+            "pages": max(1, -(-total // per_page)),
+            "username": username or "",
+        },
+    )

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Query, UploadFile
 
+from fengchao.auth.service import NotFound
 from fengchao.registry import schemas, service
 from fengchao.registry.completeness import Figures
 from fengchao.registry.models import Household, Person
@@ -13,14 +14,17 @@ from fengchao.registry.views import pick_community
 from fengchao.settings import get_settings
 from fengchao.web.deps import CurrentActor, DbSession, require_csrf
 
-router = APIRouter(prefix="/api/registry", tags=["registry"],
-                   dependencies=[Depends(require_csrf)])
+router = APIRouter(prefix="/api/registry", tags=["registry"], dependencies=[Depends(require_csrf)])
 
 
 def _brief(person: Person, id_number: str | None) -> schemas.PersonBrief:
     return schemas.PersonBrief(
-        id=person.id, name=person.name, household_id=person.household_id,
-        address=person.household.address, phone=person.phone, id_number=id_number,
+        id=person.id,
+        name=person.name,
+        household_id=person.household_id,
+        address=person.household.address,
+        phone=person.phone,
+        id_number=id_number,
     )
 
 
@@ -31,8 +35,12 @@ def list_buildings(
     chosen = pick_community(session, actor, community)
     return [
         schemas.BuildingRead(
-            id=b.building.id, compound=node.compound.name, name=b.building.name,
-            households=b.households, people=b.people, lead=b.lead_name,
+            id=b.building.id,
+            compound=node.compound.name,
+            name=b.building.name,
+            households=b.households,
+            people=b.people,
+            lead=b.lead_name,
         )
         for node in service.grid_tree(session=session, actor=actor, community_id=chosen.id)
         for b in node.buildings
@@ -46,8 +54,10 @@ def building_households(
     building = service.get_building(session=session, actor=actor, building_id=building_id)
     return [
         schemas.HouseholdBrief(
-            id=h.id, address=f"{building.name}-{row.unit.name}-{h.room}",
-            compound=building.compound.name, people=n,
+            id=h.id,
+            address=f"{building.name}-{row.unit.name}-{h.room}",
+            compound=building.compound.name,
+            people=n,
         )
         for row in service.building_units(session=session, actor=actor, building_id=building_id)
         for h, n in row.households
@@ -62,7 +72,9 @@ def read_household(
         session=session, actor=actor, household_id=household_id
     )
     return schemas.HouseholdRead(
-        id=household.id, address=household.address, compound=household.compound.name,
+        id=household.id,
+        address=household.address,
+        compound=household.compound.name,
         vacant=household.vacant,
         people=[_brief(p, p.id_mask) for p in household.people],
         vehicles=[v.plate for v in household.vehicles],
@@ -75,9 +87,14 @@ def read_person(person_id: int, session: DbSession, actor: CurrentActor) -> sche
     p = view.person
     return schemas.PersonRead(
         **_brief(p, view.id_number).model_dump(),
-        gender=p.gender, birth_date=p.birth_date, relation=p.relation,
-        residence_status=p.residence_status, health_status=p.health_status,
-        care_tags=p.care_tags, party_member=p.party_member, id_masked=view.id_masked,
+        gender=p.gender,
+        birth_date=p.birth_date,
+        relation=p.relation,
+        residence_status=p.residence_status,
+        health_status=p.health_status,
+        care_tags=p.care_tags,
+        party_member=p.party_member,
+        id_masked=view.id_masked,
     )
 
 
@@ -106,17 +123,27 @@ async def import_sheet(
     filename = file.filename or "upload"
     if kind == "vehicles":
         report = service.import_vehicles(
-            session=session, actor=actor, community_id=chosen.id, content=content,
-            filename=filename, dry_run=dry_run, skip_invalid=skip_invalid,
+            session=session,
+            actor=actor,
+            community_id=chosen.id,
+            content=content,
+            filename=filename,
+            dry_run=dry_run,
+            skip_invalid=skip_invalid,
         )
     elif kind == "residents":
         report = service.import_residents(
-            session=session, actor=actor, community_id=chosen.id, content=content,
-            filename=filename, dry_run=dry_run, create_missing=create_missing,
+            session=session,
+            actor=actor,
+            community_id=chosen.id,
+            content=content,
+            filename=filename,
+            dry_run=dry_run,
+            create_missing=create_missing,
             skip_invalid=skip_invalid,
         )
     else:
-        raise service.NotFound(kind)
+        raise NotFound(kind)
     session.commit()
     return schemas.ImportReportRead.model_validate(report.as_json())
 
@@ -130,10 +157,16 @@ def completeness(
 
     def row(building_id: int | None, compound: str, name: str, f: Figures) -> schemas.CoverageRead:
         return schemas.CoverageRead(
-            building_id=building_id, compound=compound, building=name, households=f.households,
-            registered_households=f.registered_households, people=f.people,
-            household_coverage=f.household_coverage, phone_coverage=f.phone_coverage,
-            face_coverage=f.face_coverage, id_coverage=f.id_coverage,
+            building_id=building_id,
+            compound=compound,
+            building=name,
+            households=f.households,
+            registered_households=f.registered_households,
+            people=f.people,
+            household_coverage=f.household_coverage,
+            phone_coverage=f.phone_coverage,
+            face_coverage=f.face_coverage,
+            id_coverage=f.id_coverage,
             gaps={g.value: n for g, n in f.gaps.items()},
         )
 

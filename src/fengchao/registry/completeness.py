@@ -142,8 +142,9 @@ def summarise(households: list[HouseholdRow], people: list[PersonRow]) -> Report
             gaps.append(Gap.moved_out_living)
         for gap in gaps:
             fig.gaps[gap] += 1
-            items.append(GapItem(gap, h.building_id, h.household_id, h.address, p.person_id,
-                                 p.name))
+            items.append(
+                GapItem(gap, h.building_id, h.household_id, h.address, p.person_id, p.name)
+            )
 
     for h in households:
         fig = by_building[h.building_id]
@@ -154,8 +155,7 @@ def summarise(households: list[HouseholdRow], people: list[PersonRow]) -> Report
                 fig.registered_households += 1
             else:
                 fig.gaps[Gap.empty_household] += 1
-                items.append(GapItem(Gap.empty_household, h.building_id, h.household_id,
-                                     h.address))
+                items.append(GapItem(Gap.empty_household, h.building_id, h.household_id, h.address))
 
     compound_of = {h.building_id: h.compound_id for h in households}
     by_compound: dict[int, Figures] = defaultdict(Figures)

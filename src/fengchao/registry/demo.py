@@ -47,9 +47,7 @@ COMPOUNDS: tuple[tuple[str, int, int, int, int], ...] = (
     ("融侨锦城", 8, 2, 25, 2),
 )
 
-SURNAMES = (
-    "陈林黄张吴郑王李刘许杨何谢曾周蔡方翁游江魏薛施俞邱罗高梁朱徐宋叶詹苏赖潘卢韩余胡"
-)
+SURNAMES = "陈林黄张吴郑王李刘许杨何谢曾周蔡方翁游江魏薛施俞邱罗高梁朱徐宋叶詹苏赖潘卢韩余胡"
 MALE_CHARS = "伟强明辉建国华志文斌军杰海涛峰宇鹏晨浩俊磊鑫凯旭东龙锦荣德平昌福"
 FEMALE_CHARS = "丽芳敏静婷娟霞燕玲萍红梅秀英华美雪琴兰莹慧颖欣怡佳月珍玉淑晶"
 REGIONS = ("350181", "350102", "350104", "350121", "350111", "350182", "350123", "350128")
@@ -97,7 +95,9 @@ class _Generator:
 
     def phone(self) -> str:
         while True:
-            number = self.rng.choice(("13", "15", "18", "19", "17")) + f"{self.rng.randrange(10**9):09d}"
+            number = (
+                self.rng.choice(("13", "15", "18", "19", "17")) + f"{self.rng.randrange(10**9):09d}"
+            )
             if number not in self.used_phones:
                 self.used_phones.add(number)
                 return number
@@ -105,8 +105,11 @@ class _Generator:
     def plate(self) -> str:
         while True:
             if self.rng.random() < 0.2:
-                plate = "闽A" + self.rng.choice("DF") + self.rng.choice(PLATE_CHARS) + (
-                    f"{self.rng.randrange(10**4):04d}"
+                plate = (
+                    "闽A"
+                    + self.rng.choice("DF")
+                    + self.rng.choice(PLATE_CHARS)
+                    + (f"{self.rng.randrange(10**4):04d}")
                 )
             else:
                 plate = "闽A" + "".join(self.rng.choice(PLATE_CHARS) for _ in range(5))
@@ -129,8 +132,10 @@ def _household_members(gen: _Generator) -> list[tuple[Relation, Gender, dt.date]
     if kind == "single":
         return [(Relation.owner, head_gender, gen.birth(24, 60))]
     if kind == "tenants":
-        return [(Relation.tenant, rng.choice(list(Gender)), gen.birth(20, 45))
-                for _ in range(rng.randint(1, 3))]
+        return [
+            (Relation.tenant, rng.choice(list(Gender)), gen.birth(20, 45))
+            for _ in range(rng.randint(1, 3))
+        ]
     members = [(Relation.owner, head_gender, gen.birth(30, 60))]
     members.append((Relation.family, other, gen.birth(28, 58)))
     if kind in ("family", "three_gen"):
@@ -186,17 +191,23 @@ def build_demo(
         for unit in units:
             for floor in range(1, floors + 1):
                 for r in range(1, per_floor + 1):
-                    rooms.append({
-                        "community_id": cid, "compound_id": compound.id,
-                        "building_id": building.id, "unit_id": unit.id,
-                        "room": f"{floor}{r:02d}", "vacant": gen.rng.random() < 0.03,
-                    })
+                    rooms.append(
+                        {
+                            "community_id": cid,
+                            "compound_id": compound.id,
+                            "building_id": building.id,
+                            "unit_id": unit.id,
+                            "room": f"{floor}{r:02d}",
+                            "vacant": gen.rng.random() < 0.03,
+                        }
+                    )
     # Trim the top floors so the count matches the reference community exactly.
     rooms = rooms[:TARGET_HOUSEHOLDS]
     session.execute(insert(Household), rooms)
     households = session.execute(
         select(Household.id, Household.building_id, Household.vacant)
-        .where(Household.community_id == cid).order_by(Household.id)
+        .where(Household.community_id == cid)
+        .order_by(Household.id)
     ).all()
 
     say("居民")
@@ -209,8 +220,10 @@ def build_demo(
         surname = gen.rng.choice(SURNAMES)
         members = _household_members(gen)
         for relation, gender, birth in members:
-            last_name = surname if relation != Relation.family or gen.rng.random() < 0.5 else (
-                gen.rng.choice(SURNAMES)
+            last_name = (
+                surname
+                if relation != Relation.family or gen.rng.random() < 0.5
+                else (gen.rng.choice(SURNAMES))
             )
             age = (gen.today - birth).days // 365
             has_id = gen.rng.random() > 0.01
@@ -228,54 +241,66 @@ def build_demo(
                 status = ResidenceStatus.away
             elif roll < 0.05:
                 status = ResidenceStatus.moved_out
-            people.append({
-                "community_id": cid,
-                "household_id": household_id,
-                "name": gen.name(last_name, gender),
-                "gender": gender,
-                "birth_date": birth,
-                "id_number_enc": cipher.encrypt(number) if number else None,
-                "id_number_hash": cipher.lookup_hash(number) if number else None,
-                "id_mask": mask_id_number(number) if number else None,
-                "id_last4": number[-4:] if number else None,
-                "phone": gen.phone() if age >= 14 and gen.rng.random() > 0.03 else None,
-                "relation": relation,
-                "residence_status": status,
-                "health_status": HealthStatus.normal,
-                "care_tags": care,
-                "party_member": False,
-            })
+            people.append(
+                {
+                    "community_id": cid,
+                    "household_id": household_id,
+                    "name": gen.name(last_name, gender),
+                    "gender": gender,
+                    "birth_date": birth,
+                    "id_number_enc": cipher.encrypt(number) if number else None,
+                    "id_number_hash": cipher.lookup_hash(number) if number else None,
+                    "id_mask": mask_id_number(number) if number else None,
+                    "id_last4": number[-4:] if number else None,
+                    "phone": gen.phone() if age >= 14 and gen.rng.random() > 0.03 else None,
+                    "relation": relation,
+                    "residence_status": status,
+                    "health_status": HealthStatus.normal,
+                    "care_tags": care,
+                    "party_member": False,
+                }
+            )
             if relation == Relation.owner and 25 <= age <= 65:
                 by_building.setdefault(building_id, []).append(len(people) - 1)
         if gen.rng.random() < 0.35:
-            vehicles.append({"community_id": cid, "household_id": household_id,
-                             "plate": gen.plate()})
+            vehicles.append(
+                {"community_id": cid, "household_id": household_id, "plate": gen.plate()}
+            )
     for start in range(0, len(people), 2000):
         session.execute(insert(Person), people[start : start + 2000])
     session.execute(insert(Vehicle), vehicles)
 
     say("党组织")
-    person_ids = list(session.scalars(
-        select(Person.id).where(Person.community_id == cid).order_by(Person.id)
-    ))
-    branch = PartyOrg(community_id=cid, kind=PartyOrgKind.community_branch,
-                      name=f"{COMMUNITY}党总支")
+    person_ids = list(
+        session.scalars(select(Person.id).where(Person.community_id == cid).order_by(Person.id))
+    )
+    branch = PartyOrg(
+        community_id=cid, kind=PartyOrgKind.community_branch, name=f"{COMMUNITY}党总支"
+    )
     session.add(branch)
     session.flush()
     compound_orgs: dict[int, PartyOrg] = {}
     for compound, *_rest in layout:
         if compound.id not in compound_orgs:
-            org = PartyOrg(community_id=cid, kind=PartyOrgKind.compound_branch,
-                           name=f"{compound.name}党支部", parent_id=branch.id,
-                           compound_id=compound.id)
+            org = PartyOrg(
+                community_id=cid,
+                kind=PartyOrgKind.compound_branch,
+                name=f"{compound.name}党支部",
+                parent_id=branch.id,
+                compound_id=compound.id,
+            )
             session.add(org)
             compound_orgs[compound.id] = org
     session.flush()
-    members = 0
+    party_members = 0
     for compound, building, *_rest in layout:
-        group = PartyOrg(community_id=cid, kind=PartyOrgKind.building_group,
-                         name=f"{compound.name}{building.name}号楼党小组",
-                         parent_id=compound_orgs[compound.id].id, building_id=building.id)
+        group = PartyOrg(
+            community_id=cid,
+            kind=PartyOrgKind.building_group,
+            name=f"{compound.name}{building.name}号楼党小组",
+            parent_id=compound_orgs[compound.id].id,
+            building_id=building.id,
+        )
         session.add(group)
         session.flush()
         candidates = by_building.get(building.id, [])
@@ -285,10 +310,15 @@ def build_demo(
             assert person is not None
             person.party_member = True
             person.party_org_id = group.id
-            members += 1
+            party_members += 1
         if chosen:
-            session.add(BuildingLead(building_id=building.id, community_id=cid,
-                                     person_id=person_ids[chosen[0]]))
+            session.add(
+                BuildingLead(
+                    building_id=building.id, community_id=cid, person_id=person_ids[chosen[0]]
+                )
+            )
     session.flush()
     seconds = (dt.datetime.now() - started).total_seconds()
-    return DemoSummary(cid, len(rooms), len(people), len(vehicles), len(layout), members, seconds)
+    return DemoSummary(
+        cid, len(rooms), len(people), len(vehicles), len(layout), party_members, seconds
+    )

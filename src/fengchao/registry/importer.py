@@ -164,9 +164,9 @@ class _Row:
         if isinstance(value, FormulaWithoutValue):
             self.error(
                 name,
-                _("单元格是公式（{f}）但没有计算结果：请在 Excel 中打开后保存，或“粘贴为数值”").format(
-                    f=value.formula
-                ),
+                _(
+                    "单元格是公式（{f}）但没有计算结果：请在 Excel 中打开后保存，或“粘贴为数值”"
+                ).format(f=value.formula),
             )
             return None
         if isinstance(value, str) and not value.strip():
@@ -313,16 +313,22 @@ def validate_vehicle_rows(table: Table) -> tuple[list[VehicleRecord], list[RowEr
         else:
             check = check_plate(plate_text)
             if not check.valid:
-                row.error("plate", _("车牌号“{p}”无效：{reason}").format(
-                    p=check.text, reason=_(check.reason or "")
-                ))
+                row.error(
+                    "plate",
+                    _("车牌号“{p}”无效：{reason}").format(p=check.text, reason=check.reason),
+                )
             plate = check.text
         address = row.address()
         if row.errors or address is None:
             errors.extend(row.errors)
             continue
         records.append(
-            VehicleRecord(number, plate, address, row.text("owner_name") or None,
-                          row.text("note")[:200] or None)
+            VehicleRecord(
+                number,
+                plate,
+                address,
+                row.text("owner_name") or None,
+                row.text("note")[:200] or None,
+            )
         )
     return records, errors

@@ -15,7 +15,6 @@ from fengchao.auth.crypto import get_cipher
 from fengchao.auth.models import ScopeLevel
 from fengchao.auth.service import (
     Actor,
-    Forbidden,
     GridScope,
     NotFound,
     Permission,
@@ -95,30 +94,33 @@ def communities_in_scope(*, session: Session, scope: GridScope) -> list[Communit
             query = query.where(Community.id == scope.node_id)
         case ScopeLevel.compound:
             query = query.where(
-                Community.id == select(Compound.community_id).where(Compound.id == scope.node_id)
+                Community.id
+                == select(Compound.community_id)
+                .where(Compound.id == scope.node_id)
                 .scalar_subquery()
             )
         case ScopeLevel.building:
             query = query.where(
-                Community.id == select(Building.community_id).where(Building.id == scope.node_id)
+                Community.id
+                == select(Building.community_id)
+                .where(Building.id == scope.node_id)
                 .scalar_subquery()
             )
     return list(session.scalars(query))
 
 
 def scope_label(*, session: Session, scope: GridScope) -> str:
-    model: type[Street | Community | Compound | Building] = {
-        ScopeLevel.street: Street,
-        ScopeLevel.community: Community,
-        ScopeLevel.compound: Compound,
-        ScopeLevel.building: Building,
-    }[scope.level]
-    node = session.get(model, scope.node_id)
-    if node is None:
-        return "—"
-    if isinstance(node, Building):
-        return f"{node.compound.name} {node.name}{_('号楼')}"
-    return node.name
+    if scope.level == ScopeLevel.building:
+        building = session.get(Building, scope.node_id)
+        return f"{building.compound.name} {building.name}{_('号楼')}" if building else "—"
+    node: Street | Community | Compound | None
+    if scope.level == ScopeLevel.street:
+        node = session.get(Street, scope.node_id)
+    elif scope.level == ScopeLevel.community:
+        node = session.get(Community, scope.node_id)
+    else:
+        node = session.get(Compound, scope.node_id)
+    return node.name if node else "—"
 
 
 # --- the grid --------------------------------------------------------------------------
@@ -342,8 +344,11 @@ def search(*, session: Session, actor: Actor, query: str, limit: int = 50) -> Se
                 select(Household)
                 .join(Unit, Unit.id == Household.unit_id)
                 .join(Building, Building.id == Household.building_id)
-                .options(joinedload(Household.unit), joinedload(Household.building),
-                         joinedload(Household.compound))
+                .options(
+                    joinedload(Household.unit),
+                    joinedload(Household.building),
+                    joinedload(Household.compound),
+                )
                 .where(scope, Building.name == m[1], Unit.name == m[2], Household.room == m[3])
                 .limit(limit)
             )
@@ -473,8 +478,9 @@ class _GridIndex:
             return household.id, None
         if not create_missing:
             raise LookupError(
-                _("{b}号楼{u}单元{r}室 在网格中不存在（如确是新房号，请勾选“自动创建缺少的单元和房号”）")
-                .format(b=building.name, u=address.unit, r=address.room)
+                _(
+                    "{b}号楼{u}单元{r}室 在网格中不存在（如确是新房号，请勾选“自动创建缺少的单元和房号”）"  # noqa: E501
+                ).format(b=building.name, u=address.unit, r=address.room)
             )
         return None, f"{building.id}|{address.unit}|{address.room}"
 
@@ -509,8 +515,12 @@ class _GridIndex:
 def _read(content: bytes, filename: str, aliases: dict[str, tuple[str, ...]], key: str) -> Table:
     limits = get_settings().imports
     return read_table(
-        content, filename, aliases=aliases, key=key,
-        max_bytes=limits.max_bytes, max_rows=limits.max_rows,
+        content,
+        filename,
+        aliases=aliases,
+        key=key,
+        max_bytes=limits.max_bytes,
+        max_rows=limits.max_rows,
     )
 
 
@@ -569,25 +579,43 @@ def _plan_residents(
         existing: Person | None = None
         if id_hash is not None:
             if id_hash in first_row_of:
-                errors.append(RowError(record.row, "id_number", _(
-                    "与第 {row} 行是同一个身份证号（同一个人填了两次）"
-                ).format(row=first_row_of[id_hash])))
+                errors.append(
+                    RowError(
+                        record.row,
+                        "id_number",
+                        _("与第 {row} 行是同一个身份证号（同一个人填了两次）").format(
+                            row=first_row_of[id_hash]
+                        ),
+                    )
+                )
                 continue
             first_row_of[id_hash] = record.row
             existing = existing_by_hash.get(id_hash)
             if existing is not None and existing.household_id != household_id:
                 current = session.get(Household, existing.household_id)
                 where = current.address if current else "?"
-                errors.append(RowError(record.row, "id_number", _(
-                    "此身份证号已登记在 {where}（{name}）；如已搬家，请先在原户把此人标为迁出"
-                ).format(where=where, name=existing.name)))
+                errors.append(
+                    RowError(
+                        record.row,
+                        "id_number",
+                        _(
+                            "此身份证号已登记在 {where}（{name}）；如已搬家，请先在原户把此人标为迁出"  # noqa: E501
+                        ).format(where=where, name=existing.name),
+                    )
+                )
                 continue
         else:
             name_key = f"{household_id or new_key}|{record.name}"
             if name_key in first_row_of:
-                errors.append(RowError(record.row, "name", _(
-                    "与第 {row} 行同户同名且都没有身份证号（同一个人填了两次？）"
-                ).format(row=first_row_of[name_key])))
+                errors.append(
+                    RowError(
+                        record.row,
+                        "name",
+                        _("与第 {row} 行同户同名且都没有身份证号（同一个人填了两次？）").format(
+                            row=first_row_of[name_key]
+                        ),
+                    )
+                )
                 continue
             first_row_of[name_key] = record.row
             if household_id is not None:
@@ -668,15 +696,17 @@ def import_residents(
                     report.unchanged += 1
                 continue
             id_number = item.record.id_number
-            new_rows.append({
-                **values,
-                "community_id": community_id,
-                "household_id": household_id,
-                "id_number_enc": cipher.encrypt(id_number.number) if id_number else None,
-                "id_number_hash": item.id_hash,
-                "id_mask": mask_id_number(id_number.number) if id_number else None,
-                "id_last4": id_number.number[-4:] if id_number else None,
-            })
+            new_rows.append(
+                {
+                    **values,
+                    "community_id": community_id,
+                    "household_id": household_id,
+                    "id_number_enc": cipher.encrypt(id_number.number) if id_number else None,
+                    "id_number_hash": item.id_hash,
+                    "id_mask": mask_id_number(id_number.number) if id_number else None,
+                    "id_last4": id_number.number[-4:] if id_number else None,
+                }
+            )
         for start in range(0, len(new_rows), 2000):
             session.execute(insert(Person), new_rows[start : start + 2000])
             if progress:
@@ -684,17 +714,24 @@ def import_residents(
         for change in changes:
             # Rows differ in which columns changed, so each is its own UPDATE.
             session.execute(
-                update(Person).where(Person.id == change["id"]).values(
-                    {k: v for k, v in change.items() if k != "id"}
-                )
+                update(Person)
+                .where(Person.id == change["id"])
+                .values({k: v for k, v in change.items() if k != "id"})
             )
         report.created, report.updated = len(new_rows), len(changes)
         report.new_households = len(created_households)
         audit(
-            session=session, actor=actor, action="import", object_type="residents",
-            community_id=community_id, filename=filename, created=report.created,
-            updated=report.updated, unchanged=report.unchanged,
-            skipped_rows=len(report.errors), new_households=report.new_households,
+            session=session,
+            actor=actor,
+            action="import",
+            object_type="residents",
+            community_id=community_id,
+            filename=filename,
+            created=report.created,
+            updated=report.updated,
+            unchanged=report.unchanged,
+            skipped_rows=len(report.errors),
+            new_households=report.new_households,
         )
     session.expire_all()
     report.written = True
@@ -736,17 +773,25 @@ def import_vehicles(
             continue
         assert household_id is not None
         if record.plate in seen:
-            report.errors.append(RowError(record.row, "plate", _(
-                "与第 {row} 行车牌相同"
-            ).format(row=seen[record.plate])))
+            report.errors.append(
+                RowError(
+                    record.row, "plate", _("与第 {row} 行车牌相同").format(row=seen[record.plate])
+                )
+            )
             continue
         seen[record.plate] = record.row
         current = existing.get(record.plate)
         if current is not None and current.household_id != household_id:
             holder = session.get(Household, current.household_id)
-            report.errors.append(RowError(record.row, "plate", _(
-                "车牌 {p} 已登记在另一户（{where}）"
-            ).format(p=record.plate, where=holder.address if holder else "?")))
+            report.errors.append(
+                RowError(
+                    record.row,
+                    "plate",
+                    _("车牌 {p} 已登记在另一户（{where}）").format(
+                        p=record.plate, where=holder.address if holder else "?"
+                    ),
+                )
+            )
             continue
         planned.append((record, household_id))
     report.errors.sort(key=lambda e: (e.row, e.field))
@@ -764,10 +809,15 @@ def import_vehicles(
                 )
             current = existing.get(record.plate)
             if current is None:
-                session.add(Vehicle(
-                    community_id=community_id, household_id=household_id, plate=record.plate,
-                    owner_person_id=owner_id, note=record.note,
-                ))
+                session.add(
+                    Vehicle(
+                        community_id=community_id,
+                        household_id=household_id,
+                        plate=record.plate,
+                        owner_person_id=owner_id,
+                        note=record.note,
+                    )
+                )
                 report.created += 1
             elif (current.owner_person_id, current.note) != (owner_id, record.note):
                 current.owner_person_id, current.note = owner_id, record.note
@@ -775,9 +825,15 @@ def import_vehicles(
             else:
                 report.unchanged += 1
         audit(
-            session=session, actor=actor, action="import", object_type="vehicles",
-            community_id=community_id, filename=filename, created=report.created,
-            updated=report.updated, unchanged=report.unchanged,
+            session=session,
+            actor=actor,
+            action="import",
+            object_type="vehicles",
+            community_id=community_id,
+            filename=filename,
+            created=report.created,
+            updated=report.updated,
+            unchanged=report.unchanged,
         )
     report.written = True
     return report
@@ -793,9 +849,7 @@ def register_person_id(person: Person, id_text: str) -> None:
     person.id_last4 = parsed.number[-4:]
 
 
-def households_of(
-    *, session: Session, actor: Actor, ids: Sequence[int]
-) -> dict[int, Household]:
+def households_of(*, session: Session, actor: Actor, ids: Sequence[int]) -> dict[int, Household]:
     rows = session.scalars(
         select(Household)
         .options(joinedload(Household.unit), joinedload(Household.building))
@@ -814,16 +868,21 @@ class CompletenessReport:
     compounds: dict[int, Compound]
 
 
-def completeness_report(
-    *, session: Session, actor: Actor, community_id: int
-) -> CompletenessReport:
+def completeness_report(*, session: Session, actor: Actor, community_id: int) -> CompletenessReport:
     require(actor, Permission.registry_read)
     scope = household_in_scope(actor.scope)
     households = [
         completeness.HouseholdRow(hid, bid, cid, f"{bname}-{uname}-{room}", vacant)
         for hid, bid, cid, bname, uname, room, vacant in session.execute(
-            select(Household.id, Household.building_id, Household.compound_id, Building.name,
-                   Unit.name, Household.room, Household.vacant)
+            select(
+                Household.id,
+                Household.building_id,
+                Household.compound_id,
+                Building.name,
+                Unit.name,
+                Household.room,
+                Household.vacant,
+            )
             .join(Building, Building.id == Household.building_id)
             .join(Unit, Unit.id == Household.unit_id)
             .where(Household.community_id == community_id, scope)
@@ -831,13 +890,26 @@ def completeness_report(
     ]
     people = [
         completeness.PersonRow(
-            pid, hid, name, phone, birth.isoformat() if birth else None,
-            has_id, has_face, status == ResidenceStatus.living,
+            pid,
+            hid,
+            name,
+            phone,
+            birth.isoformat() if birth else None,
+            has_id,
+            has_face,
+            status == ResidenceStatus.living,
         )
         for pid, hid, name, phone, birth, has_id, has_face, status in session.execute(
-            select(Person.id, Person.household_id, Person.name, Person.phone, Person.birth_date,
-                   Person.id_number_hash.is_not(None), Person.face_enrolled_at.is_not(None),
-                   Person.residence_status)
+            select(
+                Person.id,
+                Person.household_id,
+                Person.name,
+                Person.phone,
+                Person.birth_date,
+                Person.id_number_hash.is_not(None),
+                Person.face_enrolled_at.is_not(None),
+                Person.residence_status,
+            )
             .join(Household, Household.id == Person.household_id)
             .where(Household.community_id == community_id, scope)
         )
@@ -846,7 +918,8 @@ def completeness_report(
     buildings = {
         b.id: b
         for b in session.scalars(
-            select(Building).options(joinedload(Building.compound))
+            select(Building)
+            .options(joinedload(Building.compound))
             .where(Building.community_id == community_id, building_in_scope(actor.scope))
         )
     }
@@ -873,16 +946,34 @@ def completeness_xlsx(result: CompletenessReport) -> bytes:
     sheet = book.active
     sheet.title = _("汇总")
     gaps = list(completeness.Gap)
-    header = [_("小区"), _("楼栋"), _("户数"), _("已登记户"), _("人数"),
-              _("登记率%"), _("手机覆盖%"), _("人脸覆盖%"), _("身份证覆盖%")]
+    header = [
+        _("小区"),
+        _("楼栋"),
+        _("户数"),
+        _("已登记户"),
+        _("人数"),
+        _("登记率%"),
+        _("手机覆盖%"),
+        _("人脸覆盖%"),
+        _("身份证覆盖%"),
+    ]
     sheet.append(header + [_(GAP_LABELS[g]) for g in gaps])
     for cell in sheet[1]:
         cell.font = Font(bold=True)
 
     def figures_row(compound: str, building: str, f: completeness.Figures) -> list[object]:
-        return [compound, building, f.households, f.registered_households, f.people,
-                f.household_coverage, f.phone_coverage, f.face_coverage, f.id_coverage,
-                *[f.gaps[g] for g in gaps]]
+        return [
+            compound,
+            building,
+            f.households,
+            f.registered_households,
+            f.people,
+            f.household_coverage,
+            f.phone_coverage,
+            f.face_coverage,
+            f.id_coverage,
+            *[f.gaps[g] for g in gaps],
+        ]
 
     ordered = sorted(result.buildings.values(), key=lambda b: (b.compound_id, b.sort_key, b.name))
     for b in ordered:
@@ -893,8 +984,9 @@ def completeness_xlsx(result: CompletenessReport) -> bytes:
     detail.append([_("小区"), _("楼栋"), _("房号"), _("姓名"), _("问题")])
     for item in result.report.items:
         b = result.buildings[item.building_id]
-        detail.append([b.compound.name, b.name, item.address, item.name or "",
-                       _(GAP_LABELS[item.gap])])
+        detail.append(
+            [b.compound.name, b.name, item.address, item.name or "", _(GAP_LABELS[item.gap])]
+        )
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()
@@ -909,11 +1001,39 @@ def resident_template_xlsx() -> bytes:
     book = Workbook()
     sheet = book.active
     sheet.title = "居民信息"
-    headers = ["姓名", "性别", "身份证号", "手机", "小区", "楼栋", "单元", "房号",
-               "与户主关系", "居住状态", "健康状态", "关怀标签", "备注"]
+    headers = [
+        "姓名",
+        "性别",
+        "身份证号",
+        "手机",
+        "小区",
+        "楼栋",
+        "单元",
+        "房号",
+        "与户主关系",
+        "居住状态",
+        "健康状态",
+        "关怀标签",
+        "备注",
+    ]
     sheet.append(headers)
-    sheet.append(["张三", "男", "350102198001011234", "13800000000", "华润中央公园", "5",
-                  "2", "1302", "户主", "在住", "正常", "", "示例行，导入前请删除"])
+    sheet.append(
+        [
+            "张三",
+            "男",
+            "350102198001011234",
+            "13800000000",
+            "华润中央公园",
+            "5",
+            "2",
+            "1302",
+            "户主",
+            "在住",
+            "正常",
+            "",
+            "示例行，导入前请删除",
+        ]
+    )
     for cell in sheet[1]:
         cell.font = Font(bold=True)
         cell.fill = PatternFill("solid", fgColor="FFF2CC")

@@ -134,7 +134,7 @@ def _xlsx_sheets(content: bytes) -> Iterable[tuple[str, list[tuple[int, list[obj
                         io.BytesIO(content), read_only=True, data_only=True
                     )
                 cached = list(values_book[sheet.title].iter_rows(values_only=True))
-                for (number, values), calc in zip(rows, cached, strict=False):
+                for (_number, values), calc in zip(rows, cached, strict=False):
                     for i, v in enumerate(values):
                         if isinstance(v, str) and v.startswith("="):
                             got = calc[i] if i < len(calc) else None
@@ -173,10 +173,12 @@ def read_table(
         data = rows[position + 1 :]
         if len(data) > max_rows:
             raise SheetError(
-                _("表格有 {n} 行，超过上限 {limit} 行；请拆开导入").format(n=len(data), limit=max_rows)
+                _("表格有 {n} 行，超过上限 {limit} 行；请拆开导入").format(
+                    n=len(data), limit=max_rows
+                )
             )
         return Table(columns, rows[position][0], headers, data, title)
     names = "、".join(f"“{a[0]}”" for a in list(aliases.values())[:4])
-    raise SheetError(_("找不到表头行：前 {n} 行里没有 {names} 等列名").format(
-        n=HEADER_SCAN_ROWS, names=names
-    ))
+    raise SheetError(
+        _("找不到表头行：前 {n} 行里没有 {names} 等列名").format(n=HEADER_SCAN_ROWS, names=names)
+    )

@@ -111,9 +111,7 @@ def parse_id_number(value: object, *, today: dt.date | None = None) -> IdNumber:
     try:
         birth = dt.date(int(text[6:10]), int(text[10:12]), int(text[12:14]))
     except ValueError:
-        raise FieldError(
-            _("身份证号中的出生日期 {d} 不是有效日期").format(d=text[6:14])
-        ) from None
+        raise FieldError(_("身份证号中的出生日期 {d} 不是有效日期").format(d=text[6:14])) from None
     today = today or dt.date.today()
     if birth > today or birth.year < 1890:
         raise FieldError(_("身份证号中的出生日期 {d} 不合理").format(d=birth.isoformat()))
@@ -320,7 +318,7 @@ class Address:
 
 
 def parse_address(text: object) -> Address:
-    """"5-2-1302" or "华润中央公园5栋2单元1302室"."""
+    """ "5-2-1302" or "华润中央公园5栋2单元1302室"."""
     clean = clean_cell_text(text).replace(" ", "")
     match = _ADDRESS_SHORT.match(clean) or _ADDRESS_LONG.match(clean)
     if not match:

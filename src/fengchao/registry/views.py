@@ -21,8 +21,9 @@ from fengchao.settings import get_settings
 from fengchao.web.deps import CurrentActor, DbSession, render, require_csrf, templates
 from fengchao.web.i18n import _
 
-router = APIRouter(prefix="/registry", dependencies=[Depends(require_csrf)],
-                   include_in_schema=False)
+router = APIRouter(
+    prefix="/registry", dependencies=[Depends(require_csrf)], include_in_schema=False
+)
 
 templates.env.filters["label"] = lambda value: _(LABELS.get(value, str(value)))
 
@@ -53,19 +54,25 @@ def _download(content: bytes, filename: str) -> Response:
 
 @router.get("", response_class=HTMLResponse)
 def grid_browser(
-    request: Request, session: DbSession, actor: CurrentActor,
+    request: Request,
+    session: DbSession,
+    actor: CurrentActor,
     community: Annotated[int | None, Query()] = None,
 ) -> Response:
     chosen = pick_community(session, actor, community)
     tree = service.grid_tree(session=session, actor=actor, community_id=chosen.id)
-    return render(request, "registry/grid.html", {
-        "community": chosen,
-        "communities": service.communities_in_scope(session=session, scope=actor.scope),
-        "tree": tree,
-        "scope_label": service.scope_label(session=session, scope=actor.scope),
-        "households": sum(node.households for node in tree),
-        "people": sum(node.people for node in tree),
-    })
+    return render(
+        request,
+        "registry/grid.html",
+        {
+            "community": chosen,
+            "communities": service.communities_in_scope(session=session, scope=actor.scope),
+            "tree": tree,
+            "scope_label": service.scope_label(session=session, scope=actor.scope),
+            "households": sum(node.households for node in tree),
+            "people": sum(node.people for node in tree),
+        },
+    )
 
 
 @router.get("/buildings/{building_id}", response_class=HTMLResponse)
@@ -75,8 +82,8 @@ def building_page(
     building = service.get_building(session=session, actor=actor, building_id=building_id)
     units = service.building_units(session=session, actor=actor, building_id=building_id)
     lead = service.building_lead(session=session, building_id=building_id)
-    template = "registry/_units.html" if request.headers.get("HX-Request") else (
-        "registry/building.html"
+    template = (
+        "registry/_units.html" if request.headers.get("HX-Request") else ("registry/building.html")
     )
     return render(request, template, {"building": building, "units": units, "lead": lead})
 
@@ -99,12 +106,16 @@ def person_page(
 
 @router.get("/search", response_class=HTMLResponse)
 def search_page(
-    request: Request, session: DbSession, actor: CurrentActor,
+    request: Request,
+    session: DbSession,
+    actor: CurrentActor,
     q: Annotated[str, Query(max_length=64)] = "",
 ) -> Response:
     result = service.search(session=session, actor=actor, query=q)
-    template = "registry/_search_results.html" if request.headers.get("HX-Request") else (
-        "registry/search.html"
+    template = (
+        "registry/_search_results.html"
+        if request.headers.get("HX-Request")
+        else ("registry/search.html")
     )
     return render(request, template, {"q": q, "result": result})
 
@@ -115,10 +126,14 @@ def search_page(
 @router.get("/import", response_class=HTMLResponse)
 def import_form(request: Request, session: DbSession, actor: CurrentActor) -> Response:
     require(actor, Permission.registry_write)
-    return render(request, "registry/import.html", {
-        "communities": service.communities_in_scope(session=session, scope=actor.scope),
-        "limit_mb": get_settings().imports.max_bytes // 1048576,
-    })
+    return render(
+        request,
+        "registry/import.html",
+        {
+            "communities": service.communities_in_scope(session=session, scope=actor.scope),
+            "limit_mb": get_settings().imports.max_bytes // 1048576,
+        },
+    )
 
 
 @router.get("/import/template.xlsx")
@@ -133,13 +148,21 @@ def _run(
     options = upload.options or {}
     if upload.kind == "vehicles":
         return service.import_vehicles(
-            session=session, actor=actor, community_id=upload.community_id,
-            content=upload.content, filename=upload.filename, dry_run=dry_run,
+            session=session,
+            actor=actor,
+            community_id=upload.community_id,
+            content=upload.content,
+            filename=upload.filename,
+            dry_run=dry_run,
             skip_invalid=bool(options.get("skip_invalid")),
         )
     return service.import_residents(
-        session=session, actor=actor, community_id=upload.community_id,
-        content=upload.content, filename=upload.filename, dry_run=dry_run,
+        session=session,
+        actor=actor,
+        community_id=upload.community_id,
+        content=upload.content,
+        filename=upload.filename,
+        dry_run=dry_run,
         create_missing=bool(options.get("create_missing")),
         skip_invalid=bool(options.get("skip_invalid")),
     )
@@ -161,23 +184,35 @@ async def import_upload(
     limit = get_settings().imports.max_bytes
     content = await file.read(limit + 1)
     upload = ImportUpload(
-        token=secrets.token_urlsafe(24), community_id=community.id, user_id=actor.user_id,
-        kind=kind, filename=(file.filename or "upload")[:255], content=content,
+        token=secrets.token_urlsafe(24),
+        community_id=community.id,
+        user_id=actor.user_id,
+        kind=kind,
+        filename=(file.filename or "upload")[:255],
+        content=content,
         options={"create_missing": create_missing},
     )
     report = _run(session, actor, upload, dry_run=True)
     if report.rows and len(content) <= limit:
         session.add(upload)
         session.commit()
-    return render(request, "registry/import_report.html", {
-        "report": report, "upload": upload if upload.id else None, "field_label": field_label,
-    })
+    return render(
+        request,
+        "registry/import_report.html",
+        {
+            "report": report,
+            "upload": upload if upload.id else None,
+            "field_label": field_label,
+        },
+    )
 
 
 def _upload(session: Session, actor: Actor, token: str) -> ImportUpload:
-    upload = session.scalar(select(ImportUpload).where(
-        ImportUpload.token == token, ImportUpload.user_id == actor.user_id
-    ))
+    upload = session.scalar(
+        select(ImportUpload).where(
+            ImportUpload.token == token, ImportUpload.user_id == actor.user_id
+        )
+    )
     if upload is None:
         raise NotFound(f"upload {token}")
     return upload
@@ -185,7 +220,10 @@ def _upload(session: Session, actor: Actor, token: str) -> ImportUpload:
 
 @router.post("/import/{token}/confirm", response_class=HTMLResponse)
 def import_confirm(
-    token: str, request: Request, session: DbSession, actor: CurrentActor,
+    token: str,
+    request: Request,
+    session: DbSession,
+    actor: CurrentActor,
     skip_invalid: Annotated[bool, Form()] = False,
 ) -> Response:
     """Step 2: the user confirmed; write in one transaction."""
@@ -200,9 +238,16 @@ def import_confirm(
         upload.imported_at = utcnow()
         session.commit()
         return render(request, "registry/import_done.html", {"report": report, "upload": upload})
-    return render(request, "registry/import_report.html", {
-        "report": report, "upload": upload, "field_label": field_label,
-    }, status_code=422)
+    return render(
+        request,
+        "registry/import_report.html",
+        {
+            "report": report,
+            "upload": upload,
+            "field_label": field_label,
+        },
+        status_code=422,
+    )
 
 
 @router.get("/import/{token}/errors.xlsx")
@@ -218,22 +263,39 @@ def import_errors(token: str, session: DbSession, actor: CurrentActor) -> Respon
 
 @router.get("/completeness", response_class=HTMLResponse)
 def completeness_page(
-    request: Request, session: DbSession, actor: CurrentActor,
+    request: Request,
+    session: DbSession,
+    actor: CurrentActor,
     community: Annotated[int | None, Query()] = None,
     building: Annotated[int | None, Query()] = None,
     gap: Annotated[Gap | None, Query()] = None,
 ) -> Response:
     chosen = pick_community(session, actor, community)
     result = service.completeness_report(session=session, actor=actor, community_id=chosen.id)
-    items = [
-        i for i in result.report.items
-        if (building is None or i.building_id == building) and (gap is None or i.gap == gap)
-    ] if (building or gap) else []
-    return render(request, "registry/completeness.html", {
-        "community": chosen, "result": result, "gaps": list(Gap), "Figures": Figures,
-        "gap_labels": service.GAP_LABELS, "items": items[:500], "items_total": len(items),
-        "building": building, "gap": gap,
-    })
+    items = (
+        [
+            i
+            for i in result.report.items
+            if (building is None or i.building_id == building) and (gap is None or i.gap == gap)
+        ]
+        if (building or gap)
+        else []
+    )
+    return render(
+        request,
+        "registry/completeness.html",
+        {
+            "community": chosen,
+            "result": result,
+            "gaps": list(Gap),
+            "Figures": Figures,
+            "gap_labels": service.GAP_LABELS,
+            "items": items[:500],
+            "items_total": len(items),
+            "building": building,
+            "gap": gap,
+        },
+    )
 
 
 @router.get("/completeness.xlsx")

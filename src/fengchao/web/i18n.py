@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 from contextvars import ContextVar
-from functools import lru_cache
+from functools import cache
 from gettext import NullTranslations
 from pathlib import Path
 
@@ -24,7 +24,7 @@ _TRANSLATIONS_DIR = Path(__file__).parent / "translations"
 current_language: ContextVar[str] = ContextVar("current_language", default=DEFAULT_LANGUAGE)
 
 
-@lru_cache(maxsize=None)
+@cache
 def translations_for(language: str) -> NullTranslations:
     po_path = _TRANSLATIONS_DIR / language / "LC_MESSAGES" / "messages.po"
     if not po_path.exists():
