@@ -74,8 +74,11 @@ def make_engine(url: str) -> Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
-        # pysqlite's own transaction handling breaks SAVEPOINT; let SQLAlchemy emit BEGIN.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        # pysqlite's own transaction handling breaks SAVEPOINT, so SQLAlchemy emits BEGIN.
+        # IMMEDIATE: nearly every request writes (reads of personal data are audited), and a
+        # deferred transaction that reads and then writes fails at once with "database is
+        # locked" under concurrency instead of waiting for busy_timeout.
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
