@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import resource
 import sys
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine
 
-from fengchao.db import make_engine
-from fengchao.migrate import upgrade
+from fengchao.testing import throwaway_database
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -25,26 +23,9 @@ def peak_rss_mb() -> float:
 
 @contextmanager
 def database(kind: str, folder: Path) -> Iterator[Engine]:
-    """A freshly migrated SQLite file or PostgreSQL schema, removed afterwards."""
-    if kind == "sqlite":
-        engine = make_engine(f"sqlite:///{folder / f'bench-{uuid.uuid4().hex[:6]}.db'}")
-        upgrade(engine)
+    """A freshly migrated "sqlite" file or "postgresql" schema, removed afterwards."""
+    with throwaway_database("sqlite" if kind == "sqlite" else PG_URL, folder) as engine:
         yield engine
-        engine.dispose()
-        return
-    schema = f"fc_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    engine = create_engine(PG_URL, connect_args={"options": f"-csearch_path={schema}"})
-    try:
-        upgrade(engine)
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.dispose()
 
 
 def postgres_available() -> bool:

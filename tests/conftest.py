@@ -18,8 +18,6 @@ from fengchao.app import create_app
 from fengchao.auth import service as auth_service
 from fengchao.auth.models import Role, ScopeLevel, User
 from fengchao.auth.service import Actor, GridScope
-from fengchao.db import make_engine
-from fengchao.migrate import upgrade
 from fengchao.registry.models import (
     Building,
     Community,
@@ -31,6 +29,7 @@ from fengchao.registry.models import (
     Unit,
 )
 from fengchao.registry.service import register_person_id
+from fengchao.testing import throwaway_database
 from fengchao.web.deps import get_session
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,30 +49,10 @@ def shared_data(*parts: str) -> Path:
 
 @pytest.fixture(scope="session")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """SQLite by default; FENGCHAO_TEST_DATABASE=<PostgreSQL URL> runs on PostgreSQL."""
     target = os.environ.get("FENGCHAO_TEST_DATABASE", "sqlite")
-    if target == "sqlite":
-        db = tmp_path_factory.mktemp("db") / "test.db"
-        eng = make_engine(f"sqlite:///{db}")
-        upgrade(eng)
+    with throwaway_database(target, tmp_path_factory.mktemp("db")) as eng:
         yield eng
-        eng.dispose()
-        return
-    # PostgreSQL: a schema of our own, so runs never see each other's tables.
-    schema = f"fc_test_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(target)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    from sqlalchemy import create_engine
-
-    eng = create_engine(target, connect_args={"options": f"-csearch_path={schema}"})
-    try:
-        upgrade(eng)
-        yield eng
-    finally:
-        eng.dispose()
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.dispose()
 
 
 @pytest.fixture

@@ -173,7 +173,7 @@ def demo(
 
 
 def _import(
-    kind: str,
+    kind: registry_service.ImportKind,
     file: Path,
     dry_run: bool,
     as_json: bool,
@@ -201,28 +201,18 @@ def _import(
             def progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            if kind == "residents":
-                report = registry_service.import_residents(
-                    session=session,
-                    actor=SYSTEM_ACTOR,
-                    community_id=community.id,
-                    content=content,
-                    filename=file.name,
-                    dry_run=dry_run,
-                    create_missing=create_missing,
-                    skip_invalid=skip_invalid,
-                    progress=progress,
-                )
-            else:
-                report = registry_service.import_vehicles(
-                    session=session,
-                    actor=SYSTEM_ACTOR,
-                    community_id=community.id,
-                    content=content,
-                    filename=file.name,
-                    dry_run=dry_run,
-                    skip_invalid=skip_invalid,
-                )
+            report = registry_service.import_sheet(
+                kind,
+                session=session,
+                actor=SYSTEM_ACTOR,
+                community_id=community.id,
+                content=content,
+                filename=file.name,
+                dry_run=dry_run,
+                create_missing=create_missing,
+                skip_invalid=skip_invalid,
+                progress=progress,
+            )
     if as_json:
         print(json.dumps(report.as_json(), ensure_ascii=False))
     else:

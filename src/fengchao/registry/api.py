@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Query, UploadFile
 
-from fengchao.auth.service import NotFound
 from fengchao.registry import schemas, service
 from fengchao.registry.completeness import Figures
 from fengchao.registry.models import Household, Person
@@ -108,7 +107,7 @@ def search(
 
 @router.post("/import/{kind}", response_model=schemas.ImportReportRead)
 async def import_sheet(
-    kind: str,
+    kind: service.ImportKind,
     session: DbSession,
     actor: CurrentActor,
     file: Annotated[UploadFile, File()],
@@ -119,31 +118,17 @@ async def import_sheet(
 ) -> schemas.ImportReportRead:
     """Validate (``dry_run=true``, the default) or import a residents or vehicles sheet."""
     chosen = pick_community(session, actor, community)
-    content = await file.read(get_settings().imports.max_bytes + 1)
-    filename = file.filename or "upload"
-    if kind == "vehicles":
-        report = service.import_vehicles(
-            session=session,
-            actor=actor,
-            community_id=chosen.id,
-            content=content,
-            filename=filename,
-            dry_run=dry_run,
-            skip_invalid=skip_invalid,
-        )
-    elif kind == "residents":
-        report = service.import_residents(
-            session=session,
-            actor=actor,
-            community_id=chosen.id,
-            content=content,
-            filename=filename,
-            dry_run=dry_run,
-            create_missing=create_missing,
-            skip_invalid=skip_invalid,
-        )
-    else:
-        raise NotFound(kind)
+    report = service.import_sheet(
+        kind,
+        session=session,
+        actor=actor,
+        community_id=chosen.id,
+        content=await file.read(get_settings().imports.max_bytes + 1),
+        filename=file.filename or "upload",
+        dry_run=dry_run,
+        create_missing=create_missing,
+        skip_invalid=skip_invalid,
+    )
     session.commit()
     return schemas.ImportReportRead.model_validate(report.as_json())
 

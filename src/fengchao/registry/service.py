@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, func, insert, select, update
 from sqlalchemy.orm import Session, joinedload, selectinload
@@ -512,15 +512,46 @@ class _GridIndex:
         return household.id
 
 
-def _read(content: bytes, filename: str, aliases: dict[str, tuple[str, ...]], key: str) -> Table:
+def _read(
+    report: ImportReport,
+    content: bytes,
+    filename: str,
+    aliases: dict[str, tuple[str, ...]],
+    key: str,
+) -> Table | None:
+    """The sheet's table, or None with the file-level problem added to ``report``."""
     limits = get_settings().imports
-    return read_table(
-        content,
-        filename,
-        aliases=aliases,
-        key=key,
-        max_bytes=limits.max_bytes,
-        max_rows=limits.max_rows,
+    try:
+        table = read_table(
+            content,
+            filename,
+            aliases=aliases,
+            key=key,
+            max_bytes=limits.max_bytes,
+            max_rows=limits.max_rows,
+        )
+    except SheetError as exc:
+        report.errors.append(RowError(0, "file", exc.message))
+        return None
+    report.rows, report.sheet, report.header_row = len(table.rows), table.sheet, table.header_row
+    return table
+
+
+def _audit_import(
+    session: Session, actor: Actor, community_id: int, filename: str, report: ImportReport
+) -> None:
+    audit(
+        session=session,
+        actor=actor,
+        action="import",
+        object_type=report.kind,
+        community_id=community_id,
+        filename=filename,
+        created=report.created,
+        updated=report.updated,
+        unchanged=report.unchanged,
+        skipped_rows=len(report.errors),
+        new_households=report.new_households,
     )
 
 
@@ -658,12 +689,9 @@ def import_residents(
     """
     require(actor, Permission.registry_write)
     report = ImportReport(kind="residents")
-    try:
-        table = _read(content, filename, RESIDENT_ALIASES, "name")
-    except SheetError as exc:
-        report.errors.append(RowError(0, "file", exc.message))
+    table = _read(report, content, filename, RESIDENT_ALIASES, "name")
+    if table is None:
         return report
-    report.rows, report.sheet, report.header_row = len(table.rows), table.sheet, table.header_row
     records, errors = validate_resident_rows(table)
     report.errors = errors
     planned, grid = _plan_residents(
@@ -720,19 +748,7 @@ def import_residents(
             )
         report.created, report.updated = len(new_rows), len(changes)
         report.new_households = len(created_households)
-        audit(
-            session=session,
-            actor=actor,
-            action="import",
-            object_type="residents",
-            community_id=community_id,
-            filename=filename,
-            created=report.created,
-            updated=report.updated,
-            unchanged=report.unchanged,
-            skipped_rows=len(report.errors),
-            new_households=report.new_households,
-        )
+        _audit_import(session, actor, community_id, filename, report)
     session.expire_all()
     report.written = True
     return report
@@ -751,12 +767,9 @@ def import_vehicles(
     """Validate a vehicle sheet and, unless ``dry_run``, write it; idempotent by plate."""
     require(actor, Permission.registry_write)
     report = ImportReport(kind="vehicles")
-    try:
-        table = _read(content, filename, VEHICLE_ALIASES, "plate")
-    except SheetError as exc:
-        report.errors.append(RowError(0, "file", exc.message))
+    table = _read(report, content, filename, VEHICLE_ALIASES, "plate")
+    if table is None:
         return report
-    report.rows = len(table.rows)
     records, report.errors = validate_vehicle_rows(table)
     grid = _GridIndex(session, community_id)
     existing = {
@@ -824,19 +837,49 @@ def import_vehicles(
                 report.updated += 1
             else:
                 report.unchanged += 1
-        audit(
-            session=session,
-            actor=actor,
-            action="import",
-            object_type="vehicles",
-            community_id=community_id,
-            filename=filename,
-            created=report.created,
-            updated=report.updated,
-            unchanged=report.unchanged,
-        )
+        _audit_import(session, actor, community_id, filename, report)
     report.written = True
     return report
+
+
+ImportKind = Literal["residents", "vehicles"]
+
+
+def import_sheet(
+    kind: ImportKind,
+    *,
+    session: Session,
+    actor: Actor,
+    community_id: int,
+    content: bytes,
+    filename: str,
+    dry_run: bool,
+    create_missing: bool = False,
+    skip_invalid: bool = False,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """One entry for every caller (page, API, command line): residents or vehicles."""
+    if kind == "vehicles":
+        return import_vehicles(
+            session=session,
+            actor=actor,
+            community_id=community_id,
+            content=content,
+            filename=filename,
+            dry_run=dry_run,
+            skip_invalid=skip_invalid,
+        )
+    return import_residents(
+        session=session,
+        actor=actor,
+        community_id=community_id,
+        content=content,
+        filename=filename,
+        dry_run=dry_run,
+        create_missing=create_missing,
+        skip_invalid=skip_invalid,
+        progress=progress,
+    )
 
 
 def register_person_id(person: Person, id_text: str) -> None:
@@ -847,15 +890,6 @@ def register_person_id(person: Person, id_text: str) -> None:
     person.id_number_hash = cipher.lookup_hash(parsed.number)
     person.id_mask = parsed.masked
     person.id_last4 = parsed.number[-4:]
-
-
-def households_of(*, session: Session, actor: Actor, ids: Sequence[int]) -> dict[int, Household]:
-    rows = session.scalars(
-        select(Household)
-        .options(joinedload(Household.unit), joinedload(Household.building))
-        .where(Household.id.in_(ids), household_in_scope(actor.scope))
-    )
-    return {h.id: h for h in rows}
 
 
 # --- completeness (应录尽录) ------------------------------------------------------------

@@ -146,17 +146,8 @@ def _run(
     session: Session, actor: Actor, upload: ImportUpload, dry_run: bool
 ) -> service.ImportReport:
     options = upload.options or {}
-    if upload.kind == "vehicles":
-        return service.import_vehicles(
-            session=session,
-            actor=actor,
-            community_id=upload.community_id,
-            content=upload.content,
-            filename=upload.filename,
-            dry_run=dry_run,
-            skip_invalid=bool(options.get("skip_invalid")),
-        )
-    return service.import_residents(
+    return service.import_sheet(
+        "vehicles" if upload.kind == "vehicles" else "residents",
         session=session,
         actor=actor,
         community_id=upload.community_id,
@@ -310,6 +301,3 @@ def completeness_export(
 @router.get("/", include_in_schema=False)
 def registry_slash() -> RedirectResponse:
     return RedirectResponse("/registry", status_code=303)
-
-
-__all__ = ["_", "router"]
