@@ -168,3 +168,27 @@ def test_english_is_switchable(app_client: TestClient) -> None:
     app_client.get("/lang/en")
     app_client.cookies.set("fc_lang", "en")
     assert "Log in" in app_client.get("/login").text
+
+
+def test_uploaded_sheet_is_not_kept_after_import_or_after_a_day(  # type: ignore[no-untyped-def]
+    login_as, session: Session, grid: Grid, worker: Persona
+) -> None:
+    import datetime as dt
+
+    from fengchao.registry.models import ImportUpload
+
+    browser = login_as(worker)
+    first = browser.post("/registry/import", files={"file": ("a.xlsx", xlsx(GOOD))})
+    token = first.text.split("/registry/import/")[1].split("/confirm")[0]
+    browser.post(f"/registry/import/{token}/confirm")
+    imported = session.scalars(select(ImportUpload).where(ImportUpload.token == token)).one()
+    assert imported.content == b"" and imported.imported_at is not None
+
+    abandoned = browser.post("/registry/import", files={"file": ("b.xlsx", xlsx(GOOD))})
+    old_token = abandoned.text.split("/registry/import/")[1].split("/confirm")[0]
+    old = session.scalars(select(ImportUpload).where(ImportUpload.token == old_token)).one()
+    old.created_at = old.created_at - dt.timedelta(days=2)
+    session.flush()
+    browser.post("/registry/import", files={"file": ("c.xlsx", xlsx(GOOD))})
+    remaining = session.scalars(select(ImportUpload.token)).all()
+    assert old_token not in remaining

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, func, insert, select, update
+from sqlalchemy import ColumnElement, delete, func, insert, select, update
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from fengchao.auth.crypto import get_cipher
@@ -21,6 +22,7 @@ from fengchao.auth.service import (
     audit,
     require,
 )
+from fengchao.db import utcnow
 from fengchao.registry import completeness
 from fengchao.registry.importer import (
     RESIDENT_ALIASES,
@@ -38,6 +40,7 @@ from fengchao.registry.models import (
     Community,
     Compound,
     Household,
+    ImportUpload,
     Person,
     ResidenceStatus,
     Street,
@@ -880,6 +883,23 @@ def import_sheet(
         skip_invalid=skip_invalid,
         progress=progress,
     )
+
+
+UPLOAD_KEEP = dt.timedelta(days=1)
+
+
+def purge_stale_uploads(*, session: Session) -> int:
+    """Drop uploads never confirmed within a day: they hold personal data."""
+    result = session.execute(
+        delete(ImportUpload).where(ImportUpload.created_at < utcnow() - UPLOAD_KEEP)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def mark_upload_imported(upload: ImportUpload) -> None:
+    """Once imported, the sheet itself is no longer kept; the row stays to refuse replays."""
+    upload.imported_at = utcnow()
+    upload.content = b""
 
 
 def register_person_id(person: Person, id_text: str) -> None:

@@ -12,7 +12,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fengchao.auth.service import Actor, NotFound, Permission, require
-from fengchao.db import utcnow
 from fengchao.registry import service
 from fengchao.registry.completeness import Figures, Gap
 from fengchao.registry.importer import field_label
@@ -185,6 +184,7 @@ async def import_upload(
     )
     report = _run(session, actor, upload, dry_run=True)
     if report.rows and len(content) <= limit:
+        service.purge_stale_uploads(session=session)
         session.add(upload)
         session.commit()
     return render(
@@ -226,7 +226,7 @@ def import_confirm(
     upload.options = {**(upload.options or {}), "skip_invalid": skip_invalid}
     report = _run(session, actor, upload, dry_run=False)
     if report.written:
-        upload.imported_at = utcnow()
+        service.mark_upload_imported(upload)
         session.commit()
         return render(request, "registry/import_done.html", {"report": report, "upload": upload})
     return render(
@@ -245,6 +245,8 @@ def import_confirm(
 def import_errors(token: str, session: DbSession, actor: CurrentActor) -> Response:
     require(actor, Permission.registry_write)
     upload = _upload(session, actor, token)
+    if upload.imported_at is not None:
+        raise NotFound(f"upload {token} was imported")
     report = _run(session, actor, upload, dry_run=True)
     return _download(service.error_report_xlsx(report), f"导入错误-{upload.filename}.xlsx")
 
