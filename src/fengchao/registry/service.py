@@ -586,17 +586,18 @@ def _plan_residents(
     hashes = {
         r.row: cipher.lookup_hash(r.id_number.number) for r in records if r.id_number is not None
     }
+    # One scan of the community rather than IN-lists of hashes: right after a bulk load the
+    # planner's statistics are stale and PostgreSQL compared every row with every hash.
+    wanted = set(hashes.values())
     existing_by_hash: dict[str, Person] = {}
-    hash_list = list(set(hashes.values()))
-    for start in range(0, len(hash_list), 900):
+    if wanted:
         for person in session.scalars(
             select(Person).where(
-                Person.community_id == community_id,
-                Person.id_number_hash.in_(hash_list[start : start + 900]),
+                Person.community_id == community_id, Person.id_number_hash.is_not(None)
             )
         ):
-            assert person.id_number_hash is not None
-            existing_by_hash[person.id_number_hash] = person
+            if person.id_number_hash in wanted:
+                existing_by_hash[person.id_number_hash] = person
     planned: list[_PlannedPerson] = []
     first_row_of: dict[str, int] = {}
     no_id_people: dict[tuple[int, str], Person] | None = None
