@@ -12,7 +12,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from fengchao.auth.models import AuditEvent, LoginSession, Role, ScopeLevel, User
 from fengchao.db import utcnow
@@ -179,7 +179,9 @@ def start_session(*, session: Session, user: User) -> tuple[str, LoginSession]:
 
 def session_for_token(*, session: Session, token: str) -> LoginSession | None:
     login = session.scalar(
-        select(LoginSession).where(LoginSession.token_hash == _token_hash(token))
+        select(LoginSession)
+        .options(joinedload(LoginSession.user))
+        .where(LoginSession.token_hash == _token_hash(token))
     )
     if login is None or login.expires_at <= utcnow() or not login.user.active:
         return None

@@ -58,7 +58,7 @@ def building_households(
             compound=building.compound.name,
             people=n,
         )
-        for row in service.building_units(session=session, actor=actor, building_id=building_id)
+        for row in service.building_units(session=session, building=building)
         for h, n in row.households
     ]
 

@@ -223,8 +223,9 @@ class UnitRow:
     households: list[tuple[Household, int]]
 
 
-def building_units(*, session: Session, actor: Actor, building_id: int) -> list[UnitRow]:
-    get_building(session=session, actor=actor, building_id=building_id)
+def building_units(*, session: Session, building: Building) -> list[UnitRow]:
+    """Units and households of a building the caller got from :func:`get_building`."""
+    building_id = building.id
     counts = dict(
         session.execute(
             select(Person.household_id, func.count())

@@ -79,7 +79,7 @@ def building_page(
     building_id: int, request: Request, session: DbSession, actor: CurrentActor
 ) -> Response:
     building = service.get_building(session=session, actor=actor, building_id=building_id)
-    units = service.building_units(session=session, actor=actor, building_id=building_id)
+    units = service.building_units(session=session, building=building)
     lead = service.building_lead(session=session, building_id=building_id)
     template = (
         "registry/_units.html" if request.headers.get("HX-Request") else ("registry/building.html")

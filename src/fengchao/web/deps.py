@@ -144,7 +144,6 @@ def render(
         "actor": actor,
         "lang": current_language.get(),
         "csrf_token": csrf_token_for(request, login),
-        "is_htmx": request.headers.get("HX-Request") == "true",
         **(context or {}),
     }
     return templates.TemplateResponse(request, name, full, status_code=status_code)
