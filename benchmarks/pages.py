@@ -1,6 +1,6 @@
 """Latency of the grid browser and search pages on the full demo, under load from a second
 process: p50/p95 per page.
-    python benchmarks/pages.py [--quick]
+    python benchmarks/pages.py [--quick] [--database sqlite|postgresql]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx
-from _common import emit
+from _common import database, emit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -26,7 +26,7 @@ from fengchao.auth.models import Role, ScopeLevel
 from fengchao.auth.service import GridScope
 from fengchao.registry.demo import build_demo
 from fengchao.registry.models import Building, Household, Person
-from fengchao.testing import served_app, throwaway_database
+from fengchao.testing import served_app
 
 PASSWORD = "bench-password-1"
 CONCURRENCY = 4
@@ -82,10 +82,11 @@ def pct(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="10 s of load instead of 60 s")
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     args = parser.parse_args()
     seconds = 10.0 if args.quick else 60.0
     folder = Path(tempfile.mkdtemp(prefix="fc-bench-pages-"))
-    with throwaway_database("sqlite", folder) as engine:
+    with database(args.database, folder) as engine:
         with Session(engine) as session:
             summary = build_demo(session)
             auth_service.create_user(
@@ -115,8 +116,8 @@ def main() -> None:
         print(f"{kind:<28}{len(values):>9}{p50:>9.1f}{p95:>9.1f}")
         figures[f"{kind.strip('/').replace('/', '_')}_p95_ms"] = round(p95, 1)
     print(f"{'all':<28}{len(every):>9}{statistics.median(every):>9.1f}{pct(every, 0.95):>9.1f}")
-    emit({"requests": len(every), "per_s": round(len(every) / seconds, 1),
-          "concurrency": CONCURRENCY, "p50_ms": round(statistics.median(every), 1),
+    emit({"database": args.database, "requests": len(every),
+          "per_s": round(len(every) / seconds, 1), "concurrency": CONCURRENCY, "p50_ms": round(statistics.median(every), 1),
           "p95_ms": round(pct(every, 0.95), 1), **figures})  # fmt: skip
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, make_url
 
 from fengchao.db import make_engine
 from fengchao.migrate import upgrade
@@ -38,7 +38,9 @@ def throwaway_database(target: str, folder: Path) -> Iterator[Engine]:
     admin = create_engine(target)
     with admin.begin() as conn:
         conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    engine = create_engine(target, connect_args={"options": f"-csearch_path={schema}"})
+    # The schema goes into the URL, so a server started from ``engine.url`` sees it too.
+    url = make_url(target).update_query_dict({"options": f"-csearch_path={schema}"})
+    engine = create_engine(url)
     try:
         upgrade(engine)
         yield engine
