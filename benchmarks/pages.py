@@ -116,9 +116,17 @@ def main() -> None:
         print(f"{kind:<28}{len(values):>9}{p50:>9.1f}{p95:>9.1f}")
         figures[f"{kind.strip('/').replace('/', '_')}_p95_ms"] = round(p95, 1)
     print(f"{'all':<28}{len(every):>9}{statistics.median(every):>9.1f}{pct(every, 0.95):>9.1f}")
-    emit({"database": args.database, "requests": len(every),
-          "per_s": round(len(every) / seconds, 1), "concurrency": CONCURRENCY, "p50_ms": round(statistics.median(every), 1),
-          "p95_ms": round(pct(every, 0.95), 1), **figures})  # fmt: skip
+    emit(
+        {
+            "database": args.database,
+            "requests": len(every),
+            "per_s": round(len(every) / seconds, 1),
+            "concurrency": CONCURRENCY,
+            "p50_ms": round(statistics.median(every), 1),
+            "p95_ms": round(pct(every, 0.95), 1),
+            **figures,
+        }
+    )
 
 
 if __name__ == "__main__":
