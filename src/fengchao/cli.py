@@ -28,8 +28,10 @@ from fengchao.settings import get_settings
 app = typer.Typer(help="Fengchao (蜂巢): community outbreak operations.", no_args_is_help=True)
 import_app = typer.Typer(help="Import residents or vehicles from XLSX/CSV.", no_args_is_help=True)
 users_app = typer.Typer(help="Manage login accounts.", no_args_is_help=True)
+eval_app = typer.Typer(help="Measure face and plate recognition on a labelled folder.")
 app.add_typer(import_app, name="import")
 app.add_typer(users_app, name="users")
+app.add_typer(eval_app, name="eval")
 console = Console(stderr=True)
 
 
@@ -321,6 +323,40 @@ def users_list() -> None:
                 str(user.active),
             )
         Console().print(table)
+
+
+def _print_figures(title: str, figures: dict[str, object]) -> None:
+    table = Table("figure", "value", title=title)
+    for key, value in figures.items():
+        if not isinstance(value, dict | list):
+            table.add_row(key, str(value))
+    Console().print(table)
+
+
+@eval_app.command("plates")
+def eval_plates(
+    folder: Annotated[Path, typer.Argument(help="Folder with labels.csv (file,plate).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Exact match, character and province accuracy, misses and latency of the plate reader."""
+    from fengchao.vision import plate_eval
+    from fengchao.vision.plates import plate_reader_class
+
+    reader = plate_reader_class(get_settings().vision.plate_reader)()
+    try:
+        outcomes = plate_eval.run_plates(folder, reader)
+    except (FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    figures = plate_eval.summarise(outcomes)
+    if as_json:
+        print(json.dumps(figures, ensure_ascii=False))
+        return
+    _print_figures(f"plates: {folder}", figures)
+    for name, sub in figures["by_folder"].items():
+        _print_figures(f"{folder}/{name}", sub)
+    for miss in figures["misses"][:40]:
+        console.print(f"{miss['file']}: expected {miss['expected']}, read {miss['read'] or '—'}")
 
 
 @app.callback()

@@ -50,6 +50,45 @@ class ImportSettings(BaseModel):
     max_rows: int = Field(100_000, description="Largest accepted number of data rows.")
 
 
+class VisionSettings(BaseModel):
+    """Face and plate recognition: which backends, and the thresholds calibrated on data."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    face_detector: str = Field("hog", description="Face detector backend (hog, mtcnn, cnn).")
+    hog_upsample: int = Field(0, ge=0, le=2, description="HOG detector upsampling steps.")
+    face_threshold: float = Field(
+        0.5, gt=0, lt=1.5, description="Largest descriptor distance accepted as the same person."
+    )
+    face_margin: float = Field(
+        0.04,
+        ge=0,
+        lt=0.5,
+        description="Refuse when the second-best different person is this close to the best.",
+    )
+    plate_reader: str = Field("agentclpr", description="Plate reader backend.")
+    local_province: str = Field(
+        "闽", min_length=1, max_length=1, description="Province of local plates (matching prior)."
+    )
+
+    @model_validator(mode="after")
+    def _known_backends(self) -> VisionSettings:
+        from fengchao.vision.faces import FACE_DETECTORS
+        from fengchao.vision.plate_rules import PROVINCES
+        from fengchao.vision.plates import PLATE_READERS
+
+        for value, registry, what in (
+            (self.face_detector, FACE_DETECTORS, "face_detector"),
+            (self.plate_reader, PLATE_READERS, "plate_reader"),
+        ):
+            if value not in registry:
+                known = ", ".join(sorted(registry))
+                raise ValueError(f"vision.{what}: unknown backend {value!r} (known: {known})")
+        if self.local_province not in PROVINCES:
+            raise ValueError(f"vision.local_province: {self.local_province!r} is not a province")
+        return self
+
+
 class Settings(BaseSettings):
     """The root of all settings; build it with :func:`get_settings`."""
 
@@ -68,6 +107,7 @@ class Settings(BaseSettings):
     default_language: Literal["zh_CN", "en"] = Field("zh_CN", description="UI language.")
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     imports: ImportSettings = Field(default_factory=ImportSettings)
+    vision: VisionSettings = Field(default_factory=VisionSettings)
 
     @model_validator(mode="after")
     def _refuse_default_secret_in_production(self) -> Settings:

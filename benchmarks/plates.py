@@ -1,0 +1,103 @@
+"""Plate reader latency per frame at 1280×720 and 1920×1080, and throughput of two workers.
+
+Frames are the dev-set scenes (../shared/data/plates/scenes) placed on a gate camera's
+canvas, so every frame holds a real plate. `--quick` uses 20 scenes and 5 s of
+throughput. Figures: p50/p95 ms per frame per size, exact reads on those frames, frames
+per second with one and with two worker processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import multiprocessing
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import emit
+
+from fengchao.vision.images import RGBImage, decode_image
+from fengchao.vision.plates import PlateReader, plate_reader_class
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "plates"
+SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
+
+
+def on_canvas(scene: RGBImage, width: int, height: int) -> RGBImage:
+    """The scene scaled to the frame height and centred, as a gate camera would frame it."""
+    import cv2
+
+    scale = min(height / scene.shape[0], width / scene.shape[1])
+    scaled = cv2.resize(scene, (round(scene.shape[1] * scale), round(scene.shape[0] * scale)))
+    frame = np.full((height, width, 3), 40, dtype=np.uint8)
+    left, top = (width - scaled.shape[1]) // 2, (height - scaled.shape[0]) // 2
+    frame[top : top + scaled.shape[0], left : left + scaled.shape[1]] = scaled
+    return frame
+
+
+def load_scenes(limit: int) -> list[tuple[RGBImage, str]]:
+    with (DATA / "labels.csv").open(encoding="utf-8") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["file"].startswith("scenes/")]
+    return [(decode_image((DATA / r["file"]).read_bytes()), r["plate"]) for r in rows[:limit]]
+
+
+_reader: PlateReader | None = None
+
+
+def _work(frame: RGBImage) -> int:
+    global _reader
+    if _reader is None:
+        _reader = plate_reader_class("agentclpr")()
+    return len(_reader.read(frame))
+
+
+def throughput(frames: list[RGBImage], workers: int, seconds: float) -> float:
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        pool.map(_work, frames[:workers])  # load the models in every worker first
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            done += len(pool.map(_work, frames, chunksize=1))
+        return done / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    scenes = load_scenes(20 if args.quick else 10_000)
+    reader = plate_reader_class("agentclpr")()
+    figures: dict[str, object] = {"scenes": len(scenes)}
+    print(f"{'frame':>6} {'p50 ms':>8} {'p95 ms':>8} {'exact':>7}")
+    for name, (width, height) in SIZES.items():
+        frames = [(on_canvas(scene, width, height), plate) for scene, plate in scenes]
+        reader.read(frames[0][0])
+        times, exact = [], 0
+        for frame, plate in frames:
+            start = time.perf_counter()
+            reads = reader.read(frame)
+            times.append((time.perf_counter() - start) * 1000)
+            exact += any(r.text == plate for r in reads)
+        p50, p95 = float(np.percentile(times, 50)), float(np.percentile(times, 95))
+        figures |= {
+            f"{name}_p50_ms": round(p50, 1),
+            f"{name}_p95_ms": round(p95, 1),
+            f"{name}_exact": round(exact / len(frames), 4),
+        }
+        print(f"{name:>6} {p50:8.1f} {p95:8.1f} {exact / len(frames):7.1%}")
+        if name == "720p":
+            gate_frames = [frame for frame, _ in frames]
+    seconds = 5.0 if args.quick else 20.0
+    one = throughput(gate_frames, 1, seconds)
+    two = throughput(gate_frames, 2, seconds)
+    figures |= {
+        "720p_one_worker_per_s": round(one, 1),
+        "720p_two_workers_per_s": round(two, 1),
+        "two_worker_speedup": round(two / one, 2),
+    }
+    print(f"720p frames/s: one worker {one:.1f}, two workers {two:.1f} ({two / one:.2f}×)")
+    emit(figures)
+
+
+if __name__ == "__main__":
+    main()
