@@ -359,6 +359,44 @@ def eval_plates(
         console.print(f"{miss['file']}: expected {miss['expected']}, read {miss['read'] or '—'}")
 
 
+@eval_app.command("faces")
+def eval_faces(
+    folder: Annotated[
+        Path, typer.Argument(help="Folder with labels.csv (file,identity[,masked]).")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    detector: Annotated[
+        str | None, typer.Option(help="Face detector backend (default: from settings).")
+    ] = None,
+    synthetic_masks: Annotated[
+        bool, typer.Option(help="Enrol masked variants of each photo too.")
+    ] = True,
+) -> None:
+    """Verification, rank-1, faces not found, latency, and the masked gate case."""
+    from fengchao.vision import face_eval
+    from fengchao.vision.face_pipeline import FacePipeline
+    from fengchao.vision.faces import face_detector_class, face_encoder_class
+
+    vision = get_settings().vision
+    try:
+        pipeline = FacePipeline(
+            face_detector_class(detector or vision.face_detector)(), face_encoder_class("dlib")()
+        )
+        samples, has_masked = face_eval.embed_folder(folder, pipeline)
+    except (FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    figures = face_eval.summarise(
+        samples, has_masked, pipeline, vision.face_threshold, vision.face_margin, synthetic_masks
+    )
+    if as_json:
+        print(json.dumps(figures, ensure_ascii=False))
+        return
+    _print_figures(f"faces: {folder}", figures)
+    if has_masked:
+        _print_figures("masked probes at the gate", figures["masked"])
+
+
 @app.callback()
 def main() -> None:
     """Settings come from FENGCHAO_* environment variables (see README)."""

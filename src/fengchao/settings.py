@@ -55,10 +55,13 @@ class VisionSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    face_detector: str = Field("hog", description="Face detector backend (hog, mtcnn, cnn).")
+    face_detector: str = Field(
+        "hog+mtcnn",
+        description="Face detector backend: hog, mtcnn, cnn, or hog+mtcnn (HOG, MTCNN for masks).",
+    )
     hog_upsample: int = Field(0, ge=0, le=2, description="HOG detector upsampling steps.")
     face_threshold: float = Field(
-        0.5, gt=0, lt=1.5, description="Largest descriptor distance accepted as the same person."
+        0.45, gt=0, lt=1.5, description="Largest descriptor distance accepted as the same person."
     )
     face_margin: float = Field(
         0.04,

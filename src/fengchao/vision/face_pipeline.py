@@ -1,0 +1,205 @@
+"""The face pipeline: detect → align → encode, enrolment quality, and synthetic masks.
+
+Enrolment (人脸录入) checks a photo the way a property clerk would want it checked and
+says why a photo is refused. Because residents wear masks at the gate in an outbreak,
+an enrolment also stores descriptors of the same aligned face with a mask drawn over
+the lower half, so that a masked probe has a masked template to be near.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from fengchao.vision.face_dlib import CHIP_SIZE
+from fengchao.vision.faces import AlignedFace, Descriptor, FaceBox, FaceDetector, FaceEncoder
+from fengchao.vision.images import RGBImage, as_rgb
+
+# Mask colours: light-blue surgical, white, black (RGB).
+MASK_COLOURS = ((150, 190, 220), (235, 235, 235), (40, 40, 45))
+# The mask outline on dlib's 150×150 chip (padding 0.25), in chip fractions: from the
+# cheeks under the eyes, over the nose bridge, to under the chin.
+_MASK_OUTLINE = np.array(
+    [
+        (0.13, 0.50),
+        (0.30, 0.45),
+        (0.50, 0.42),
+        (0.70, 0.45),
+        (0.87, 0.50),
+        (0.84, 0.76),
+        (0.68, 0.92),
+        (0.50, 0.97),
+        (0.32, 0.92),
+        (0.16, 0.76),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Face:
+    """A face found in a frame with its descriptor."""
+
+    box: FaceBox
+    landmarks: np.ndarray
+    descriptor: Descriptor
+    aligned: AlignedFace
+
+
+@dataclass
+class Timings:
+    detect_ms: float = 0.0
+    align_ms: float = 0.0
+    encode_ms: float = 0.0
+
+    @property
+    def total_ms(self) -> float:
+        return self.detect_ms + self.align_ms + self.encode_ms
+
+
+@dataclass(frozen=True)
+class QualityPolicy:
+    """What an enrolment photo must be."""
+
+    min_face_px: int = 80
+    min_sharpness: float = 40.0
+    min_brightness: float = 40.0
+    max_yaw: float = 0.35
+    max_roll_degrees: float = 25.0
+    largest_face: bool = False
+
+
+class EnrolmentRefused(ValueError):
+    """An enrolment photo refused; ``code`` is stable, ``message`` tells the clerk what to do."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """The descriptors kept for one enrolment photo: the face itself, then masked variants."""
+
+    face: Face
+    descriptors: np.ndarray
+    sharpness: float
+    masked_variants: int = field(default=0)
+
+
+class FacePipeline:
+    """Detector + encoder. Not thread-safe (dlib and onnxruntime objects): one per worker."""
+
+    def __init__(self, detector: FaceDetector, encoder: FaceEncoder) -> None:
+        self.detector = detector
+        self.encoder = encoder
+
+    def faces(self, image: RGBImage, timings: Timings | None = None) -> list[Face]:
+        """Every face in the frame, largest first, each with its descriptor."""
+        frame = as_rgb(image)
+        timings = timings if timings is not None else Timings()
+        start = time.perf_counter()
+        boxes = self.detector.detect(frame)
+        timings.detect_ms += (time.perf_counter() - start) * 1000
+        return [self._describe(frame, box, timings) for box in boxes]
+
+    def largest_face(self, image: RGBImage, timings: Timings | None = None) -> Face | None:
+        """The largest face only (the person at the gate), without encoding the others."""
+        frame = as_rgb(image)
+        timings = timings if timings is not None else Timings()
+        start = time.perf_counter()
+        boxes = self.detector.detect(frame)
+        timings.detect_ms += (time.perf_counter() - start) * 1000
+        return self._describe(frame, boxes[0], timings) if boxes else None
+
+    def _describe(self, frame: RGBImage, box: FaceBox, timings: Timings) -> Face:
+        start = time.perf_counter()
+        aligned = self.encoder.align(frame, box)
+        middle = time.perf_counter()
+        descriptor = self.encoder.encode(aligned.chip)
+        end = time.perf_counter()
+        timings.align_ms += (middle - start) * 1000
+        timings.encode_ms += (end - middle) * 1000
+        return Face(box, aligned.landmarks, descriptor, aligned)
+
+    def enrol(
+        self, image: RGBImage, policy: QualityPolicy = QualityPolicy(), masks: bool = True
+    ) -> Enrolment:
+        """Check an enrolment photo and return the descriptors to store.
+
+        Raises :class:`EnrolmentRefused` with code ``too_dark``, ``no_face``,
+        ``several_faces``, ``too_small``, ``blurry`` or ``not_frontal``.
+        """
+        frame = as_rgb(image)
+        gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        if float(gray.mean()) < policy.min_brightness:
+            raise EnrolmentRefused("too_dark", "照片太暗：请到光线充足的地方重拍")
+        boxes = self.detector.detect(frame)
+        if not boxes:
+            raise EnrolmentRefused("no_face", "照片里没有找到人脸：请正对镜头、摘下口罩和帽子")
+        if len(boxes) > 1 and not policy.largest_face:
+            raise EnrolmentRefused(
+                "several_faces", f"照片里有 {len(boxes)} 张人脸：每张照片只能有本人一人"
+            )
+        box = boxes[0]
+        size = min(box.width, box.height)
+        if size < policy.min_face_px:
+            raise EnrolmentRefused(
+                "too_small", f"人脸太小（{size} 像素，至少 {policy.min_face_px}）：请靠近一些"
+            )
+        face = self._describe(frame, box, Timings())
+        sharpness = laplacian_variance(face.aligned.chip)
+        if sharpness < policy.min_sharpness:
+            raise EnrolmentRefused("blurry", "照片模糊：请拿稳手机、对好焦后重拍")
+        yaw, roll = pose(face.landmarks)
+        if abs(yaw) > policy.max_yaw or abs(roll) > policy.max_roll_degrees:
+            raise EnrolmentRefused("not_frontal", "请正对镜头：头不要偏转或歪斜")
+        descriptors = self.templates(face, masks)
+        return Enrolment(face, descriptors, sharpness, masked_variants=len(descriptors) - 1)
+
+    def templates(self, face: Face, masks: bool = True) -> np.ndarray:
+        """The descriptors to store for a face: itself, then with each synthetic mask."""
+        descriptors = [face.descriptor]
+        if masks:
+            descriptors += [
+                self.encoder.encode(draw_mask(face.aligned.chip, colour)) for colour in MASK_COLOURS
+            ]
+        return np.stack(descriptors)
+
+
+def laplacian_variance(chip: RGBImage) -> float:
+    """Sharpness of an aligned face: variance of the Laplacian of its grey levels."""
+    gray = cv2.cvtColor(chip, cv2.COLOR_RGB2GRAY)
+    return float(cv2.Laplacian(gray, cv2.CV_64F).var())
+
+
+def pose(landmarks: np.ndarray) -> tuple[float, float]:
+    """Yaw (nose offset from the eyes' midpoint, in eye distances) and roll in degrees.
+
+    dlib's five points: two corners of one eye, two of the other, the base of the nose.
+    """
+    eye_a = landmarks[0:2].mean(axis=0)
+    eye_b = landmarks[2:4].mean(axis=0)
+    nose = landmarks[4]
+    left, right = (eye_a, eye_b) if eye_a[0] < eye_b[0] else (eye_b, eye_a)
+    distance = float(np.linalg.norm(right - left)) or 1.0
+    middle = (left + right) / 2
+    across = (right - left) / distance
+    yaw = float(np.dot(nose - middle, across)) / distance
+    roll = float(np.degrees(np.arctan2(right[1] - left[1], right[0] - left[0])))
+    return yaw, roll
+
+
+def draw_mask(chip: RGBImage, colour: tuple[int, int, int]) -> RGBImage:
+    """The aligned chip with a face mask drawn over nose, mouth and chin."""
+    masked = chip.copy()
+    outline = np.round(_MASK_OUTLINE * CHIP_SIZE).astype(np.int32)
+    cv2.fillPoly(masked, [outline], colour, lineType=cv2.LINE_AA)
+    # A fold line, so the mask is not a flat patch the network has never seen.
+    shade = tuple(max(0, c - 35) for c in colour)
+    y = int(0.74 * CHIP_SIZE)
+    cv2.line(masked, (int(0.2 * CHIP_SIZE), y), (int(0.8 * CHIP_SIZE), y), shade, 2, cv2.LINE_AA)
+    return masked
