@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import resource
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine
 
@@ -40,3 +43,15 @@ def postgres_available() -> bool:
 def emit(figures: dict[str, object]) -> None:
     """The last line of every benchmark: one JSON object with every figure."""
     sys.stdout.write(json.dumps(figures, ensure_ascii=False) + "\n")
+
+
+def throughput(
+    work: Callable[[Any], object], items: list[Any], workers: int, seconds: float
+) -> float:
+    """Items per second through ``work`` in a pool of worker processes (one per core)."""
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        pool.map(work, items[:workers])  # load the models in every worker first
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            done += len(pool.map(work, items, chunksize=1))
+        return done / (time.perf_counter() - start)

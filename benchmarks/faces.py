@@ -10,12 +10,11 @@ memory per gallery size (goal ≤ 30 ms at 1M), frames per second with one and t
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import time
 from pathlib import Path
 
 import numpy as np
-from _common import emit
+from _common import emit, throughput
 
 from fengchao.vision.face_dlib import HogDetector
 from fengchao.vision.face_pipeline import FacePipeline
@@ -128,15 +127,6 @@ def _work(image: RGBImage) -> int:
     return len(_pipeline.faces(image))
 
 
-def throughput(images: list[RGBImage], workers: int, seconds: float) -> float:
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        pool.map(_work, images[:workers])
-        done, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            done += len(pool.map(_work, images, chunksize=1))
-        return done / (time.perf_counter() - start)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
@@ -148,8 +138,8 @@ def main() -> None:
     figures |= gallery_search(sizes)
     figures["bytes_per_template"] = 128 * 4 + 8 + 4
     seconds = 4.0 if args.quick else 15.0
-    one = throughput(images, 1, seconds)
-    two = throughput(images, 2, seconds)
+    one = throughput(_work, images, 1, seconds)
+    two = throughput(_work, images, 2, seconds)
     print(f"frames/s: one worker {one:.1f}, two workers {two:.1f} ({two / one:.2f}×)")
     figures |= {
         "one_worker_per_s": round(one, 1),

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import multiprocessing
 import time
 from pathlib import Path
 
 import numpy as np
-from _common import emit
+from _common import emit, throughput
 
 from fengchao.vision.images import RGBImage, decode_image
 from fengchao.vision.plates import PlateReader, plate_reader_class
@@ -52,15 +51,6 @@ def _work(frame: RGBImage) -> int:
     return len(_reader.read(frame))
 
 
-def throughput(frames: list[RGBImage], workers: int, seconds: float) -> float:
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        pool.map(_work, frames[:workers])  # load the models in every worker first
-        done, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            done += len(pool.map(_work, frames, chunksize=1))
-        return done / (time.perf_counter() - start)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
@@ -88,8 +78,8 @@ def main() -> None:
         if name == "720p":
             gate_frames = [frame for frame, _ in frames]
     seconds = 5.0 if args.quick else 20.0
-    one = throughput(gate_frames, 1, seconds)
-    two = throughput(gate_frames, 2, seconds)
+    one = throughput(_work, gate_frames, 1, seconds)
+    two = throughput(_work, gate_frames, 2, seconds)
     figures |= {
         "720p_one_worker_per_s": round(one, 1),
         "720p_two_workers_per_s": round(two, 1),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 from fengchao.vision.face_pipeline import Face, FacePipeline, Timings
 from fengchao.vision.gallery import FaceGallery
 from fengchao.vision.images import ImageError, decode_image
+from fengchao.vision.plate_eval import label_rows
 
 
 @dataclass
@@ -25,19 +25,8 @@ class Sample:
     error: str | None = None
 
 
-def read_labels(folder: Path) -> list[dict[str, str]]:
-    labels = folder / "labels.csv"
-    if not labels.is_file():
-        raise FileNotFoundError(f"{labels} not found (expected columns: file,identity)")
-    with labels.open(encoding="utf-8-sig", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if rows and not {"file", "identity"} <= set(rows[0]):
-        raise ValueError(f"{labels} needs the columns file,identity")
-    return rows
-
-
 def embed_folder(folder: Path, pipeline: FacePipeline) -> tuple[list[Sample], bool]:
-    rows = read_labels(folder)
+    rows = label_rows(folder, "file", "identity")
     has_masked = bool(rows) and "masked" in rows[0]
     samples = []
     for row in rows:

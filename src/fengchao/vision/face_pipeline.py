@@ -99,21 +99,23 @@ class FacePipeline:
 
     def faces(self, image: RGBImage, timings: Timings | None = None) -> list[Face]:
         """Every face in the frame, largest first, each with its descriptor."""
-        frame = as_rgb(image)
-        timings = timings if timings is not None else Timings()
-        start = time.perf_counter()
-        boxes = self.detector.detect(frame)
-        timings.detect_ms += (time.perf_counter() - start) * 1000
+        frame, boxes, timings = self._detect(image, timings)
         return [self._describe(frame, box, timings) for box in boxes]
 
     def largest_face(self, image: RGBImage, timings: Timings | None = None) -> Face | None:
         """The largest face only (the person at the gate), without encoding the others."""
+        frame, boxes, timings = self._detect(image, timings)
+        return self._describe(frame, boxes[0], timings) if boxes else None
+
+    def _detect(
+        self, image: RGBImage, timings: Timings | None
+    ) -> tuple[RGBImage, list[FaceBox], Timings]:
         frame = as_rgb(image)
         timings = timings if timings is not None else Timings()
         start = time.perf_counter()
         boxes = self.detector.detect(frame)
         timings.detect_ms += (time.perf_counter() - start) * 1000
-        return self._describe(frame, boxes[0], timings) if boxes else None
+        return frame, boxes, timings
 
     def _describe(self, frame: RGBImage, box: FaceBox, timings: Timings) -> Face:
         start = time.perf_counter()

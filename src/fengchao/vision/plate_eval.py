@@ -36,15 +36,20 @@ def edit_distance(a: str, b: str) -> int:
     return previous[-1]
 
 
-def read_labels(folder: Path) -> list[tuple[str, str]]:
+def label_rows(folder: Path, *columns: str) -> list[dict[str, str]]:
+    """The rows of ``folder/labels.csv``, which must have at least ``columns``."""
     labels = folder / "labels.csv"
     if not labels.is_file():
-        raise FileNotFoundError(f"{labels} not found (expected columns: file,plate)")
+        raise FileNotFoundError(f"{labels} not found (expected columns: {','.join(columns)})")
     with labels.open(encoding="utf-8-sig", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    if rows and not {"file", "plate"} <= set(rows[0]):
-        raise ValueError(f"{labels} needs the columns file,plate")
-    return [(row["file"], normalise_plate(row["plate"])) for row in rows]
+    if rows and not set(columns) <= set(rows[0]):
+        raise ValueError(f"{labels} needs the columns {','.join(columns)}")
+    return rows
+
+
+def read_labels(folder: Path) -> list[tuple[str, str]]:
+    return [(r["file"], normalise_plate(r["plate"])) for r in label_rows(folder, "file", "plate")]
 
 
 def run_plates(folder: Path, reader: PlateReader) -> list[PlateOutcome]:
