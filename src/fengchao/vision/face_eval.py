@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from fengchao.vision.face_pipeline import Face, FacePipeline, Timings
-from fengchao.vision.gallery import FaceGallery
+from fengchao.vision.face_pipeline import Face, FacePipeline, Templates, Timings
+from fengchao.vision.faces import Descriptor
+from fengchao.vision.gallery import FaceGallery, MaskedRule
 from fengchao.vision.images import ImageError, decode_image
 from fengchao.vision.plate_eval import label_rows
 
@@ -23,6 +24,7 @@ class Sample:
     face: Face | None
     timings: Timings
     error: str | None = None
+    painted: Descriptor | None = None
 
 
 def embed_folder(folder: Path, pipeline: FacePipeline) -> tuple[list[Sample], bool]:
@@ -38,7 +40,9 @@ def embed_folder(folder: Path, pipeline: FacePipeline) -> tuple[list[Sample], bo
             samples.append(Sample(row["file"], row["identity"], masked, None, timings, str(exc)))
             continue
         face = pipeline.largest_face(image, timings)
-        samples.append(Sample(row["file"], row["identity"], masked, face, timings))
+        # The face with the masked rule's paint, for the gate case (timed apart).
+        painted = pipeline.painted(face, MaskedRule().painted_kind) if has_masked and face else None
+        samples.append(Sample(row["file"], row["identity"], masked, face, timings, None, painted))
     return samples, has_masked
 
 
@@ -106,27 +110,54 @@ def gate_with_masks(
     margin: float,
     synthetic_masks: bool,
 ) -> dict[str, int]:
-    """Unmasked photos of each person enrolled; every masked photo a probe at the gate."""
-    gallery = FaceGallery(pipeline.encoder.dimension, threshold, margin)
+    """The gate in an outbreak, from the photos of people with and without masks.
+
+    Residents: the unmasked photos of each person enrolled, every masked photo a probe
+    (``correct``, ``false_accepts``). Strangers: each person in turn left out of the
+    gallery, every photo of theirs a probe that should be refused (``stranger_accepts``).
+    """
     ids = {name: n for n, name in enumerate(sorted({s.identity for s in samples}))}
-    for s in samples:
-        if not s.masked and s.face is not None:
-            gallery.add(ids[s.identity], pipeline.templates(s.face, synthetic_masks))
+    enrolled: list[tuple[str, Templates]] = [
+        (s.identity, pipeline.templates(s.face, synthetic_masks))
+        for s in samples
+        if not s.masked and s.face is not None
+    ]
+
+    def gallery_without(left_out: str | None) -> FaceGallery:
+        gallery = FaceGallery(pipeline.encoder.dimension, threshold, margin)
+        gallery.add_many((ids[name], *t) for name, t in enrolled if name != left_out)
+        return gallery
+
+    def accepted(gallery: FaceGallery, s: Sample) -> int | None:
+        assert s.face is not None
+        return gallery.search(s.face.descriptor, s.painted).person_id
+
+    everyone = gallery_without(None)
     probes = [s for s in samples if s.masked]
-    correct = wrong = 0
-    for s in probes:
-        if s.face is None:
-            continue
-        match = gallery.search(s.face.descriptor)
-        if match.person_id is not None:
-            correct += match.person_id == ids[s.identity]
-            wrong += match.person_id != ids[s.identity]
+    found = [s for s in probes if s.face is not None]
+    answers = [accepted(everyone, s) for s in found]
+    strangers = dict.fromkeys(
+        ["strangers", "stranger_accepts", "masked_strangers", "masked_stranger_accepts"], 0
+    )
+    for name in ids:
+        gallery = gallery_without(name)
+        for s in samples:
+            if s.identity != name or s.face is None:
+                continue
+            wrongly = accepted(gallery, s) is not None
+            strangers["strangers"] += 1
+            strangers["stranger_accepts"] += wrongly
+            if s.masked:
+                strangers["masked_strangers"] += 1
+                strangers["masked_stranger_accepts"] += wrongly
     return {
         "probes": len(probes),
-        "detected": sum(1 for s in probes if s.face is not None),
-        "correct": correct,
-        "false_accepts": wrong,
-    }
+        "detected": len(found),
+        "correct": sum(a == ids[s.identity] for a, s in zip(answers, found, strict=True)),
+        "false_accepts": sum(
+            a is not None and a != ids[s.identity] for a, s in zip(answers, found, strict=True)
+        ),
+    } | strangers
 
 
 def summarise(

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 
 from fengchao.vision.face_dlib import CHIP_SIZE
 from fengchao.vision.faces import AlignedFace, Descriptor, FaceBox, FaceDetector, FaceEncoder
+from fengchao.vision.gallery import FaceGallery, GalleryMatch
 from fengchao.vision.images import RGBImage, as_rgb
 
-# Mask colours: light-blue surgical, white, black (RGB).
+# Mask colours: light-blue surgical, white, black (RGB); mask k of a template's kind is
+# MASK_COLOURS[k - 1].
 MASK_COLOURS = ((150, 190, 220), (235, 235, 235), (40, 40, 45))
 # The mask outline on dlib's 150×150 chip (padding 0.25), in chip fractions: from the
 # cheeks under the eyes, over the nose bridge, to under the chin.
@@ -80,12 +83,19 @@ class EnrolmentRefused(ValueError):
         self.message = message
 
 
+class Templates(NamedTuple):
+    """Descriptors to store for one face, each with its gallery kind (photo or mask k)."""
+
+    descriptors: np.ndarray
+    kinds: np.ndarray
+
+
 @dataclass(frozen=True)
 class Enrolment:
-    """The descriptors kept for one enrolment photo: the face itself, then masked variants."""
+    """What is kept of one enrolment photo: the face itself, then its masked variants."""
 
     face: Face
-    descriptors: np.ndarray
+    templates: Templates
     sharpness: float
     masked_variants: int = field(default=0)
 
@@ -159,17 +169,35 @@ class FacePipeline:
         yaw, roll = pose(face.landmarks)
         if abs(yaw) > policy.max_yaw or abs(roll) > policy.max_roll_degrees:
             raise EnrolmentRefused("not_frontal", "请正对镜头：头不要偏转或歪斜")
-        descriptors = self.templates(face, masks)
-        return Enrolment(face, descriptors, sharpness, masked_variants=len(descriptors) - 1)
+        templates = self.templates(face, masks)
+        return Enrolment(face, templates, sharpness, masked_variants=len(templates.kinds) - 1)
 
-    def templates(self, face: Face, masks: bool = True) -> np.ndarray:
-        """The descriptors to store for a face: itself, then with each synthetic mask."""
+    def templates(self, face: Face, masks: bool = True) -> Templates:
+        """The templates to store for a face: itself, then with each synthetic mask."""
         descriptors = [face.descriptor]
         if masks:
-            descriptors += [
-                self.encoder.encode(draw_mask(face.aligned.chip, colour)) for colour in MASK_COLOURS
-            ]
-        return np.stack(descriptors)
+            descriptors += [self.painted(face, kind) for kind in range(1, len(MASK_COLOURS) + 1)]
+        # Kind 0 is the photo (gallery.PHOTO), kind k the photo with mask k.
+        return Templates(np.stack(descriptors), np.arange(len(descriptors)))
+
+    def painted(self, face: Face, kind: int) -> Descriptor:
+        """The descriptor of the face with synthetic mask ``kind`` drawn over its lower half."""
+        return self.encoder.encode(draw_mask(face.aligned.chip, MASK_COLOURS[kind - 1]))
+
+    def identify(
+        self, face: Face, gallery: FaceGallery, timings: Timings | None = None
+    ) -> GalleryMatch:
+        """Who this is: the photos first; when they do not place the face and the gallery
+        keeps masked templates, the masked rule (one more encoding, of the painted face)."""
+        match = gallery.search(face.descriptor)
+        if match.person_id is not None or not gallery.has_masked_templates:
+            return match
+        assert gallery.masked is not None
+        start = time.perf_counter()
+        painted = self.painted(face, gallery.masked.painted_kind)
+        if timings is not None:
+            timings.encode_ms += (time.perf_counter() - start) * 1000
+        return gallery.search(face.descriptor, painted)
 
 
 def laplacian_variance(chip: RGBImage) -> float:
