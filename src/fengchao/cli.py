@@ -362,7 +362,8 @@ def eval_plates(
 @eval_app.command("faces")
 def eval_faces(
     folder: Annotated[
-        Path, typer.Argument(help="Folder with labels.csv (file,identity[,masked]).")
+        Path,
+        typer.Argument(help="Folder with labels.csv: file,identity[,masked] or file,faces."),
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     detector: Annotated[
@@ -372,16 +373,25 @@ def eval_faces(
         bool, typer.Option(help="Enrol masked variants of each photo too.")
     ] = True,
 ) -> None:
-    """Verification, rank-1, faces not found, latency, and the masked gate case."""
+    """Verification, rank-1, faces not found, latency, and the masked gate case; for group
+    photos (file,faces) how many faces are found."""
     from fengchao.vision import face_eval
     from fengchao.vision.face_pipeline import FacePipeline
     from fengchao.vision.faces import face_detector_class, face_encoder_class
+    from fengchao.vision.plate_eval import label_rows
 
     vision = get_settings().vision
     try:
-        pipeline = FacePipeline(
-            face_detector_class(detector or vision.face_detector)(), face_encoder_class("dlib")()
-        )
+        found_detector = face_detector_class(detector or vision.face_detector)()
+        columns = set(next(iter(label_rows(folder, "file")), {}))
+        if "faces" in columns and "identity" not in columns:
+            counted = face_eval.count_faces(folder, found_detector)
+            if as_json:
+                print(json.dumps(counted))
+            else:
+                _print_figures(f"group photos: {folder}", counted)
+            return
+        pipeline = FacePipeline(found_detector, face_encoder_class("dlib")())
         samples, has_masked = face_eval.embed_folder(folder, pipeline)
     except (FileNotFoundError, ValueError) as exc:
         console.print(f"[red]{exc}[/red]")

@@ -304,3 +304,21 @@ def test_eval_faces_reports_the_figures(tmp_path: Path) -> None:
     assert masked["correct"] + masked["false_accepts"] <= masked["detected"]
     assert masked["stranger_accepts"] <= masked["strangers"] <= figures["images"]
     assert masked["masked_strangers"] <= masked["detected"]
+
+
+def test_eval_faces_counts_the_faces_of_group_photos(tmp_path: Path) -> None:
+    source = shared_data("faces_group")
+    lines = (source / "labels.csv").read_text().splitlines()
+    chosen = lines[1:3]
+    for line in chosen:
+        name = line.split(",")[0]
+        (tmp_path / name).write_bytes((source / name).read_bytes())
+    (tmp_path / "labels.csv").write_text("\n".join([lines[0], *chosen]) + "\n")
+    result = CliRunner().invoke(
+        app, ["eval", "faces", str(tmp_path), "--json", "--detector", "mtcnn"]
+    )
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    expected = sum(int(line.split(",")[1]) for line in chosen)
+    assert figures["images"] == 2 and figures["faces"] == expected
+    assert figures["found"] == expected and figures["extra"] == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,9 +11,9 @@ from typing import Any
 import numpy as np
 
 from fengchao.vision.face_pipeline import Face, FacePipeline, Templates, Timings
-from fengchao.vision.faces import Descriptor
+from fengchao.vision.faces import Descriptor, FaceDetector
 from fengchao.vision.gallery import FaceGallery, MaskedRule
-from fengchao.vision.images import ImageError, decode_image
+from fengchao.vision.images import ImageError, as_rgb, decode_image
 from fengchao.vision.plate_eval import label_rows
 
 
@@ -44,6 +45,37 @@ def embed_folder(folder: Path, pipeline: FacePipeline) -> tuple[list[Sample], bo
         painted = pipeline.painted(face, MaskedRule().painted_kind) if has_masked and face else None
         samples.append(Sample(row["file"], row["identity"], masked, face, timings, None, painted))
     return samples, has_masked
+
+
+def count_faces(folder: Path, detector: FaceDetector) -> dict[str, Any]:
+    """Group photos (``labels.csv``: file,faces): how many of their faces are found.
+
+    Without boxes in the labels a found face is counted up to the number expected;
+    faces beyond it are ``extra`` (a false detection, or a face the label left out).
+    """
+    rows = label_rows(folder, "file", "faces")
+    figures = dict.fromkeys(["images", "faces", "found", "extra", "exact_images", "unreadable"], 0)
+    times: list[float] = []
+    for row in rows:
+        figures["images"] += 1
+        expected = int(row["faces"])
+        figures["faces"] += expected
+        try:
+            image = as_rgb(decode_image((folder / row["file"]).read_bytes()))
+        except (ImageError, OSError):
+            figures["unreadable"] += 1
+            continue
+        start = time.perf_counter()
+        found = len(detector.detect(image))
+        times.append((time.perf_counter() - start) * 1000)
+        figures["found"] += min(found, expected)
+        figures["extra"] += max(0, found - expected)
+        figures["exact_images"] += found == expected
+    return figures | {
+        "recall": round(figures["found"] / figures["faces"], 4) if figures["faces"] else 0.0,
+        "detect_ms_p50": round(float(np.percentile(times, 50)), 1) if times else 0.0,
+        "detect_ms_p95": round(float(np.percentile(times, 95)), 1) if times else 0.0,
+    }
 
 
 def verification(samples: list[Sample], threshold: float) -> dict[str, Any]:
