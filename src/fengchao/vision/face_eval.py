@@ -58,6 +58,10 @@ def count_faces(folder: Path, detector: FaceDetector) -> dict[str, Any]:
     times: list[float] = []
     for row in rows:
         figures["images"] += 1
+        if not row["faces"].strip().isdigit():
+            raise ValueError(
+                f"labels.csv, {row['file']}: faces must be a count, got {row['faces']!r}"
+            )
         expected = int(row["faces"])
         figures["faces"] += expected
         try:
