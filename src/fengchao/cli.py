@@ -378,7 +378,7 @@ def eval_faces(
     from fengchao.vision import face_eval
     from fengchao.vision.face_pipeline import FacePipeline
     from fengchao.vision.faces import face_detector_class, face_encoder_class
-    from fengchao.vision.plate_eval import label_rows
+    from fengchao.vision.labels import label_rows
 
     vision = get_settings().vision
     try:

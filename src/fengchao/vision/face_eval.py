@@ -14,7 +14,7 @@ from fengchao.vision.face_pipeline import Face, FacePipeline, Templates, Timings
 from fengchao.vision.faces import Descriptor, FaceDetector
 from fengchao.vision.gallery import FaceGallery, MaskedRule
 from fengchao.vision.images import ImageError, as_rgb, decode_image
-from fengchao.vision.plate_eval import label_rows
+from fengchao.vision.labels import label_rows
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from fengchao.vision.images import ImageError, decode_image
+from fengchao.vision.labels import label_rows
 from fengchao.vision.plate_rules import normalise_plate
 from fengchao.vision.plates import PlateReader
 
@@ -34,18 +34,6 @@ def edit_distance(a: str, b: str) -> int:
             current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
         previous = current
     return previous[-1]
-
-
-def label_rows(folder: Path, *columns: str) -> list[dict[str, str]]:
-    """The rows of ``folder/labels.csv``, which must have at least ``columns``."""
-    labels = folder / "labels.csv"
-    if not labels.is_file():
-        raise FileNotFoundError(f"{labels} not found (expected columns: {','.join(columns)})")
-    with labels.open(encoding="utf-8-sig", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if rows and not set(columns) <= set(rows[0]):
-        raise ValueError(f"{labels} needs the columns {','.join(columns)}")
-    return rows
 
 
 def read_labels(folder: Path) -> list[tuple[str, str]]:
