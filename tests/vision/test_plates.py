@@ -183,6 +183,15 @@ def test_new_energy_plate(reader: PlateReader) -> None:
     assert read.text == "皖AD11166" and read.check.kind == "new_energy_small"
 
 
+def test_a_tight_plate_crop_is_read_to_its_last_character(reader: PlateReader) -> None:
+    # Cameras that send a plate snapshot: the last character touches the right edge.
+    labels = shared_data("plates", "labels.csv").read_text(encoding="utf-8-sig").splitlines()
+    expected = dict(line.split(",")[:2] for line in labels[1:])
+    for name in ("crop_0009.jpg", "crop_0014.jpg", "crop_0015.jpg", "crop_0054.jpg"):
+        (read,) = reader.read(decode_image(shared_data("plates", "crops", name).read_bytes()))
+        assert read.text == expected[f"crops/{name}"] and read.check.valid
+
+
 def test_two_plates_in_one_frame(reader: PlateReader) -> None:
     both = np.hstack([scene("scene_004.jpg"), scene("scene_007.jpg")])
     texts = {read.text for read in reader.read(both)}

@@ -10,7 +10,8 @@ flat from its four corners and, like the recogniser's training images, scaled to
 the recogniser drops or invents the province character (60 of 67 scenes exact with
 it, 41 with edge padding only). Double-row plates (yellow, 440×220 mm) are read as two
 rows and joined. Frames are detected at a working size and, when nothing is found,
-once more at a larger one (small or dim plates).
+once more at a larger one (small or dim plates). An image that is itself a plate (the
+snapshot a plate camera sends) is read whole first.
 """
 
 from __future__ import annotations
@@ -74,11 +75,18 @@ class AgentClprReader(PlateReader):
     def read(self, image: RGBImage) -> list[PlateRead]:
         frame = as_rgb(image)
         bgr = np.ascontiguousarray(frame[:, :, ::-1])
+        whole = None
+        if _looks_like_a_plate_crop(bgr):
+            # A photo that is itself a plate is read whole: on such tight crops the
+            # detector's quad cuts the last character (crops: 548 → 651 of 667 exact).
+            whole = self._read_one(bgr, 0.0, _whole_frame(bgr))
+            if whole.check.valid:
+                return [whole]
         found = self._detect(bgr, self.config.detect_side)
         if not found and self.config.fallback_side > self.config.detect_side:
             found = self._detect(bgr, self.config.fallback_side)
-        if not found and _looks_like_a_plate_crop(bgr):
-            found = [(0.0, _whole_frame(bgr))]
+        if not found and whole is not None:
+            return [whole]
         return [self._read_one(bgr, score, corners) for score, corners in found]
 
     # -- detection ----------------------------------------------------------------------
@@ -226,7 +234,7 @@ def _warp(
 
 
 def _looks_like_a_plate_crop(bgr: npt.NDArray[np.uint8]) -> bool:
-    """An image that is itself a plate (a cropped photo), which the detector does not find."""
+    """An image that is itself a plate: small, and shaped like one."""
     height, width = bgr.shape[:2]
     return bool(1.6 <= width / height <= 5.0 and width <= 400)
 
