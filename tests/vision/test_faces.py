@@ -304,6 +304,7 @@ def test_eval_faces_reports_the_figures(tmp_path: Path) -> None:
     assert masked["correct"] + masked["false_accepts"] <= masked["detected"]
     assert masked["stranger_accepts"] <= masked["strangers"] <= figures["images"]
     assert masked["masked_strangers"] <= masked["detected"]
+    assert figures["paint_ms_p50"] > 0
 
 
 def test_eval_faces_counts_the_faces_of_group_photos(tmp_path: Path) -> None:
