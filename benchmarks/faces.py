@@ -136,17 +136,20 @@ def gallery_search(sizes: list[int]) -> dict[str, float]:
             }
         )
 
+    def label(size: int) -> str:
+        return f"{size // 1000}k" if size < 1_000_000 else f"{size // 1_000_000}M"
+
     for size in sizes:
         vectors = unit_rows(rng, size)
         gallery = FaceGallery()
         gallery.add_many((n, vectors[n : n + 1], None) for n in range(size))
-        label = f"{size // 1000}k" if size < 1_000_000 else f"{size // 1_000_000}M"
-        measure(label, gallery, probes(vectors), masked=False)
-        del gallery
-    kinds = np.arange(4)
+        measure(label(size), gallery, probes(vectors), masked=False)
+        del gallery, vectors
+    largest = sizes[-1]
+    vectors = unit_rows(rng, largest)
     gallery = FaceGallery()
-    gallery.add_many((n, vectors[4 * n : 4 * n + 4], kinds) for n in range(size // 4))
-    measure(f"{label}_masked", gallery, probes(vectors), masked=True)
+    gallery.add_many((n, vectors[4 * n : 4 * n + 4], np.arange(4)) for n in range(largest // 4))
+    measure(f"{label(largest)}_masked", gallery, probes(vectors), masked=True)
     return figures
 
 

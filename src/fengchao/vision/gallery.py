@@ -13,7 +13,7 @@ norm per template, 524 bytes; an enrolment with three masks keeps four templates
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -197,30 +197,24 @@ class FaceGallery:
 
     def add_many(self, entries: Iterable[tuple[int, npt.ArrayLike, npt.ArrayLike | None]]) -> None:
         """Add many people at once (rebuilding from the database): (person, descriptors, kinds)."""
-        vectors, ids, kinds = self._rows(entries)
-        if not ids.size:
-            return
-        with self._lock:
-            self._swap(vectors, ids, kinds, keep=lambda block: slice(None))
+        rows = self._rows(entries)
+        if rows[1].size:
+            with self._lock:
+                self._rebuild(rows)
 
     def replace(
         self, person_id: int, descriptors: npt.ArrayLike, kinds: npt.ArrayLike | None = None
     ) -> None:
         """A person's templates become exactly these (re-enrolment)."""
-        vectors, ids, new_kinds = self._rows([(person_id, descriptors, kinds)])
+        rows = self._rows([(person_id, descriptors, kinds)])
         with self._lock:
-            self._swap(vectors, ids, new_kinds, keep=lambda block: block.ids != person_id)
+            self._rebuild(rows, drop=person_id)
 
     def remove(self, person_id: int) -> int:
         """Remove all of a person's templates; returns how many were removed."""
         with self._lock:
             before = len(self)
-            self._swap(
-                np.zeros((0, self.dimension), np.float32),
-                np.zeros(0, np.int64),
-                np.zeros(0, np.int64),
-                keep=lambda block: block.ids != person_id,
-            )
+            self._rebuild(self._rows([]), drop=person_id)
             return before - len(self)
 
     def _rows(
@@ -242,21 +236,22 @@ class FaceGallery:
             np.concatenate([k for _, _, k in checked]),
         )
 
-    def _swap(
-        self, vectors: Vectors, ids: Ids, kinds: Ids, keep: Callable[[_Block], Ids | slice]
-    ) -> None:
-        # One assignment replaces every block at once: a search running meanwhile keeps
-        # the old mapping, consistent.
-        empty = _Block(vectors[:0], np.zeros(0, np.float32), ids[:0])
+    def _rebuild(self, rows: tuple[Vectors, Ids, Ids], drop: int | None = None) -> None:
+        """Every block with ``drop``'s templates left out and ``rows`` added."""
+        vectors, ids, kinds = rows
         blocks: dict[int, _Block] = {}
         for kind in sorted(set(self._blocks) | set(np.unique(kinds).tolist())):
-            old = self._blocks.get(kind, empty)
-            kept, new = keep(old), kinds == kind
-            block_ids = np.concatenate([old.ids[kept], ids[new]])
+            old = self._blocks.get(kind)
+            old_vectors, old_ids = (old.vectors, old.ids) if old else (vectors[:0], ids[:0])
+            if drop is not None:
+                kept = old_ids != drop
+                old_vectors, old_ids = old_vectors[kept], old_ids[kept]
+            new = kinds == kind
+            block_ids = np.concatenate([old_ids, ids[new]])
             if block_ids.size:
-                blocks[kind] = _Block.of(
-                    np.concatenate([old.vectors[kept], vectors[new]]), block_ids
-                )
+                blocks[kind] = _Block.of(np.concatenate([old_vectors, vectors[new]]), block_ids)
+        # One assignment replaces every block at once: a search running meanwhile keeps
+        # the old mapping, consistent.
         self._blocks = blocks
 
     def search(
