@@ -80,8 +80,8 @@ def child(kind: str, sheet: Path, folder: Path) -> None:
 
     from fengchao.auth.service import SYSTEM_ACTOR
     from fengchao.registry.demo import build_demo
+    from fengchao.registry.imports import ImportReport, import_residents
     from fengchao.registry.models import BuildingLead, Person
-    from fengchao.registry.service import ImportReport, import_residents
 
     with database(kind, folder) as engine:
         with Session(engine) as session:

@@ -21,7 +21,7 @@ from fengchao.auth.service import SYSTEM_ACTOR, AuthError, GridScope
 from fengchao.db import get_engine, session_scope
 from fengchao.migrate import schema_drift, upgrade
 from fengchao.registry import demo as demo_module
-from fengchao.registry import service as registry_service
+from fengchao.registry import imports as registry_imports
 from fengchao.registry.models import Building, Community, Compound, Street
 from fengchao.settings import get_settings
 
@@ -175,7 +175,7 @@ def demo(
 
 
 def _import(
-    kind: registry_service.ImportKind,
+    kind: registry_imports.ImportKind,
     file: Path,
     dry_run: bool,
     as_json: bool,
@@ -203,7 +203,7 @@ def _import(
             def progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            report = registry_service.import_sheet(
+            report = registry_imports.import_sheet(
                 kind,
                 session=session,
                 actor=SYSTEM_ACTOR,

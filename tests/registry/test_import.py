@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from fengchao.auth.service import SYSTEM_ACTOR
-from fengchao.registry import service
+from fengchao.registry import imports as service
 from fengchao.registry.models import Household, Person, Vehicle
 from tests.conftest import Grid, shared_data
 

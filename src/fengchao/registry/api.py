@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Query, UploadFile
 
-from fengchao.registry import schemas, service
+from fengchao.registry import imports, schemas, service
 from fengchao.registry.completeness import Figures
 from fengchao.registry.models import Household, Person
 from fengchao.registry.views import pick_community
@@ -107,7 +107,7 @@ def search(
 
 @router.post("/import/{kind}", response_model=schemas.ImportReportRead)
 async def import_sheet(
-    kind: service.ImportKind,
+    kind: imports.ImportKind,
     session: DbSession,
     actor: CurrentActor,
     file: Annotated[UploadFile, File()],
@@ -118,7 +118,7 @@ async def import_sheet(
 ) -> schemas.ImportReportRead:
     """Validate (``dry_run=true``, the default) or import a residents or vehicles sheet."""
     chosen = pick_community(session, actor, community)
-    report = service.import_sheet(
+    report = imports.import_sheet(
         kind,
         session=session,
         actor=actor,

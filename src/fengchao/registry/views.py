@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fengchao.auth.service import Actor, NotFound, Permission, require
-from fengchao.registry import service
+from fengchao.registry import exports, imports, scope, service
 from fengchao.registry.completeness import Figures, Gap
 from fengchao.registry.importer import field_label
 from fengchao.registry.models import LABELS, Community, ImportUpload
@@ -30,7 +30,7 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def pick_community(session: Session, actor: Actor, community_id: int | None) -> Community:
-    communities = service.communities_in_scope(session=session, scope=actor.scope)
+    communities = scope.communities_in_scope(session=session, scope=actor.scope)
     if not communities:
         raise NotFound("no community in scope")
     if community_id is None:
@@ -65,9 +65,9 @@ def grid_browser(
         "registry/grid.html",
         {
             "community": chosen,
-            "communities": service.communities_in_scope(session=session, scope=actor.scope),
+            "communities": scope.communities_in_scope(session=session, scope=actor.scope),
             "tree": tree,
-            "scope_label": service.scope_label(session=session, scope=actor.scope),
+            "scope_label": scope.scope_label(session=session, scope=actor.scope),
             "households": sum(node.households for node in tree),
             "people": sum(node.people for node in tree),
         },
@@ -129,7 +129,7 @@ def import_form(request: Request, session: DbSession, actor: CurrentActor) -> Re
         request,
         "registry/import.html",
         {
-            "communities": service.communities_in_scope(session=session, scope=actor.scope),
+            "communities": scope.communities_in_scope(session=session, scope=actor.scope),
             "limit_mb": get_settings().imports.max_bytes // 1048576,
         },
     )
@@ -138,14 +138,14 @@ def import_form(request: Request, session: DbSession, actor: CurrentActor) -> Re
 @router.get("/import/template.xlsx")
 def import_template(actor: CurrentActor) -> Response:
     require(actor, Permission.registry_read)
-    return _download(service.resident_template_xlsx(), "居民信息导入模板.xlsx")
+    return _download(exports.resident_template_xlsx(), "居民信息导入模板.xlsx")
 
 
 def _run(
     session: Session, actor: Actor, upload: ImportUpload, dry_run: bool
-) -> service.ImportReport:
+) -> imports.ImportReport:
     options = upload.options or {}
-    return service.import_sheet(
+    return imports.import_sheet(
         "vehicles" if upload.kind == "vehicles" else "residents",
         session=session,
         actor=actor,
@@ -184,7 +184,7 @@ async def import_upload(
     )
     report = _run(session, actor, upload, dry_run=True)
     if report.rows and len(content) <= limit:
-        service.purge_stale_uploads(session=session)
+        imports.purge_stale_uploads(session=session)
         session.add(upload)
         session.commit()
     return render(
@@ -226,7 +226,7 @@ def import_confirm(
     upload.options = {**(upload.options or {}), "skip_invalid": skip_invalid}
     report = _run(session, actor, upload, dry_run=False)
     if report.written:
-        service.mark_upload_imported(upload)
+        imports.mark_upload_imported(upload)
         session.commit()
         return render(request, "registry/import_done.html", {"report": report, "upload": upload})
     return render(
@@ -248,7 +248,7 @@ def import_errors(token: str, session: DbSession, actor: CurrentActor) -> Respon
     if upload.imported_at is not None:
         raise NotFound(f"upload {token} was imported")
     report = _run(session, actor, upload, dry_run=True)
-    return _download(service.error_report_xlsx(report), f"导入错误-{upload.filename}.xlsx")
+    return _download(exports.error_report_xlsx(report), f"导入错误-{upload.filename}.xlsx")
 
 
 # --- completeness ----------------------------------------------------------------------
@@ -297,7 +297,7 @@ def completeness_export(
 ) -> Response:
     chosen = pick_community(session, actor, community)
     result = service.completeness_report(session=session, actor=actor, community_id=chosen.id)
-    return _download(service.completeness_xlsx(result), f"应录尽录-{chosen.name}.xlsx")
+    return _download(exports.completeness_xlsx(result), f"应录尽录-{chosen.name}.xlsx")
 
 
 @router.get("/", include_in_schema=False)
