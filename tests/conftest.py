@@ -3,7 +3,9 @@ a small grid, and the people who use the platform (personas)."""
 
 from __future__ import annotations
 
+import base64
 import os
+import secrets
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from fengchao.app import create_app
 from fengchao.auth import service as auth_service
 from fengchao.auth.models import Role, ScopeLevel, User
 from fengchao.auth.service import Actor, GridScope
+from fengchao.db import WRITE_OPTION, flush_rows_at_commit
 from fengchao.registry.models import (
     Building,
     Community,
@@ -31,6 +34,13 @@ from fengchao.registry.models import (
 from fengchao.registry.service import register_person_id
 from fengchao.testing import throwaway_database
 from fengchao.web.deps import get_session
+
+# Keys of this test run, set before any settings are built; served apps started by the
+# tests inherit them, so they read what the tests wrote (and no keys.json is written).
+os.environ.setdefault("FENGCHAO_SECURITY__SECRET_KEY", secrets.token_urlsafe(48))
+os.environ.setdefault(
+    "FENGCHAO_SECURITY__DATA_KEY", base64.b64encode(secrets.token_bytes(32)).decode()
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -57,8 +67,9 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
 
 @pytest.fixture
 def session(engine: Engine) -> Iterator[Session]:
-    """A session inside a transaction that is rolled back after the test."""
-    connection = engine.connect()
+    """A session inside a transaction that is rolled back after the test. The transaction
+    is a writing one from the start, so the code's begin_write() has nothing to do."""
+    connection = engine.connect().execution_options(**{WRITE_OPTION: True})
     outer = connection.begin()
     db = Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
     try:
@@ -110,6 +121,12 @@ def _building(
 
 @pytest.fixture
 def grid(session: Session) -> Grid:
+    return build_grid(session)
+
+
+def build_grid(session: Session) -> Grid:
+    """宏侨社区: 华润中央公园 (buildings 5 and 6) and 宏侨新村 (building 1), two units of four
+    rooms each, and one registered resident in 5-1-101 and in 6-1-101."""
     street = Street(name=f"宏路街道-{uuid.uuid4().hex[:6]}")
     session.add(street)
     session.flush()
@@ -151,7 +168,7 @@ class Persona:
     actor: Actor
 
 
-def _persona(session: Session, name: str, role: Role, scope: GridScope) -> Persona:
+def make_persona(session: Session, name: str, role: Role, scope: GridScope) -> Persona:
     user = auth_service.create_user(
         session=session,
         username=f"{name}-{uuid.uuid4().hex[:6]}",
@@ -165,26 +182,26 @@ def _persona(session: Session, name: str, role: Role, scope: GridScope) -> Perso
 
 @pytest.fixture
 def admin(session: Session, grid: Grid) -> Persona:
-    return _persona(session, "admin", Role.admin, GridScope(ScopeLevel.street, grid.street.id))
+    return make_persona(session, "admin", Role.admin, GridScope(ScopeLevel.street, grid.street.id))
 
 
 @pytest.fixture
 def worker(session: Session, grid: Grid) -> Persona:
-    return _persona(
+    return make_persona(
         session, "worker", Role.community_worker, GridScope(ScopeLevel.community, grid.community.id)
     )
 
 
 @pytest.fixture
 def lead5(session: Session, grid: Grid) -> Persona:
-    return _persona(
+    return make_persona(
         session, "lead5", Role.building_lead, GridScope(ScopeLevel.building, grid.b5.id)
     )
 
 
 @pytest.fixture
 def guard(session: Session, grid: Grid) -> Persona:
-    return _persona(
+    return make_persona(
         session, "guard", Role.guard, GridScope(ScopeLevel.community, grid.community.id)
     )
 
@@ -210,7 +227,7 @@ def app_client(session: Session) -> Iterator[TestClient]:
 
     def test_session() -> Iterator[Session]:
         yield session
-        session.flush()
+        flush_rows_at_commit(session)  # what finish() writes at the end of a request
 
     app.dependency_overrides[get_session] = test_session
     with TestClient(app, follow_redirects=False) as client:
@@ -226,3 +243,55 @@ def login_as(session: Session, app_client: TestClient):  # type: ignore[no-untyp
         return Browser(app_client, login_session.csrf_token)
 
     return login
+
+
+# --- the app as production runs it ------------------------------------------------------
+
+
+@dataclass
+class Live:
+    """A database of its own with the grid and the personas committed, and the app bound
+    to it with no dependency overridden: every request opens, commits and closes its own
+    database session, as in production."""
+
+    engine: Engine
+    grid: Grid
+    personas: dict[str, Persona]
+
+    def client(self, persona: str | None = None, *, lang: str | None = None) -> TestClient:
+        """A client logged in through the login form as ``persona`` (admin, worker, lead5,
+        guard), or anonymous."""
+        client = TestClient(create_app(engine=self.engine), follow_redirects=False)
+        if lang:
+            client.cookies.set("fc_lang", lang)
+        if persona is not None:
+            client.get("/login")
+            response = client.post(
+                "/login",
+                data={
+                    "username": self.personas[persona].user.username,
+                    "password": PASSWORD,
+                    "csrf_token": client.cookies.get("fc_csrf") or "",
+                },
+            )
+            assert response.status_code == 303, response.text
+        return client
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    target = os.environ.get("FENGCHAO_TEST_DATABASE", "sqlite")
+    with throwaway_database(target, tmp_path_factory.mktemp("live")) as engine:
+        with Session(engine, expire_on_commit=False) as session:
+            grid = build_grid(session)
+            street = GridScope(ScopeLevel.street, grid.street.id)
+            community = GridScope(ScopeLevel.community, grid.community.id)
+            building5 = GridScope(ScopeLevel.building, grid.b5.id)
+            personas = {
+                "admin": make_persona(session, "管理员", Role.admin, street),
+                "worker": make_persona(session, "社区干部", Role.community_worker, community),
+                "lead5": make_persona(session, "5号楼楼栋长", Role.building_lead, building5),
+                "guard": make_persona(session, "东门卡口", Role.guard, community),
+            }
+            session.commit()
+        yield Live(engine, grid, personas)

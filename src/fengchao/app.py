@@ -6,46 +6,57 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from sqlalchemy import Engine
+from sqlalchemy.orm import sessionmaker
 
 from fengchao import __version__
 from fengchao.auth import views as auth_views
-from fengchao.auth.service import Forbidden, NotFound
 from fengchao.registry import api as registry_api
 from fengchao.registry import views as registry_views
 from fengchao.settings import get_settings
-from fengchao.web.deps import (
-    CSRF_COOKIE,
-    LANG_COOKIE,
-    CsrfFailed,
-    LoginRequired,
-    render,
-)
+from fengchao.web.deps import CSRF_COOKIE, LANG_COOKIE, CurrentActor, render
+from fengchao.web.errors import error_response, install_error_handlers
 from fengchao.web.i18n import _, current_language, pick_language
+from fengchao.web.security import BodySizeLimit, BodyTooLarge, security_headers
 
 STATIC_DIR = Path(__file__).parent / "web" / "static"
 
+# Routes that take spreadsheet uploads may receive the import limit; everything else the
+# small general limit.
+UPLOAD_PATHS = ("/registry/import", "/api/registry/import/")
+UPLOAD_OVERHEAD = 256 * 1024  # multipart framing and the form's other fields
 
-def _wants_json(request: Request) -> bool:
-    return request.url.path.startswith("/api/")
 
-
-def create_app() -> FastAPI:
+def create_app(*, engine: Engine | None = None) -> FastAPI:
+    """The app; ``engine`` binds it to a database of its own (tests), otherwise the
+    settings' database is used."""
     settings = get_settings()
     app = FastAPI(
         title="Fengchao 蜂巢",
         version=__version__,
         description="Community outbreak operations: grid registry, gates, sampling, duty.",
-        docs_url="/api/docs",
-        openapi_url="/api/openapi.json",
+        docs_url=None,
         redoc_url=None,
+        openapi_url=None,
     )
+    if engine is not None:
+        app.state.sessionmaker = sessionmaker(bind=engine, expire_on_commit=False)
+
+    def body_limit(path: str) -> int:
+        if path.startswith(UPLOAD_PATHS):
+            return settings.imports.max_bytes + UPLOAD_OVERHEAD
+        return settings.security.max_body_bytes
+
+    def too_large(request: Request, limit: int) -> Response:
+        message = _("提交的内容太大（上限 {mb} MB）").format(mb=round(limit / 1048576, 1))
+        return error_response(request, 413, message)
+
+    app.add_middleware(BodySizeLimit, limit_for=body_limit, refuse=too_large)
 
     @app.middleware("http")
-    async def language_and_cookies(
+    async def language_and_headers(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         language = pick_language(request.cookies.get(LANG_COOKIE), settings.default_language)
@@ -63,60 +74,14 @@ def create_app() -> FastAPI:
                 samesite="lax",
                 secure=settings.security.cookie_secure,
             )
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault("X-Frame-Options", "DENY")
+        security_headers(response, request.url.path, https=settings.security.cookie_secure)
         return response
 
-    @app.exception_handler(LoginRequired)
-    async def login_required(request: Request, _exc: LoginRequired) -> Response:
-        if _wants_json(request):
-            return JSONResponse({"detail": _("请先登录")}, status_code=401)
-        if request.headers.get("HX-Request") == "true":
-            return Response(status_code=401, headers={"HX-Redirect": "/login"})
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return RedirectResponse(f"/login?next={target}", status_code=303)
+    install_error_handlers(app)
 
-    @app.exception_handler(CsrfFailed)
-    async def csrf_failed(request: Request, _exc: CsrfFailed) -> Response:
-        message = _("表单已过期或来源不明（CSRF 校验失败），请刷新页面后重试")
-        if _wants_json(request):
-            return JSONResponse({"detail": message}, status_code=403)
-        return render(request, "error.html", {"status": 403, "message": message}, status_code=403)
-
-    @app.exception_handler(NotFound)
-    async def not_found(request: Request, _exc: NotFound) -> Response:
-        message = _("找不到该记录，或不在您负责的范围内")
-        if _wants_json(request):
-            return JSONResponse({"detail": message}, status_code=404)
-        return render(request, "error.html", {"status": 404, "message": message}, status_code=404)
-
-    @app.exception_handler(Forbidden)
-    async def forbidden(request: Request, _exc: Forbidden) -> Response:
-        message = _("您的角色没有这项权限")
-        if _wants_json(request):
-            return JSONResponse({"detail": message}, status_code=403)
-        return render(request, "error.html", {"status": 403, "message": message}, status_code=403)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if _wants_json(request):
-            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
-        message = _("页面不存在") if exc.status_code == 404 else str(exc.detail)
-        return render(
-            request,
-            "error.html",
-            {"status": exc.status_code, "message": message},
-            status_code=exc.status_code,
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def bad_request(request: Request, exc: RequestValidationError) -> Response:
-        errors = [
-            {"field": ".".join(str(p) for p in e["loc"][1:]), "message": e["msg"]}
-            for e in exc.errors()
-        ]
-        return JSONResponse({"detail": _("请求参数有误"), "errors": errors}, status_code=422)
+    @app.exception_handler(BodyTooLarge)
+    async def body_too_large(request: Request, exc: BodyTooLarge) -> Response:
+        return too_large(request, exc.limit)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(auth_views.router)
@@ -130,5 +95,15 @@ def create_app() -> FastAPI:
     @app.get("/healthz", include_in_schema=False)
     def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    # The API's documentation is for signed-in staff, with its assets served from here
+    # (a community's intranet may not reach a public CDN).
+    @app.get("/api/openapi.json", include_in_schema=False)
+    def openapi_schema(_actor: CurrentActor) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/api/docs", include_in_schema=False)
+    def api_docs(request: Request, _actor: CurrentActor) -> HTMLResponse:
+        return render(request, "api_docs.html")
 
     return app

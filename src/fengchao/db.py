@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -56,6 +57,12 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+# A connection carrying this execution option opens its transactions for writing: on SQLite
+# that is BEGIN IMMEDIATE, which waits (busy_timeout) for the one write lock at the start.
+WRITE_OPTION = "fengchao_write"
+_AT_COMMIT = "fengchao_at_commit"
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -66,21 +73,86 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
 
 
+def _sqlite_begin(conn: Connection) -> None:
+    # Reads take a deferred transaction (a snapshot, no lock), so pages are served side by
+    # side. A deferred transaction that later writes fails at once with "database is
+    # locked" under concurrency (SQLite does not wait when upgrading a read), so writers
+    # say so first: see begin_write().
+    immediate = conn.get_execution_options().get(WRITE_OPTION)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _private_sqlite_file(path: Path) -> None:
+    """The data folder 0700 and the database file 0600: they hold personal data. SQLite
+    gives its -wal and -shm files the database file's permissions."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout."""
+    """An engine for ``url``; SQLite gets WAL, foreign keys, a busy timeout, private files
+    and deferred transactions unless a session asks to write (:func:`begin_write`)."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
+        path = url.split("///", 1)[-1].split("?", 1)[0]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _private_sqlite_file(Path(path))
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling breaks SAVEPOINT, so SQLAlchemy emits BEGIN.
-        # IMMEDIATE: nearly every request writes (reads of personal data are audited), and a
-        # deferred transaction that reads and then writes fails at once with "database is
-        # locked" under concurrency instead of waiting for busy_timeout.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _is_sqlite(session: Session) -> bool:
+    return session.get_bind().dialect.name == "sqlite"
+
+
+def _writing(session: Session) -> bool:
+    if not session.in_transaction():
+        return False
+    return bool(session.connection().get_execution_options().get(WRITE_OPTION))
+
+
+def begin_write(session: Session) -> None:
+    """Declare that this unit of work will change rows; call it before reading the rows it
+    changes. On SQLite the transaction becomes BEGIN IMMEDIATE (a read snapshot taken so
+    far is ended first; rows added but not yet flushed are kept). Elsewhere a no-op."""
+    if not _is_sqlite(session) or _writing(session):
+        return
+    if session.in_transaction():
+        if session.dirty or session.deleted:
+            raise RuntimeError("rows were changed before begin_write(); call it first")
+        pending = list(session.new)
+        session.rollback()
+        session.add_all(pending)
+    session.connection(execution_options={WRITE_OPTION: True})
+
+
+def add_at_commit(session: Session, row: object) -> None:
+    """Insert ``row`` when the session commits, not at the next autoflush: an audited read
+    then stays a read (a snapshot) until its end, and its audit rows are written in one
+    short write transaction just before the response."""
+    session.info.setdefault(_AT_COMMIT, []).append(row)
+
+
+def flush_rows_at_commit(session: Session) -> None:
+    """Add the rows kept for commit to the session now (tests that never commit use it)."""
+    rows = session.info.pop(_AT_COMMIT, [])
+    if rows:
+        session.add_all(rows)
+        session.flush()
+
+
+def finish(session: Session) -> None:
+    """Commit a unit of work (a request, a command). A read that has rows to write (audit
+    events) moves to a short write transaction first on SQLite."""
+    has_changes = bool(session.info.get(_AT_COMMIT) or session.new or session.dirty)
+    if has_changes or session.deleted:
+        begin_write(session)
+    flush_rows_at_commit(session)
+    session.commit()
 
 
 @lru_cache(maxsize=1)
@@ -94,12 +166,15 @@ def get_sessionmaker() -> sessionmaker[Session]:
 
 
 @contextmanager
-def session_scope() -> Iterator[Session]:
-    """A session that commits on success and rolls back on error (for the CLI)."""
+def session_scope(*, write: bool = False) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error (for the CLI);
+    ``write`` opens it for writing at once (see :func:`begin_write`)."""
     session = get_sessionmaker()()
     try:
+        if write:
+            begin_write(session)
         yield session
-        session.commit()
+        finish(session)
     except BaseException:
         session.rollback()
         raise

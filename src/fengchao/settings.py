@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
-import hashlib
+import json
+import os
+import secrets
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -12,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "dev-insecure-secret-change-me"
+MIN_SECRET_LENGTH = 32
+DEV_KEYS_FILE = "keys.json"
 
 
 class SecuritySettings(BaseModel):
@@ -20,25 +25,35 @@ class SecuritySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     secret_key: str = Field(
-        DEV_SECRET, description="Signs sessions and CSRF tokens; must be set in production."
+        DEV_SECRET,
+        description=(
+            "Signs sessions and tokens; at least 32 characters in production. Unset outside "
+            "production: a random one is generated into data_dir/keys.json."
+        ),
     )
     data_key: str = Field(
         "",
         description=(
-            "Base64 key (32 bytes) for encrypting ID numbers at rest and for their keyed "
-            "search hash. Empty: derived from secret_key (development only)."
+            "Base64 key (32 bytes) for encrypting ID numbers and uploads at rest and for their "
+            "keyed search hash. Unset outside production: a random one is generated into "
+            "data_dir/keys.json (mode 0600) on first run."
         ),
     )
     session_hours: int = Field(12, ge=1, le=24 * 30, description="Login session lifetime.")
-    cookie_secure: bool = Field(False, description="Send cookies over HTTPS only.")
+    cookie_secure: bool = Field(
+        False, description="Send cookies over HTTPS only (and send HSTS): set behind HTTPS."
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description="Largest request body, except on upload routes (they allow the import limit).",
+    )
 
     def data_key_bytes(self) -> bytes:
-        if self.data_key:
-            raw = base64.b64decode(self.data_key)
-            if len(raw) != 32:
-                raise ValueError("FENGCHAO_SECURITY__DATA_KEY must decode to 32 bytes")
-            return raw
-        return hashlib.sha256(b"fengchao-data-key:" + self.secret_key.encode()).digest()
+        raw = base64.b64decode(self.data_key, validate=True) if self.data_key else b""
+        if len(raw) != 32:
+            raise ValueError("FENGCHAO_SECURITY__DATA_KEY must be the base64 of 32 bytes")
+        return raw
 
 
 class ImportSettings(BaseModel):
@@ -113,14 +128,24 @@ class Settings(BaseSettings):
     vision: VisionSettings = Field(default_factory=VisionSettings)
 
     @model_validator(mode="after")
-    def _refuse_default_secret_in_production(self) -> Settings:
-        if self.env == "production" and (
-            self.security.secret_key == DEV_SECRET or not self.security.data_key
-        ):
-            raise ValueError(
-                "production needs FENGCHAO_SECURITY__SECRET_KEY and "
-                "FENGCHAO_SECURITY__DATA_KEY set to real secrets"
-            )
+    def _secrets(self) -> Settings:
+        security = self.security
+        if self.env == "production":
+            if security.secret_key == DEV_SECRET or len(security.secret_key) < MIN_SECRET_LENGTH:
+                raise ValueError(
+                    f"production needs FENGCHAO_SECURITY__SECRET_KEY set to a random secret of "
+                    f"at least {MIN_SECRET_LENGTH} characters"
+                )
+            if not security.data_key:
+                raise ValueError("production needs FENGCHAO_SECURITY__DATA_KEY (base64, 32 bytes)")
+        elif security.secret_key == DEV_SECRET or not security.data_key:
+            # Never a constant from the source: anyone could decrypt a development database.
+            keys = _development_keys(self.data_dir)
+            if security.secret_key == DEV_SECRET:
+                security.secret_key = keys["secret_key"]
+            if not security.data_key:
+                security.data_key = keys["data_key"]
+        security.data_key_bytes()  # a malformed key fails at start, not at the first read
         return self
 
     @property
@@ -128,6 +153,36 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'fengchao.db').as_posix()}"
+
+
+def _development_keys(data_dir: Path) -> dict[str, str]:
+    """Random keys kept in ``data_dir/keys.json`` (0600), made on first run and announced:
+    losing the file makes the ID numbers stored with it unreadable."""
+    path = data_dir / DEV_KEYS_FILE
+    if path.exists():
+        keys: dict[str, str] = json.loads(path.read_text())
+        return keys
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    keys = {
+        "secret_key": secrets.token_urlsafe(48),
+        "data_key": base64.b64encode(secrets.token_bytes(32)).decode(),
+    }
+    draft = path.with_name(f".{DEV_KEYS_FILE}.{os.getpid()}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(keys, fh)
+    try:
+        os.link(draft, path)  # atomic, and refuses to replace keys another process made
+    except FileExistsError:
+        return _development_keys(data_dir)
+    finally:
+        draft.unlink()
+    print(
+        f"fengchao: generated random development keys in {path} (keep it with the database; "
+        "production sets FENGCHAO_SECURITY__SECRET_KEY and FENGCHAO_SECURITY__DATA_KEY)",
+        file=sys.stderr,
+    )
+    return keys
 
 
 @lru_cache(maxsize=1)

@@ -15,7 +15,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, joinedload
 
 from fengchao.auth.models import AuditEvent, LoginSession, Role, ScopeLevel, User
-from fengchao.db import utcnow
+from fengchao.db import add_at_commit, utcnow
 from fengchao.settings import get_settings
 
 _hasher = PasswordHasher()
@@ -177,7 +177,18 @@ def start_session(*, session: Session, user: User) -> tuple[str, LoginSession]:
     return token, login
 
 
-def session_for_token(*, session: Session, token: str) -> LoginSession | None:
+@dataclass(frozen=True)
+class Login:
+    """A valid login session as the web layer keeps it for one request: plain values, so
+    that an error page rendered after the database session has closed can still use them."""
+
+    actor: Actor
+    csrf_token: str
+
+
+def login_for_token(*, session: Session, token: str) -> Login | None:
+    """The login behind a session cookie, or None when it is unknown, expired or the
+    account is disabled."""
     login = session.scalar(
         select(LoginSession)
         .options(joinedload(LoginSession.user))
@@ -185,7 +196,7 @@ def session_for_token(*, session: Session, token: str) -> LoginSession | None:
     )
     if login is None or login.expires_at <= utcnow() or not login.user.active:
         return None
-    return login
+    return Login(actor_for(login.user), login.csrf_token)
 
 
 def end_session(*, session: Session, token: str) -> None:
@@ -202,8 +213,10 @@ def audit(
     community_id: int | None = None,
     **detail: Any,
 ) -> None:
-    """Append one audit event; it commits with the caller's transaction."""
-    session.add(
+    """Append one audit event; it is written when the caller's unit of work commits (before
+    the response is sent), and only then: a read that fails leaves no trace of success."""
+    add_at_commit(
+        session,
         AuditEvent(
             user_id=actor.user_id or None,
             username=actor.username,
@@ -212,7 +225,7 @@ def audit(
             object_id=None if object_id is None else str(object_id),
             community_id=community_id,
             detail=detail,
-        )
+        ),
     )
 
 

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from fengchao.auth import service
 from fengchao.auth.service import Permission, require
+from fengchao.db import begin_write
 from fengchao.settings import get_settings
 from fengchao.web.deps import (
     LANG_COOKIE,
@@ -47,6 +48,7 @@ def login(
     password: Annotated[str, Form(max_length=256)] = "",
     next: Annotated[str, Form()] = "/registry",
 ) -> Response:
+    begin_write(session)
     user = service.authenticate(session=session, username=username, password=password)
     if user is None:
         return render(
@@ -63,7 +65,6 @@ def login(
         object_type="user",
         object_id=user.id,
     )
-    session.commit()
     response = RedirectResponse(_safe_next(next), status_code=303)
     settings = get_settings().security
     response.set_cookie(
@@ -81,8 +82,8 @@ def login(
 def logout(request: Request, session: DbSession) -> Response:
     token = request.cookies.get(SESSION_COOKIE)
     if token:
+        begin_write(session)
         service.end_session(session=session, token=token)
-        session.commit()
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response

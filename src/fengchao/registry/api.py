@@ -11,7 +11,13 @@ from fengchao.registry.completeness import Figures
 from fengchao.registry.models import Household, Person
 from fengchao.registry.views import pick_community
 from fengchao.settings import get_settings
-from fengchao.web.deps import CurrentActor, DbSession, require_csrf
+from fengchao.web.deps import (
+    CurrentActor,
+    DbSession,
+    OptionalRowId,
+    RowId,
+    require_csrf,
+)
 
 router = APIRouter(prefix="/api/registry", tags=["registry"], dependencies=[Depends(require_csrf)])
 
@@ -29,7 +35,7 @@ def _brief(person: Person, id_number: str | None) -> schemas.PersonBrief:
 
 @router.get("/buildings", response_model=list[schemas.BuildingRead])
 def list_buildings(
-    session: DbSession, actor: CurrentActor, community: Annotated[int | None, Query()] = None
+    session: DbSession, actor: CurrentActor, community: OptionalRowId = None
 ) -> list[schemas.BuildingRead]:
     chosen = pick_community(session, actor, community)
     return [
@@ -48,7 +54,7 @@ def list_buildings(
 
 @router.get("/buildings/{building_id}/households", response_model=list[schemas.HouseholdBrief])
 def building_households(
-    building_id: int, session: DbSession, actor: CurrentActor
+    building_id: RowId, session: DbSession, actor: CurrentActor
 ) -> list[schemas.HouseholdBrief]:
     building = service.get_building(session=session, actor=actor, building_id=building_id)
     return [
@@ -65,7 +71,7 @@ def building_households(
 
 @router.get("/households/{household_id}", response_model=schemas.HouseholdRead)
 def read_household(
-    household_id: int, session: DbSession, actor: CurrentActor
+    household_id: RowId, session: DbSession, actor: CurrentActor
 ) -> schemas.HouseholdRead:
     household: Household = service.get_household(
         session=session, actor=actor, household_id=household_id
@@ -81,7 +87,7 @@ def read_household(
 
 
 @router.get("/people/{person_id}", response_model=schemas.PersonRead)
-def read_person(person_id: int, session: DbSession, actor: CurrentActor) -> schemas.PersonRead:
+def read_person(person_id: RowId, session: DbSession, actor: CurrentActor) -> schemas.PersonRead:
     view = service.get_person(session=session, actor=actor, person_id=person_id)
     p = view.person
     return schemas.PersonRead(
@@ -114,7 +120,7 @@ async def import_sheet(
     dry_run: Annotated[bool, Query()] = True,
     create_missing: Annotated[bool, Query()] = False,
     skip_invalid: Annotated[bool, Query()] = False,
-    community: Annotated[int | None, Query()] = None,
+    community: OptionalRowId = None,
 ) -> schemas.ImportReportRead:
     """Validate (``dry_run=true``, the default) or import a residents or vehicles sheet."""
     chosen = pick_community(session, actor, community)
@@ -129,13 +135,12 @@ async def import_sheet(
         create_missing=create_missing,
         skip_invalid=skip_invalid,
     )
-    session.commit()
     return schemas.ImportReportRead.model_validate(report.as_json())
 
 
 @router.get("/completeness", response_model=list[schemas.CoverageRead])
 def completeness(
-    session: DbSession, actor: CurrentActor, community: Annotated[int | None, Query()] = None
+    session: DbSession, actor: CurrentActor, community: OptionalRowId = None
 ) -> list[schemas.CoverageRead]:
     chosen = pick_community(session, actor, community)
     result = service.completeness_report(session=session, actor=actor, community_id=chosen.id)

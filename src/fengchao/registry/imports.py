@@ -18,7 +18,7 @@ from fengchao.auth.service import (
     audit,
     require,
 )
-from fengchao.db import utcnow
+from fengchao.db import begin_write, utcnow
 from fengchao.registry.importer import (
     RESIDENT_ALIASES,
     VEHICLE_ALIASES,
@@ -514,6 +514,8 @@ def import_sheet(
     progress: Progress | None = None,
 ) -> ImportReport:
     """One entry for every caller (page, API, command line): residents or vehicles."""
+    if not dry_run:
+        begin_write(session)
     if kind == "vehicles":
         return import_vehicles(
             session=session,

@@ -12,12 +12,22 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fengchao.auth.service import Actor, NotFound, Permission, require
+from fengchao.db import begin_write
 from fengchao.registry import exports, imports, scope, service
 from fengchao.registry.completeness import Figures, Gap
 from fengchao.registry.importer import field_label
 from fengchao.registry.models import LABELS, Community, ImportUpload
 from fengchao.settings import get_settings
-from fengchao.web.deps import CurrentActor, DbSession, render, require_csrf, templates
+from fengchao.web.deps import (
+    MAX_ROW_ID,
+    CurrentActor,
+    DbSession,
+    OptionalRowId,
+    RowId,
+    render,
+    require_csrf,
+    templates,
+)
 from fengchao.web.i18n import _
 
 router = APIRouter(
@@ -56,7 +66,7 @@ def grid_browser(
     request: Request,
     session: DbSession,
     actor: CurrentActor,
-    community: Annotated[int | None, Query()] = None,
+    community: OptionalRowId = None,
 ) -> Response:
     chosen = pick_community(session, actor, community)
     tree = service.grid_tree(session=session, actor=actor, community_id=chosen.id)
@@ -76,7 +86,7 @@ def grid_browser(
 
 @router.get("/buildings/{building_id}", response_class=HTMLResponse)
 def building_page(
-    building_id: int, request: Request, session: DbSession, actor: CurrentActor
+    building_id: RowId, request: Request, session: DbSession, actor: CurrentActor
 ) -> Response:
     building = service.get_building(session=session, actor=actor, building_id=building_id)
     units = service.building_units(session=session, building=building)
@@ -89,7 +99,7 @@ def building_page(
 
 @router.get("/households/{household_id}", response_class=HTMLResponse)
 def household_page(
-    household_id: int, request: Request, session: DbSession, actor: CurrentActor
+    household_id: RowId, request: Request, session: DbSession, actor: CurrentActor
 ) -> Response:
     household = service.get_household(session=session, actor=actor, household_id=household_id)
     return render(request, "registry/household.html", {"household": household})
@@ -97,7 +107,7 @@ def household_page(
 
 @router.get("/people/{person_id}", response_class=HTMLResponse)
 def person_page(
-    person_id: int, request: Request, session: DbSession, actor: CurrentActor
+    person_id: RowId, request: Request, session: DbSession, actor: CurrentActor
 ) -> Response:
     view = service.get_person(session=session, actor=actor, person_id=person_id)
     return render(request, "registry/person.html", {"view": view, "person": view.person})
@@ -165,7 +175,7 @@ async def import_upload(
     actor: CurrentActor,
     file: Annotated[UploadFile, File()],
     kind: Annotated[str, Form(pattern="^(residents|vehicles)$")] = "residents",
-    community_id: Annotated[int | None, Form()] = None,
+    community_id: Annotated[int | None, Form(ge=1, le=MAX_ROW_ID)] = None,
     create_missing: Annotated[bool, Form()] = False,
 ) -> Response:
     """Step 1: keep the file and show the dry run; nothing is imported yet."""
@@ -184,9 +194,10 @@ async def import_upload(
     )
     report = _run(session, actor, upload, dry_run=True)
     if report.rows and len(content) <= limit:
+        begin_write(session)
         imports.purge_stale_uploads(session=session)
         session.add(upload)
-        session.commit()
+        session.flush()
     return render(
         request,
         "registry/import_report.html",
@@ -219,6 +230,7 @@ def import_confirm(
 ) -> Response:
     """Step 2: the user confirmed; write in one transaction."""
     require(actor, Permission.registry_write)
+    begin_write(session)
     upload = _upload(session, actor, token)
     if upload.imported_at is not None:
         # A second click (or a replayed form) must not import twice.
@@ -227,7 +239,6 @@ def import_confirm(
     report = _run(session, actor, upload, dry_run=False)
     if report.written:
         imports.mark_upload_imported(upload)
-        session.commit()
         return render(request, "registry/import_done.html", {"report": report, "upload": upload})
     return render(
         request,
@@ -244,6 +255,7 @@ def import_confirm(
 @router.get("/import/{token}/errors.xlsx")
 def import_errors(token: str, session: DbSession, actor: CurrentActor) -> Response:
     require(actor, Permission.registry_write)
+    begin_write(session)
     upload = _upload(session, actor, token)
     if upload.imported_at is not None:
         raise NotFound(f"upload {token} was imported")
@@ -259,8 +271,8 @@ def completeness_page(
     request: Request,
     session: DbSession,
     actor: CurrentActor,
-    community: Annotated[int | None, Query()] = None,
-    building: Annotated[int | None, Query()] = None,
+    community: OptionalRowId = None,
+    building: OptionalRowId = None,
     gap: Annotated[Gap | None, Query()] = None,
 ) -> Response:
     chosen = pick_community(session, actor, community)
@@ -293,7 +305,7 @@ def completeness_page(
 
 @router.get("/completeness.xlsx")
 def completeness_export(
-    session: DbSession, actor: CurrentActor, community: Annotated[int | None, Query()] = None
+    session: DbSession, actor: CurrentActor, community: OptionalRowId = None
 ) -> Response:
     chosen = pick_community(session, actor, community)
     result = service.completeness_report(session=session, actor=actor, community_id=chosen.id)

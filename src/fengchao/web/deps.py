@@ -10,15 +10,15 @@ from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from fengchao.auth import service as auth_service
-from fengchao.auth.models import LoginSession
-from fengchao.auth.service import Actor, Permission
-from fengchao.db import get_sessionmaker
+from fengchao.auth.service import Actor, Login, Permission
+from fengchao.db import finish, get_sessionmaker
 from fengchao.settings import get_settings
 from fengchao.web.i18n import LANGUAGES, current_language, gettext, ngettext
 
@@ -28,6 +28,13 @@ LANG_COOKIE = "fc_lang"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+# Ids in paths and queries are bounded like the database's integers: a longer number names
+# nothing (404 in a path, a clear 422 in a query), never a database overflow.
+MAX_ROW_ID = 2**31 - 1
+RowId = Annotated[int, PathParam(ge=1, le=MAX_ROW_ID)]
+OptionalRowId = Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)]
 
 
 class LoginRequired(Exception):
@@ -58,12 +65,19 @@ def _localtime(value: dt.datetime | None) -> str:
 templates.env.filters["localtime"] = _localtime
 
 
-def get_session() -> Iterator[Session]:
-    """One session per request; reads that were audited are committed at the end."""
-    session = get_sessionmaker()()
+def sessions_of(request: Request) -> sessionmaker[Session]:
+    """The app's session factory (``create_app(engine=...)`` binds its own database)."""
+    maker: sessionmaker[Session] | None = getattr(request.app.state, "sessionmaker", None)
+    return maker or get_sessionmaker()
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One session per request, committed (audit rows included) before the response is
+    sent; closed before any error page is rendered, so error pages never touch it."""
+    session = sessions_of(request)()
     try:
         yield session
-        session.commit()
+        finish(session)
     except BaseException:
         session.rollback()
         raise
@@ -71,32 +85,41 @@ def get_session() -> Iterator[Session]:
         session.close()
 
 
-DbSession = Annotated[Session, Depends(get_session)]
+# scope="function": the code after ``yield`` (the commit) runs before the response is sent.
+DbSession = Annotated[Session, Depends(get_session, scope="function")]
 
 
-def current_login(request: Request, session: DbSession) -> LoginSession | None:
-    cached: LoginSession | None = getattr(request.state, "login", None)
-    if cached is not None:
+def current_login(request: Request, session: DbSession) -> Login | None:
+    if hasattr(request.state, "login"):
+        cached: Login | None = request.state.login
         return cached
     token = request.cookies.get(SESSION_COOKIE)
-    if not token:
-        return None
-    login = auth_service.session_for_token(session=session, token=token)
+    login = auth_service.login_for_token(session=session, token=token) if token else None
     request.state.login = login
     return login
 
 
-def current_actor(
-    request: Request, login: Annotated[LoginSession | None, Depends(current_login)]
-) -> Actor:
+def current_actor(login: Annotated[Login | None, Depends(current_login)]) -> Actor:
     if login is None:
         raise LoginRequired()
-    actor = auth_service.actor_for(login.user)
-    request.state.actor = actor
-    return actor
+    return login.actor
 
 
 CurrentActor = Annotated[Actor, Depends(current_actor)]
+
+
+def identify(request: Request) -> Login | None:
+    """The login of a request whose route never asked for it (an unknown path, a refused
+    method), looked up in a short session of its own; error pages use it to show the menu."""
+    if not hasattr(request.state, "login"):
+        token = request.cookies.get(SESSION_COOKIE)
+        login = None
+        if token:
+            with sessions_of(request)() as session:
+                login = auth_service.login_for_token(session=session, token=token)
+        request.state.login = login
+    found: Login | None = request.state.login
+    return found
 
 
 def csrf_cookie_value(request: Request) -> str:
@@ -108,12 +131,12 @@ def csrf_cookie_value(request: Request) -> str:
     return value
 
 
-def csrf_token_for(request: Request, login: LoginSession | None) -> str:
+def csrf_token_for(request: Request, login: Login | None) -> str:
     return login.csrf_token if login is not None else csrf_cookie_value(request)
 
 
 async def require_csrf(
-    request: Request, login: Annotated[LoginSession | None, Depends(current_login)]
+    request: Request, login: Annotated[Login | None, Depends(current_login)]
 ) -> None:
     """Unsafe methods must echo the token in a form field or the X-CSRF-Token header."""
     if request.method in SAFE_METHODS:
@@ -137,11 +160,10 @@ def render(
     *,
     status_code: int = 200,
 ) -> HTMLResponse:
-    login: LoginSession | None = getattr(request.state, "login", None)
-    actor: Actor | None = getattr(request.state, "actor", None)
+    login: Login | None = getattr(request.state, "login", None)
     full = {
         "request": request,
-        "actor": actor,
+        "actor": login.actor if login else None,
         "lang": current_language.get(),
         "csrf_token": csrf_token_for(request, login),
         **(context or {}),
