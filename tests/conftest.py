@@ -258,10 +258,16 @@ class Live:
     grid: Grid
     personas: dict[str, Persona]
 
-    def client(self, persona: str | None = None, *, lang: str | None = None) -> TestClient:
+    def client(
+        self, persona: str | None = None, *, lang: str | None = None, raise_errors: bool = True
+    ) -> TestClient:
         """A client logged in through the login form as ``persona`` (admin, worker, lead5,
-        guard), or anonymous."""
-        client = TestClient(create_app(engine=self.engine), follow_redirects=False)
+        guard), or anonymous; ``raise_errors=False`` returns 500 pages as a browser sees them."""
+        client = TestClient(
+            create_app(engine=self.engine),
+            follow_redirects=False,
+            raise_server_exceptions=raise_errors,
+        )
         if lang:
             client.cookies.set("fc_lang", lang)
         if persona is not None:

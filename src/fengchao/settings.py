@@ -43,6 +43,14 @@ class SecuritySettings(BaseModel):
     cookie_secure: bool = Field(
         False, description="Send cookies over HTTPS only (and send HSTS): set behind HTTPS."
     )
+    id_lookups_per_hour: int = Field(
+        30,
+        ge=1,
+        description=(
+            "How many whole ID numbers one account may reveal or search for in an hour: "
+            "enough for casework, too few to guess a masked number by trial."
+        ),
+    )
     max_body_bytes: int = Field(
         1024 * 1024,
         ge=1024,

@@ -34,3 +34,61 @@ def test_gaps_and_coverage_per_building() -> None:
 def test_empty_scope_has_full_coverage_not_division_by_zero() -> None:
     report = summarise([], [])
     assert report.total.household_coverage == 100.0 and report.items == []
+
+
+def test_figures_counted_by_the_database_match_the_rows(session, grid, worker) -> None:  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    from sqlalchemy import select
+
+    from fengchao.registry import service
+    from fengchao.registry.models import Household, Person, ResidenceStatus
+    from fengchao.registry.scope import household_in_scope
+
+    rooms = list(session.scalars(select(Household).where(Household.building_id == grid.b5.id)))
+    rooms6 = list(session.scalars(select(Household).where(Household.building_id == grid.b6.id)))
+    rooms[2].vacant = True
+    rooms[3].vacant = True
+    born = dt.date(1980, 5, 5)
+    session.add_all(
+        [
+            Person(community_id=grid.community.id, household_id=rooms[1].id, name="王五"),
+            Person(community_id=grid.community.id, household_id=rooms[2].id, name="赵六"),
+            Person(  # registered twice: same name and phone in another building
+                community_id=grid.community.id,
+                household_id=rooms6[1].id,
+                name="林国平",
+                phone="13800000001",
+            ),
+            Person(  # twice with the same birth date
+                community_id=grid.community.id,
+                household_id=rooms[4].id,
+                name="周七",
+                birth_date=born,
+            ),
+            Person(
+                community_id=grid.community.id,
+                household_id=rooms[5].id,
+                name="周七",
+                birth_date=born,
+                phone="13900000007",
+            ),
+            Person(
+                community_id=grid.community.id,
+                household_id=rooms[3].id,
+                name="钱八",
+                residence_status=ResidenceStatus.moved_out,
+            ),
+        ]
+    )
+    session.flush()
+    scope = household_in_scope(worker.actor.scope)
+    counted = service.count_figures(session, grid.community.id, scope)
+    from_rows = service.summarise_rows(session, grid.community.id, scope, None).by_building
+    assert counted == from_rows
+    b5 = counted[grid.b5.id]
+    assert b5.gaps[Gap.duplicate] == 3 and b5.gaps[Gap.moved_out_living] == 1
+    assert b5.registered_households == 4 and b5.occupied_households == 6
+    # Drilling into one building still judges duplicates across the whole scope.
+    only6 = service.summarise_rows(session, grid.community.id, scope, grid.b6.id)
+    assert {i.name for i in only6.items if i.gap == Gap.duplicate} == {"林国平"}

@@ -84,6 +84,18 @@ class Forbidden(PermissionError):
     """The user's role may not do this."""
 
 
+class Refusal(Exception):
+    """A refusal whose message is written for the user (in their language); pages and the
+    API answer it with ``status``, naming ``field`` when one field is at fault."""
+
+    status = 400
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
 def require(actor: Actor, permission: Permission) -> None:
     if not actor.can(permission):
         raise Forbidden(permission.value)
@@ -238,3 +250,22 @@ def list_audit_events(
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit).offset(offset)).all()
     return list(rows), total
+
+
+def recent_acts(
+    *, session: Session, actor: Actor, actions: tuple[str, ...], since: dt.datetime
+) -> int:
+    """How many of ``actions`` the actor has done since ``since`` (from the audit log),
+    for limits that must hold across every web process."""
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(
+                AuditEvent.user_id == actor.user_id,
+                AuditEvent.action.in_(actions),
+                AuditEvent.at >= since,
+            )
+        )
+        or 0
+    )

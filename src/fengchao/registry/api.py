@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Query, UploadFile
 
-from fengchao.registry import imports, schemas, service
+from fengchao.registry import id_numbers, imports, schemas, service
 from fengchao.registry.completeness import Figures
 from fengchao.registry.models import Household, Person
 from fengchao.registry.views import pick_community
@@ -91,16 +91,28 @@ def read_person(person_id: RowId, session: DbSession, actor: CurrentActor) -> sc
     view = service.get_person(session=session, actor=actor, person_id=person_id)
     p = view.person
     return schemas.PersonRead(
-        **_brief(p, view.id_number).model_dump(),
+        **_brief(p, view.id_mask).model_dump(),
         gender=p.gender,
-        birth_date=p.birth_date,
+        birth_year=view.birth_year,
+        age=view.age,
         relation=p.relation,
         residence_status=p.residence_status,
         health_status=p.health_status,
         care_tags=p.care_tags,
         party_member=p.party_member,
-        id_masked=view.id_masked,
+        id_masked=True,
     )
+
+
+@router.post("/people/{person_id}/id-number", response_model=schemas.RevealedIdNumber)
+def reveal_id_number(
+    person_id: RowId, body: schemas.RevealRequest, session: DbSession, actor: CurrentActor
+) -> schemas.RevealedIdNumber:
+    """The whole ID number, for a stated reason (audited; limited per hour)."""
+    number = id_numbers.reveal(
+        session=session, actor=actor, person_id=person_id, reason=body.reason
+    )
+    return schemas.RevealedIdNumber(id_number=number)
 
 
 @router.get("/search", response_model=list[schemas.PersonBrief])

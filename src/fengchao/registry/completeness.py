@@ -1,7 +1,9 @@
 """The completeness report (应录尽录): what is missing per building and compound.
 
-``summarise`` is pure: it takes plain rows and returns figures, so it is tested without a
-database; ``load_rows`` in the service fetches those rows within a user's scope.
+``summarise`` is pure: it takes plain rows and returns figures and the list of what to
+fix, so it is tested without a database. The service counts the same figures in SQL for
+the overview (``Figures.from_counts``; a test holds both to the same answer) and calls
+``summarise`` on the rows of the part a user drills into.
 """
 
 from __future__ import annotations
@@ -64,6 +66,36 @@ class Figures:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.gaps.update(other.gaps)
 
+    @classmethod
+    def from_counts(
+        cls,
+        *,
+        households: int,
+        occupied: int,
+        registered: int,
+        people: int,
+        with_phone: int,
+        with_face: int,
+        with_id: int,
+        duplicates: int,
+        living_in_vacant: int,
+    ) -> Figures:
+        """Figures of one building from the counts a database can give."""
+        gaps: Counter[Gap] = Counter(
+            {
+                Gap.empty_household: occupied - registered,
+                Gap.no_phone: people - with_phone,
+                Gap.no_face: people - with_face,
+                Gap.no_id: people - with_id,
+                Gap.duplicate: duplicates,
+                Gap.moved_out_living: living_in_vacant,
+            }
+        )
+        return cls(
+            households, occupied, registered, people, with_phone, with_face, with_id,
+            +gaps,
+        )  # fmt: skip
+
     @staticmethod
     def _pct(part: int, whole: int) -> float:
         return round(100.0 * part / whole, 1) if whole else 100.0
@@ -105,19 +137,30 @@ class Report:
     items: list[GapItem]
 
 
-def summarise(households: list[HouseholdRow], people: list[PersonRow]) -> Report:
-    home = {h.household_id: h for h in households}
-    by_building: dict[int, Figures] = defaultdict(Figures)
-    items: list[GapItem] = []
-    members: Counter[int] = Counter()
-
-    # The same name with the same phone or birth date twice is almost always one person
-    # entered twice (often once without ID number).
+def duplicate_keys(people: list[PersonRow]) -> set[tuple[str, str]]:
+    """(name, phone) and (name, birth date) pairs that occur more than once: the same
+    name with the same phone or birth date twice is almost always one person entered
+    twice (often once without ID number)."""
     seen: Counter[tuple[str, str]] = Counter()
     for p in people:
         for key in (p.phone, p.birth_date):
             if key:
                 seen[(p.name, key)] += 1
+    return {key for key, n in seen.items() if n > 1}
+
+
+def summarise(
+    households: list[HouseholdRow],
+    people: list[PersonRow],
+    duplicates: set[tuple[str, str]] | None = None,
+) -> Report:
+    """Figures and items for ``households`` and their ``people``. ``duplicates`` are the
+    duplicate keys of the whole scope when the rows are only part of it."""
+    home = {h.household_id: h for h in households}
+    by_building: dict[int, Figures] = defaultdict(Figures)
+    items: list[GapItem] = []
+    members: Counter[int] = Counter()
+    doubled = duplicate_keys(people) if duplicates is None else duplicates
 
     for p in people:
         h = home.get(p.household_id)
@@ -136,7 +179,7 @@ def summarise(households: list[HouseholdRow], people: list[PersonRow]) -> Report
             gaps.append(Gap.no_face)
         if not p.has_id:
             gaps.append(Gap.no_id)
-        if any(seen[(p.name, k)] > 1 for k in (p.phone, p.birth_date) if k):
+        if any((p.name, k) in doubled for k in (p.phone, p.birth_date) if k):
             gaps.append(Gap.duplicate)
         if p.living and h.vacant:
             gaps.append(Gap.moved_out_living)
@@ -158,9 +201,16 @@ def summarise(households: list[HouseholdRow], people: list[PersonRow]) -> Report
                 items.append(GapItem(Gap.empty_household, h.building_id, h.household_id, h.address))
 
     compound_of = {h.building_id: h.compound_id for h in households}
+    return roll_up(dict(by_building), compound_of, items)
+
+
+def roll_up(
+    by_building: dict[int, Figures], compound_of: dict[int, int], items: list[GapItem]
+) -> Report:
+    """Compound and total figures from the buildings'."""
     by_compound: dict[int, Figures] = defaultdict(Figures)
     total = Figures()
     for building_id, fig in by_building.items():
         by_compound[compound_of[building_id]].add(fig)
         total.add(fig)
-    return Report(dict(by_building), dict(by_compound), total, items)
+    return Report(by_building, dict(by_compound), total, items)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class BuildingRead(BaseModel):
@@ -33,14 +31,26 @@ class PersonBrief(BaseModel):
 
 
 class PersonRead(PersonBrief):
+    """A person's record; ``id_number`` is masked for every role (reveal it with
+    ``POST /api/registry/people/{id}/id-number``) and the birth date is given as a year."""
+
     gender: str | None
-    birth_date: dt.date | None
+    birth_year: int | None
+    age: int | None
     relation: str
     residence_status: str
     health_status: str
     care_tags: list[str]
     party_member: bool
     id_masked: bool
+
+
+class RevealRequest(BaseModel):
+    reason: str = Field(min_length=2, max_length=200, description="Why the whole number is needed.")
+
+
+class RevealedIdNumber(BaseModel):
+    id_number: str
 
 
 class HouseholdRead(BaseModel):

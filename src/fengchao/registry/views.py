@@ -11,9 +11,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fengchao.auth.service import Actor, NotFound, Permission, require
+from fengchao.auth.service import Actor, NotFound, Permission, Refusal, require
 from fengchao.db import begin_write
-from fengchao.registry import exports, imports, scope, service
+from fengchao.registry import exports, id_numbers, imports, scope, service
 from fengchao.registry.completeness import Figures, Gap
 from fengchao.registry.importer import field_label
 from fengchao.registry.models import LABELS, Community, ImportUpload
@@ -110,7 +110,44 @@ def person_page(
     person_id: RowId, request: Request, session: DbSession, actor: CurrentActor
 ) -> Response:
     view = service.get_person(session=session, actor=actor, person_id=person_id)
-    return render(request, "registry/person.html", {"view": view, "person": view.person})
+    return render(request, "registry/person.html", _person_context(view))
+
+
+def _person_context(view: service.PersonView, **extra: object) -> dict[str, object]:
+    return {
+        "view": view,
+        "person": view.person,
+        "reasons": id_numbers.SUGGESTED_REASONS,
+        "revealed": None,
+        "reveal_error": None,
+        "reason": "",
+        **extra,
+    }
+
+
+@router.post("/people/{person_id}/id-number", response_class=HTMLResponse)
+def reveal_id_number(
+    person_id: RowId,
+    request: Request,
+    session: DbSession,
+    actor: CurrentActor,
+    reason: Annotated[str, Form(max_length=400)] = "",
+) -> Response:
+    """Show the whole ID number once, for the reason given (audited)."""
+    partial = request.headers.get("HX-Request") == "true"
+    try:
+        number = id_numbers.reveal(session=session, actor=actor, person_id=person_id, reason=reason)
+    except Refusal as refusal:
+        if not partial:
+            raise
+        # The refusal replaces the form in place, so the user can correct the reason.
+        view = service.get_person(session=session, actor=actor, person_id=person_id)
+        context = _person_context(view, reveal_error=refusal.message, reason=reason)
+        return render(request, "registry/_id_number.html", context)
+    view = service.get_person(session=session, actor=actor, person_id=person_id)
+    context = _person_context(view, revealed=number, reason=reason)
+    template = "registry/_id_number.html" if partial else "registry/person.html"
+    return render(request, template, context)
 
 
 @router.get("/search", response_class=HTMLResponse)
@@ -276,16 +313,11 @@ def completeness_page(
     gap: Annotated[Gap | None, Query()] = None,
 ) -> Response:
     chosen = pick_community(session, actor, community)
-    result = service.completeness_report(session=session, actor=actor, community_id=chosen.id)
-    items = (
-        [
-            i
-            for i in result.report.items
-            if (building is None or i.building_id == building) and (gap is None or i.gap == gap)
-        ]
-        if (building or gap)
-        else []
+    drill = building is not None or gap is not None
+    result = service.completeness_report(
+        session=session, actor=actor, community_id=chosen.id, items=drill, building_id=building
     )
+    items = [i for i in result.report.items if gap is None or i.gap == gap]
     return render(
         request,
         "registry/completeness.html",
@@ -308,7 +340,9 @@ def completeness_export(
     session: DbSession, actor: CurrentActor, community: OptionalRowId = None
 ) -> Response:
     chosen = pick_community(session, actor, community)
-    result = service.completeness_report(session=session, actor=actor, community_id=chosen.id)
+    result = service.completeness_report(
+        session=session, actor=actor, community_id=chosen.id, items=True
+    )
     return _download(exports.completeness_xlsx(result), f"应录尽录-{chosen.name}.xlsx")
 
 

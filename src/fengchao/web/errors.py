@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fengchao.auth.service import Forbidden, NotFound
+from fengchao.auth.service import Forbidden, NotFound, Refusal
 from fengchao.settings import get_settings
 from fengchao.web.deps import LANG_COOKIE, CsrfFailed, LoginRequired, identify, render
 from fengchao.web.i18n import _, current_language, pick_language
@@ -129,6 +129,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Forbidden)
     async def forbidden(request: Request, _exc: Forbidden) -> Response:
         return error_response(request, 403, _("您的角色没有这项权限"))
+
+    @app.exception_handler(Refusal)
+    async def refused(request: Request, exc: Refusal) -> Response:
+        errors = [{"field": exc.field, "message": exc.message}] if exc.field else None
+        return error_response(request, exc.status, exc.message, errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
