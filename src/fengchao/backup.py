@@ -265,8 +265,8 @@ class _SealedWriter:
         self._counter += 1
 
 
-def _cut_short(after: int) -> Damaged:
-    return Damaged(_("备份文件不完整：在第 {n} 段之后被截断（复制或写入未完成？）").format(n=after))
+def _cut_short(at: int) -> Damaged:
+    return Damaged(_("备份文件不完整：在第 {at} 字节处中断（复制或写入没有完成？）").format(at=at))
 
 
 def _opened_chunks(
@@ -278,7 +278,7 @@ def _opened_chunks(
     prefix = src.read(_LENGTH.size)
     while True:
         if len(prefix) < _LENGTH.size:
-            raise _cut_short(counter)
+            raise _cut_short(offset + len(prefix))
         (size,) = _LENGTH.unpack(prefix)
         if not _TAG_BYTES <= size <= chunk_bytes + _TAG_BYTES:
             raise Damaged(
@@ -288,7 +288,7 @@ def _opened_chunks(
             )
         body = src.read(size)
         if len(body) < size:
-            raise _cut_short(counter)
+            raise _cut_short(offset + _LENGTH.size + len(body))
         following = src.read(_LENGTH.size)
         last = not following
         try:
@@ -300,7 +300,7 @@ def _opened_chunks(
                 except InvalidTag:
                     pass
                 else:  # a sound chunk that was not sealed as the last one
-                    raise _cut_short(counter + 1) from None
+                    raise _cut_short(offset + _LENGTH.size + size) from None
             raise Damaged(
                 _("备份文件已损坏或被改动：第 {n} 段（字节 {start}–{end}）未通过校验").format(
                     n=counter + 1, start=offset, end=offset + _LENGTH.size + size - 1
@@ -360,7 +360,7 @@ def _read_header(src: BinaryIO) -> _Sealing:
     header_bytes = src.read(size)
     digest = src.read(32)
     if len(header_bytes) < size or len(digest) < 32:
-        raise _cut_short(0)
+        raise _cut_short(len(MAGIC) + _LENGTH.size + len(header_bytes) + len(digest))
     if not hmac.compare_digest(hashlib.sha256(header_bytes).digest(), digest):
         raise Damaged(_("备份文件头已损坏"))
     try:
