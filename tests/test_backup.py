@@ -347,6 +347,21 @@ def test_database_with_rows_is_refused_and_replace_swaps_atomically(
     assert backed_up(snapshot(target)) == backed_up(before)
 
 
+def test_refused_target_is_not_even_migrated(source: Engine, folder: Path) -> None:
+    # Rows in a database that was never migrated (or is at an older revision): the refusal
+    # comes before any migration touches it.
+    other = make_engine(f"sqlite:///{folder / 'other.db'}")
+    try:
+        with other.begin() as connection:
+            connection.execute(text("CREATE TABLE street (id INTEGER PRIMARY KEY, name TEXT)"))
+            connection.execute(text("INSERT INTO street VALUES (1, '别的街道')"))
+        with pytest.raises(backups.TargetNotEmpty, match="street"):
+            backups.restore_backup(other, io.BytesIO(make_backup(source)), data_key=data_key())
+        assert inspect(other).get_table_names() == ["street"]
+    finally:
+        other.dispose()
+
+
 def test_wrong_data_key_is_refused(source: Engine, target: Engine) -> None:
     content = make_backup(source)
     with pytest.raises(backups.WrongKey, match="FENGCHAO_SECURITY__DATA_KEY"):

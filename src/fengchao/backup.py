@@ -49,6 +49,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     literal,
     select,
     text,
@@ -684,13 +685,28 @@ def verify_backup(
 
 
 def rows_held(connection: Connection) -> dict[str, int]:
-    """Tables of the metadata that hold rows, with their counts."""
+    """Tables of the metadata that exist and hold rows, with their counts (a database not
+    yet migrated may lack some)."""
     load_all_models()
+    present = set(inspect(connection).get_table_names())
     held = {}
     for table in Base.metadata.sorted_tables:
+        if table.name not in present:
+            continue
         if connection.execute(select(literal(1)).select_from(table).limit(1)).first():
             held[table.name] = int(connection.scalar(select(func.count()).select_from(table)) or 0)
     return held
+
+
+def _refuse_rows(held: dict[str, int]) -> TargetNotEmpty:
+    listed = "、".join(f"{name}（{n}）" for name, n in held.items())
+    return TargetNotEmpty(
+        _(
+            "目标数据库不是空的，这些表已有数据：{tables}。请恢复到新建的空数据库，"
+            "或加 --replace 用备份替换其中全部数据"
+        ).format(tables=listed),
+        held,
+    )
 
 
 def _reset_sequences(connection: Connection) -> None:
@@ -713,17 +729,21 @@ def _reset_sequences(connection: Connection) -> None:
         )
 
 
-def _prepare_target(engine: Engine, expected: str) -> None:
-    """Bring the target to this version's schema; refuse one of a version unknown here."""
+def _prepare_target(engine: Engine, expected: str, replace: bool) -> None:
+    """Refuse a target of a version unknown here, or one holding rows (before migrating
+    it, so that a refusal changes nothing); then bring it to this version's schema."""
     with engine.connect() as connection:
         current = database_revision(connection)
-    if current is not None and current not in _known_revisions():
-        raise SchemaMismatch(
-            _(
-                "目标数据库的结构版本 {found} 不是本版本的蜂巢所知的版本（本版本为 {expected}）："
-                "它来自更新的版本，请用那个版本恢复"
-            ).format(found=current, expected=expected)
-        )
+        if current is not None and current not in _known_revisions():
+            raise SchemaMismatch(
+                _(
+                    "目标数据库的结构版本 {found} 不是本版本的蜂巢所知的版本（本版本为 "
+                    "{expected}）：它来自更新的版本，请用那个版本恢复"
+                ).format(found=current, expected=expected)
+            )
+        held = rows_held(connection)
+    if held and not replace:
+        raise _refuse_rows(held)
     upgrade(engine)
 
 
@@ -745,19 +765,11 @@ def restore_backup(
     expected = head_revision()
     if header.schema_revision != expected:
         raise SchemaMismatch(_restore_with_matching_version(header.schema_revision, expected))
-    _prepare_target(engine, expected)
-    load_all_models()
+    _prepare_target(engine, expected, replace)
     with engine.begin() as connection:
-        held = rows_held(connection)
+        held = rows_held(connection)  # again: rows may have come in meanwhile
         if held and not replace:
-            listed = "、".join(f"{name}（{n}）" for name, n in held.items())
-            raise TargetNotEmpty(
-                _(
-                    "目标数据库不是空的，这些表已有数据：{tables}。请恢复到新建的空数据库，"
-                    "或加 --replace 用备份替换其中全部数据"
-                ).format(tables=listed),
-                held,
-            )
+            raise _refuse_rows(held)
         for table in reversed(Base.metadata.sorted_tables):
             if table.name in held:
                 connection.execute(delete(table))
