@@ -291,6 +291,25 @@ def test_stream_of_many_chunks_restores(source: Engine, target: Engine) -> None:
     assert backed_up(snapshot(target)) == backed_up(snapshot(source))
 
 
+def test_backup_reads_one_snapshot_while_others_write(source: Engine, target: Engine) -> None:
+    streets = len(snapshot(source)["street"])
+    wrote: list[int] = []
+
+    def write_meanwhile(_table: str, _done: int, _total: int) -> None:
+        if not wrote:  # the server goes on writing while the backup reads
+            with Session(source) as s:
+                s.add(Street(name="备份期间新建的街道"))
+                s.commit()
+                wrote.append(1)
+
+    out = io.BytesIO()
+    header = backups.write_backup(source, out, data_key=data_key(), progress=write_meanwhile)
+    assert wrote and len(snapshot(source)["street"]) == streets + 1
+    assert header.tables["street"] == streets
+    backups.restore_backup(target, io.BytesIO(out.getvalue()), data_key=data_key())
+    assert len(snapshot(target)["street"]) == streets
+
+
 def test_backup_of_another_schema_revision_is_refused(
     source: Engine, folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
