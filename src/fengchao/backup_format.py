@@ -170,16 +170,18 @@ class SealedWriter:
         self._sealable += self._zip.compress(b"".join(self._text))
         self._text.clear()
         self._text_bytes = 0
+        self._seal_full_chunks()
+
+    def _seal_full_chunks(self) -> None:
         while len(self._sealable) > self._chunk_bytes:
             self._seal(bytes(self._sealable[: self._chunk_bytes]), last=False)
             del self._sealable[: self._chunk_bytes]
 
     def close(self) -> None:
+        """Seal what is left as the last chunk (possibly empty: the end is always marked)."""
         self._compress()
         self._sealable += self._zip.flush()
-        while len(self._sealable) > self._chunk_bytes:
-            self._seal(bytes(self._sealable[: self._chunk_bytes]), last=False)
-            del self._sealable[: self._chunk_bytes]
+        self._seal_full_chunks()
         self._seal(bytes(self._sealable), last=True)
 
     def _seal(self, plain: bytes, *, last: bool) -> None:
