@@ -43,6 +43,7 @@ bench: install
 	$(BIN)/python benchmarks/pages.py --quick
 	$(BIN)/python benchmarks/plates.py --quick
 	$(BIN)/python benchmarks/faces.py --quick
+	$(BIN)/python benchmarks/backup.py --quick
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -124,9 +124,10 @@ def begin_write(session: Session) -> None:
     if session.in_transaction():
         if session.dirty or session.deleted:
             raise RuntimeError("rows were changed before begin_write(); call it first")
-        pending = list(session.new)
+        pending, at_commit = list(session.new), session.info.pop(_AT_COMMIT, [])
         session.rollback()
         session.add_all(pending)
+        session.info[_AT_COMMIT] = at_commit
     session.connection(execution_options={WRITE_OPTION: True})
 
 
@@ -135,6 +136,19 @@ def add_at_commit(session: Session, row: object) -> None:
     then stays a read (a snapshot) until its end, and its audit rows are written in one
     short write transaction just before the response."""
     session.info.setdefault(_AT_COMMIT, []).append(row)
+
+
+@event.listens_for(Session, "before_commit")
+def _add_rows_at_commit(session: Session) -> None:
+    # Also for callers that commit directly rather than through finish().
+    session.add_all(session.info.pop(_AT_COMMIT, []))
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_rows_at_commit(session: Session, previous_transaction: Any) -> None:
+    # A unit of work that failed leaves no rows behind, its audit events included.
+    if previous_transaction.parent is None:
+        session.info.pop(_AT_COMMIT, None)
 
 
 def flush_rows_at_commit(session: Session) -> None:

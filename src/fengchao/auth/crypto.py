@@ -17,6 +17,14 @@ from fengchao.settings import get_settings
 _VERSION = "v1"
 
 
+def derive_key(
+    data_key: bytes, info: bytes, *, salt: bytes | None = None, length: int = 32
+) -> bytes:
+    """A key for one purpose (``info``) derived from the data key with HKDF-SHA256, so that
+    each use (values at rest, lookup hashes, backups) has its own key and one setting rules all."""
+    return HKDF(algorithm=SHA256(), length=length, salt=salt, info=info).derive(data_key)
+
+
 class DataCipher:
     """AES-GCM for values at rest and HMAC-SHA256 for exact-match lookups.
 

@@ -1,0 +1,548 @@
+"""Backup and restore: every row comes back on SQLite, on PostgreSQL and from one to the
+other; another schema revision, a wrong key, a damaged or cut file and a database that
+already holds rows are refused, with nothing written."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import io
+import os
+import secrets
+import stat
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy.orm import Session
+from typer.testing import CliRunner
+
+from fengchao import backup as backups
+from fengchao.auth import service as auth_service
+from fengchao.auth.crypto import get_cipher
+from fengchao.auth.models import AuditEvent, Role, ScopeLevel
+from fengchao.auth.service import GridScope
+from fengchao.cli import app
+from fengchao.db import Base, get_engine, get_sessionmaker, make_engine
+from fengchao.migrate import upgrade
+from fengchao.models import load_all_models
+from fengchao.registry.models import (
+    Building,
+    BuildingLead,
+    CareTag,
+    Community,
+    Compound,
+    Gender,
+    HealthStatus,
+    Household,
+    ImportUpload,
+    PartyOrg,
+    PartyOrgKind,
+    Person,
+    Relation,
+    ResidenceStatus,
+    Street,
+    Unit,
+    Vehicle,
+)
+from fengchao.registry.service import register_person_id
+from fengchao.settings import get_settings
+from fengchao.testing import throwaway_database
+
+TARGET = os.environ.get("FENGCHAO_TEST_DATABASE", "sqlite")
+# The suite's database to itself; on the PostgreSQL pass also across the two dialects.
+PAIRS = [(TARGET, TARGET)]
+if TARGET != "sqlite":
+    PAIRS += [("sqlite", TARGET), (TARGET, "sqlite")]
+ID_NUMBER = "11010519491231002X"
+
+
+def data_key() -> bytes:
+    return get_settings().security.data_key_bytes()
+
+
+def build_community(engine: Engine, audit_events: int = 300) -> None:
+    """A small community touching every table and every kind of column."""
+    with Session(engine) as s:
+        street = Street(name="宏路街道")
+        s.add(street)
+        s.flush()
+        community = Community(street_id=street.id, name="宏侨社区")
+        s.add(community)
+        s.flush()
+        park = Compound(community_id=community.id, name="华润中央公园")
+        s.add(park)
+        s.flush()
+        b5 = Building(community_id=community.id, compound_id=park.id, name="5", sort_key=5)
+        s.add(b5)
+        s.flush()
+        unit = Unit(community_id=community.id, building_id=b5.id, name="2")
+        s.add(unit)
+        s.flush()
+        home, empty = (
+            Household(
+                community_id=community.id,
+                compound_id=park.id,
+                building_id=b5.id,
+                unit_id=unit.id,
+                room=room,
+                vacant=vacant,
+            )
+            for room, vacant in (("1302", False), ("1303", True))
+        )
+        s.add_all([home, empty])
+        s.flush()
+        # A building group whose parent (the compound branch) gets a larger id: a restore
+        # that inserted rows in id order alone would break the foreign key.
+        group = PartyOrg(
+            community_id=community.id,
+            kind=PartyOrgKind.building_group,
+            name="5号楼党小组",
+            building_id=b5.id,
+        )
+        s.add(group)
+        s.flush()
+        branch = PartyOrg(
+            community_id=community.id,
+            kind=PartyOrgKind.compound_branch,
+            name="华润中央公园党支部",
+            compound_id=park.id,
+        )
+        s.add(branch)
+        s.flush()
+        group.parent_id = branch.id
+        lin = Person(
+            community_id=community.id,
+            household_id=home.id,
+            name="林国平",
+            gender=Gender.male,
+            birth_date=dt.date(1949, 12, 31),
+            phone="13800000001",
+            relation=Relation.owner,
+            residence_status=ResidenceStatus.away,
+            health_status=HealthStatus.home_isolation,
+            care_tags=[CareTag.elderly_alone.value, CareTag.chronic_illness.value],
+            party_member=True,
+            party_org_id=group.id,
+            face_enrolled_at=dt.datetime(2022, 11, 11, 8, 30, 15, 123456, tzinfo=dt.UTC),
+            note='第一行\n第二行 "引号" \\ 🐝',
+        )
+        register_person_id(lin, ID_NUMBER)
+        child = Person(community_id=community.id, household_id=home.id, name="林小平")
+        s.add_all([lin, child])
+        s.flush()
+        s.add(BuildingLead(building_id=b5.id, community_id=community.id, person_id=lin.id))
+        s.add_all(
+            [
+                Vehicle(
+                    community_id=community.id,
+                    household_id=home.id,
+                    plate="闽A12345",
+                    owner_person_id=lin.id,
+                ),
+                Vehicle(
+                    community_id=community.id,
+                    household_id=home.id,
+                    plate="闽AD12345",
+                    note="新能源",
+                ),
+            ]
+        )
+        admin = auth_service.create_user(
+            session=s,
+            username="admin",
+            password="correct-horse-battery",
+            role=Role.admin,
+            scope=GridScope(ScopeLevel.street, street.id),
+        )
+        auth_service.create_user(
+            session=s,
+            username="lead5",
+            password="correct-horse-battery",
+            role=Role.building_lead,
+            scope=GridScope(ScopeLevel.building, b5.id),
+            display_name="5号楼楼栋长",
+        )
+        auth_service.start_session(session=s, user=admin)
+        s.add(
+            ImportUpload(
+                token=secrets.token_hex(16),
+                community_id=community.id,
+                user_id=admin.id,
+                kind="residents",
+                filename="居民.xlsx",
+                content=bytes(range(256)) * 4,
+                options={"create_missing": True, "skip_invalid": False},
+            )
+        )
+        actor = auth_service.actor_for(admin)
+        for n in range(audit_events):  # varied details, so the stream spans many chunks
+            auth_service.audit(
+                session=s,
+                actor=actor,
+                action="read",
+                object_type="person",
+                object_id=lin.id,
+                community_id=community.id,
+                n=n,
+                nonce=secrets.token_hex(12),
+                nested={"list": [1, 2.5, None, True], "文本": "林"},
+            )
+        s.commit()
+
+
+def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, in key order, as the application reads it."""
+    load_all_models()
+    with engine.connect() as connection:
+        return {
+            table.name: [
+                tuple(row)
+                for row in connection.execute(select(table).order_by(*table.primary_key.columns))
+            ]
+            for table in Base.metadata.sorted_tables
+        }
+
+
+def backed_up(rows: dict[str, list[tuple[Any, ...]]]) -> dict[str, list[tuple[Any, ...]]]:
+    return {name: r for name, r in rows.items() if name not in backups.NOT_BACKED_UP}
+
+
+def assert_empty(engine: Engine) -> None:
+    assert {name: len(rows) for name, rows in snapshot(engine).items() if rows} == {}
+
+
+def make_backup(engine: Engine, **options: Any) -> bytes:
+    out = io.BytesIO()
+    backups.write_backup(engine, out, data_key=data_key(), **options)
+    return out.getvalue()
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+@pytest.fixture
+def source(folder: Path) -> Iterator[Engine]:
+    with throwaway_database(TARGET, folder) as engine:
+        build_community(engine)
+        yield engine
+
+
+@pytest.fixture
+def target(folder: Path) -> Iterator[Engine]:
+    with throwaway_database(TARGET, folder) as engine:
+        yield engine
+
+
+@pytest.mark.parametrize(
+    ("source_db", "target_db"), PAIRS, ids=lambda t: "sqlite" if t == "sqlite" else "postgresql"
+)
+def test_restore_into_empty_database_finds_every_row(
+    source_db: str, target_db: str, folder: Path
+) -> None:
+    with (
+        throwaway_database(source_db, folder) as source,
+        throwaway_database(target_db, folder) as target,
+    ):
+        build_community(source)
+        before = snapshot(source)
+        assert all(before.values()), "every table must hold rows for the comparison to count"
+        content = make_backup(source)
+        header = backups.restore_backup(target, io.BytesIO(content), data_key=data_key())
+        after = snapshot(target)
+        assert backed_up(after) == backed_up(before)
+        assert after["login_session"] == []  # a restore signs everyone out
+        assert header.tables == {name: len(rows) for name, rows in backed_up(before).items()}
+        assert header.dialect == ("sqlite" if source_db == "sqlite" else "postgresql")
+        with Session(target) as s:
+            lin = s.scalars(select(Person).where(Person.name == "林国平")).one()
+            assert lin.id_number_enc is not None
+            assert get_cipher().decrypt(lin.id_number_enc) == ID_NUMBER
+            assert lin.id_number_hash == get_cipher().lookup_hash(ID_NUMBER)
+            # New rows get fresh ids after the restored ones (PostgreSQL's sequences moved on).
+            street = Street(name="新街道")
+            s.add(street)
+            s.flush()
+            assert street.id > max(row[0] for row in before["street"])
+            s.add(AuditEvent(username="x", action="read", object_type="person", detail={}))
+            s.commit()
+
+
+def test_restore_migrates_a_bare_database_first(source: Engine, folder: Path) -> None:
+    bare = make_engine(f"sqlite:///{folder / 'bare.db'}")
+    try:
+        assert inspect(bare).get_table_names() == []
+        backups.restore_backup(bare, io.BytesIO(make_backup(source)), data_key=data_key())
+        assert backed_up(snapshot(bare)) == backed_up(snapshot(source))
+    finally:
+        bare.dispose()
+
+
+def test_stream_of_many_chunks_restores(source: Engine, target: Engine) -> None:
+    content = make_backup(source, chunk_bytes=1024)
+    assert len(content) > 8 * 1024
+    backups.restore_backup(target, io.BytesIO(content), data_key=data_key())
+    assert backed_up(snapshot(target)) == backed_up(snapshot(source))
+
+
+def test_backup_reads_one_snapshot_while_others_write(source: Engine, target: Engine) -> None:
+    streets = len(snapshot(source)["street"])
+    wrote: list[int] = []
+
+    def write_meanwhile(_table: str, _done: int, _total: int) -> None:
+        if not wrote:  # the server goes on writing while the backup reads
+            with Session(source) as s:
+                s.add(Street(name="备份期间新建的街道"))
+                s.commit()
+                wrote.append(1)
+
+    out = io.BytesIO()
+    header = backups.write_backup(source, out, data_key=data_key(), progress=write_meanwhile)
+    assert wrote and len(snapshot(source)["street"]) == streets + 1
+    assert header.tables["street"] == streets
+    backups.restore_backup(target, io.BytesIO(out.getvalue()), data_key=data_key())
+    assert len(snapshot(target)["street"]) == streets
+
+
+def test_backup_of_another_schema_revision_is_refused(
+    source: Engine, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    head = backups.head_revision()
+    other = "1f2e3d4c5b6a"
+    # A database of another version of Fengchao, backed up by that version.
+    with source.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": other})
+    with monkeypatch.context() as patch:
+        patch.setattr(backups, "head_revision", lambda: other)
+        content = make_backup(source)
+    assert backups.read_header(io.BytesIO(content)).schema_revision == other
+    bare = make_engine(f"sqlite:///{folder / 'bare.db'}")
+    try:
+        with pytest.raises(backups.SchemaMismatch) as refused:
+            backups.restore_backup(bare, io.BytesIO(content), data_key=data_key())
+        assert other in str(refused.value) and head in str(refused.value)
+        assert inspect(bare).get_table_names() == []  # not even migrated
+    finally:
+        bare.dispose()
+    with pytest.raises(backups.SchemaMismatch):
+        backups.verify_backup(io.BytesIO(content), data_key=data_key())
+
+
+def test_backup_of_a_database_not_at_this_version_is_refused(source: Engine) -> None:
+    with source.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = 'abcdef123456'"))
+    with pytest.raises(backups.SchemaMismatch, match="abcdef123456"):
+        make_backup(source)
+
+
+def test_database_with_rows_is_refused_and_replace_swaps_atomically(
+    source: Engine, target: Engine
+) -> None:
+    content = make_backup(source)
+    before = snapshot(source)
+    with pytest.raises(backups.TargetNotEmpty) as refused:
+        backups.restore_backup(source, io.BytesIO(content), data_key=data_key())
+    assert refused.value.tables["person"] == 2
+    assert "person" in str(refused.value) and "--replace" in str(refused.value)
+    assert snapshot(source) == before
+
+    with Session(target) as s:  # something else in the target, to be replaced
+        s.add(Street(name="别的街道"))
+        s.commit()
+    damaged = bytearray(content)
+    damaged[-40] ^= 0x01
+    with pytest.raises(backups.Damaged):
+        backups.restore_backup(
+            target, io.BytesIO(bytes(damaged)), data_key=data_key(), replace=True
+        )
+    assert [row[1] for row in snapshot(target)["street"]] == ["别的街道"]  # as it was
+    backups.restore_backup(target, io.BytesIO(content), data_key=data_key(), replace=True)
+    assert backed_up(snapshot(target)) == backed_up(before)
+
+
+def test_refused_target_is_not_even_migrated(source: Engine, folder: Path) -> None:
+    # Rows in a database that was never migrated (or is at an older revision): the refusal
+    # comes before any migration touches it.
+    other = make_engine(f"sqlite:///{folder / 'other.db'}")
+    try:
+        with other.begin() as connection:
+            connection.execute(text("CREATE TABLE street (id INTEGER PRIMARY KEY, name TEXT)"))
+            connection.execute(text("INSERT INTO street VALUES (1, '别的街道')"))
+        with pytest.raises(backups.TargetNotEmpty, match="street"):
+            backups.restore_backup(other, io.BytesIO(make_backup(source)), data_key=data_key())
+        assert inspect(other).get_table_names() == ["street"]
+    finally:
+        other.dispose()
+
+
+def test_wrong_data_key_is_refused(source: Engine, target: Engine) -> None:
+    content = make_backup(source)
+    with pytest.raises(backups.WrongKey, match="FENGCHAO_SECURITY__DATA_KEY"):
+        backups.restore_backup(target, io.BytesIO(content), data_key=os.urandom(32))
+    assert_empty(target)
+
+
+def _chunk_offsets(content: bytes) -> list[int]:
+    """Where each sealed chunk starts in a backup file."""
+    (size,) = struct.unpack(">I", content[16:20])
+    at = 20 + size + 32
+    offsets = []
+    while at < len(content):
+        offsets.append(at)
+        (length,) = struct.unpack(">I", content[at : at + 4])
+        at += 4 + length
+    return offsets
+
+
+def test_tampered_byte_is_refused_with_nothing_written(source: Engine, target: Engine) -> None:
+    content = make_backup(source, chunk_bytes=1024)
+    offsets = _chunk_offsets(content)
+    assert len(offsets) > 4
+    inserted: list[int] = []
+    # A byte of the last chunk: by then most tables were inserted, and must be rolled back.
+    damaged = bytearray(content)
+    damaged[offsets[-2] + 100] ^= 0x20
+    with pytest.raises(backups.Damaged, match=f"第 {len(offsets) - 1} 段") as refused:
+        backups.restore_backup(
+            target,
+            io.BytesIO(bytes(damaged)),
+            data_key=data_key(),
+            progress=lambda _t, done, _total: inserted.append(done),
+        )
+    assert max(inserted) > 0, "the damage must come after rows went in"
+    assert "字节" in str(refused.value)
+    assert_empty(target)
+
+    # The header is bound to every chunk: a revision rewritten with a fresh checksum fails.
+    (size,) = struct.unpack(">I", content[16:20])
+    header = content[20 : 20 + size]
+    revision = backups.head_revision().encode()
+    forged = header.replace(revision, b"0" * len(revision))
+    refiled = content[:20] + forged + hashlib.sha256(forged).digest() + content[20 + size + 32 :]
+    with pytest.raises(backups.BackupError):
+        backups.restore_backup(target, io.BytesIO(refiled), data_key=data_key())
+    damaged_header = bytearray(content)
+    damaged_header[30] ^= 0x01
+    with pytest.raises(backups.Damaged, match="文件头"):
+        backups.restore_backup(target, io.BytesIO(bytes(damaged_header)), data_key=data_key())
+    assert_empty(target)
+
+
+def test_truncated_or_extended_file_is_refused(source: Engine, target: Engine) -> None:
+    content = make_backup(source, chunk_bytes=1024)
+    offsets = _chunk_offsets(content)
+    cuts = {
+        "inside the magic": 10,
+        "inside the header": 40,
+        "after the header": offsets[0],
+        "inside a chunk": offsets[2] + 50,
+        "at a chunk boundary": offsets[3],
+        "without the last chunk": offsets[-1],
+        "one byte short": len(content) - 1,
+    }
+    for where, cut in cuts.items():
+        with pytest.raises((backups.Damaged, backups.NotABackup)) as refused:
+            backups.restore_backup(target, io.BytesIO(content[:cut]), data_key=data_key())
+        if cut > offsets[0]:
+            assert "不完整" in str(refused.value), where
+    with pytest.raises(backups.Damaged):
+        backups.restore_backup(target, io.BytesIO(content + b"\0" * 8), data_key=data_key())
+    assert_empty(target)
+
+
+def test_other_files_are_not_backups(target: Engine) -> None:
+    with pytest.raises(backups.NotABackup):
+        backups.restore_backup(target, io.BytesIO(b"PK\x03\x04" + os.urandom(200)), data_key=b"")
+    assert_empty(target)
+
+
+def test_backup_file_is_private_complete_and_not_overwritten(source: Engine, folder: Path) -> None:
+    path = folder / "community.fcb"
+    header = backups.backup_to_file(source, path, data_key=data_key())
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    first = path.read_bytes()
+    with pytest.raises(FileExistsError):
+        backups.backup_to_file(source, path, data_key=data_key())
+    assert path.read_bytes() == first
+    backups.backup_to_file(source, path, data_key=data_key(), overwrite=True)
+    assert path.read_bytes() != first  # a fresh salt each time
+    assert backups.verify_backup(path.open("rb"), data_key=data_key()).tables == header.tables
+    # A refused backup leaves neither a file nor a partial one.
+    bare = make_engine(f"sqlite:///{folder / 'bare.db'}")
+    try:
+        with pytest.raises(backups.SchemaMismatch):
+            backups.backup_to_file(bare, folder / "none.fcb", data_key=data_key())
+    finally:
+        bare.dispose()
+    assert sorted(p.name for p in folder.iterdir() if "fcb" in p.name) == ["community.fcb"]
+
+
+@pytest.fixture
+def fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """Settings, engine and cipher built anew from the environment this test sets."""
+
+    def clear() -> None:
+        if get_engine.cache_info().currsize:
+            get_engine().dispose()
+        for cached in (get_settings, get_engine, get_sessionmaker, get_cipher):
+            cached.cache_clear()
+
+    clear()
+    yield monkeypatch
+    clear()
+
+
+def test_backup_and_restore_commands(fresh_settings: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    def use(database: Path) -> Engine:
+        if get_engine.cache_info().currsize:
+            get_engine().dispose()
+        get_engine.cache_clear()
+        get_settings.cache_clear()
+        fresh_settings.setenv("FENGCHAO_DATABASE_URL", f"sqlite:///{database}")
+        return get_engine()
+
+    fresh_settings.setenv("FENGCHAO_SECURITY__DATA_KEY", base64.b64encode(os.urandom(32)).decode())
+    get_cipher.cache_clear()
+    source = use(tmp_path / "source.db")
+    upgrade(source)
+    build_community(source, audit_events=5)
+    before = snapshot(source)
+    runner = CliRunner()
+    file = tmp_path / "community.fcb"
+
+    done = runner.invoke(app, ["backup", str(file)])
+    assert done.exit_code == 0, done.output
+    assert stat.S_IMODE(file.stat().st_mode) == 0o600
+    again = runner.invoke(app, ["backup", str(file)])
+    assert again.exit_code == 1 and "--force" in again.output
+    assert runner.invoke(app, ["backup", str(file), "--force"]).exit_code == 0
+
+    target_file = tmp_path / "target.db"
+    target = use(target_file)
+    checked = runner.invoke(app, ["restore", str(file), "--dry-run"])
+    assert checked.exit_code == 0, checked.output
+    assert inspect(target).get_table_names() == []
+    restored = runner.invoke(app, ["restore", str(file)])
+    assert restored.exit_code == 0, restored.output
+    assert backed_up(snapshot(target)) == backed_up(before)
+
+    refused = runner.invoke(app, ["restore", str(file)])
+    assert refused.exit_code == 1
+    assert "person" in refused.output.replace("\n", "")
+    assert "nothing was written" in refused.output
+    assert runner.invoke(app, ["restore", str(file), "--replace"]).exit_code == 0
+    assert backed_up(snapshot(target)) == backed_up(before)
+
+    fresh_settings.setenv("FENGCHAO_SECURITY__DATA_KEY", base64.b64encode(os.urandom(32)).decode())
+    get_settings.cache_clear()
+    wrong = runner.invoke(app, ["restore", str(file), "--dry-run"])
+    assert wrong.exit_code == 1
+    assert "FENGCHAO_SECURITY__DATA_KEY" in wrong.output.replace("\n", "")
+    missing = runner.invoke(app, ["restore", str(tmp_path / "nowhere.fcb")])
+    assert missing.exit_code == 2
