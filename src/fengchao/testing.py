@@ -17,6 +17,7 @@ from sqlalchemy import Engine, create_engine, make_url
 
 from fengchao.db import make_engine
 from fengchao.migrate import upgrade
+from fengchao.settings import get_settings
 
 
 @contextmanager
@@ -63,7 +64,15 @@ def served_app(database_url: str, folder: Path) -> Iterator[str]:
     import httpx
 
     port = _free_port()
-    env = {**os.environ, "FENGCHAO_DATABASE_URL": database_url, "FENGCHAO_DATA_DIR": str(folder)}
+    security = get_settings().security
+    env = {
+        **os.environ,
+        "FENGCHAO_DATABASE_URL": database_url,
+        "FENGCHAO_DATA_DIR": str(folder),
+        # The served app reads what this process wrote: the same keys.
+        "FENGCHAO_SECURITY__SECRET_KEY": security.secret_key,
+        "FENGCHAO_SECURITY__DATA_KEY": security.data_key,
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "fengchao.app:create_app", "--factory",
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
