@@ -13,6 +13,7 @@ from sqlalchemy.orm import sessionmaker
 
 from fengchao import __version__
 from fengchao.auth import views as auth_views
+from fengchao.auth.service import Permission
 from fengchao.registry import api as registry_api
 from fengchao.registry import views as registry_views
 from fengchao.settings import get_settings
@@ -89,8 +90,11 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
     app.include_router(registry_api.router)
 
     @app.get("/", include_in_schema=False)
-    def home() -> RedirectResponse:
-        return RedirectResponse("/registry", status_code=303)
+    def home(request: Request, actor: CurrentActor) -> Response:
+        """Each role's first page; a role with no page yet is told so, not refused."""
+        if actor.can(Permission.registry_read):
+            return RedirectResponse("/registry", status_code=303)
+        return render(request, "home.html")
 
     @app.get("/healthz", include_in_schema=False)
     def health() -> dict[str, str]:

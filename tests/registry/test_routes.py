@@ -106,7 +106,7 @@ def test_login_with_wrong_password(app_client: TestClient, worker: Persona) -> N
             "next": "https://evil.example/",
         },
     )
-    assert good.status_code == 303 and good.headers["location"] == "/registry"
+    assert good.status_code == 303 and good.headers["location"] == "/"
 
 
 def test_import_wizard_dry_run_then_confirm_once(  # type: ignore[no-untyped-def]

@@ -102,3 +102,15 @@ def test_anonymous_error_pages_offer_no_menu(live: Live) -> None:
     assert response.status_code == 404
     assert 'action="/logout"' not in response.text
     assert client.get("/registry/people/1").status_code == 303  # to the login form
+
+
+def test_each_role_lands_on_a_page_it_may_use_after_login(live: Live) -> None:
+    for role, expected in (("worker", "/registry"), ("lead5", "/registry"), ("guard", None)):
+        client = live.client(role)
+        home = client.get("/")
+        if expected:
+            assert home.status_code == 303 and home.headers["location"] == expected
+        else:
+            # No page of the guard's is open yet: told so, with no menu of refused pages.
+            assert home.status_code == 200 and "卡口值守" in home.text
+            assert 'href="/registry"' not in home.text

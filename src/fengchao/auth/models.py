@@ -24,6 +24,18 @@ class Role(enum.StrEnum):
     volunteer = "volunteer"  # 志愿者
 
 
+# How each role reads on screen (Chinese message ids; English via the catalog).
+ROLE_LABELS: dict[str, str] = {
+    Role.admin: "管理员",
+    Role.community_worker: "社区干部",
+    Role.building_lead: "楼栋长",
+    Role.property_staff: "物业",
+    Role.guard: "卡口值守",
+    Role.sampler: "采样点工作人员",
+    Role.volunteer: "志愿者",
+}
+
+
 class ScopeLevel(enum.StrEnum):
     """The node of the grid an account is limited to."""
 

@@ -28,10 +28,10 @@ router = APIRouter(dependencies=[Depends(require_csrf)], include_in_schema=False
 def _safe_next(target: str | None) -> str:
     """Only local paths, so the login form cannot bounce a user to another site."""
     if not target:
-        return "/registry"
+        return "/"
     parsed = urlparse(target)
     if parsed.scheme or parsed.netloc or not target.startswith("/") or target.startswith("//"):
-        return "/registry"
+        return "/"
     return target
 
 
@@ -46,7 +46,7 @@ def login(
     session: DbSession,
     username: Annotated[str, Form(max_length=64)] = "",
     password: Annotated[str, Form(max_length=256)] = "",
-    next: Annotated[str, Form()] = "/registry",
+    next: Annotated[str, Form()] = "/",
 ) -> Response:
     begin_write(session)
     user = service.authenticate(session=session, username=username, password=password)

@@ -17,6 +17,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session, sessionmaker
 
 from fengchao.auth import service as auth_service
+from fengchao.auth.models import ROLE_LABELS
 from fengchao.auth.service import Actor, Login, Permission
 from fengchao.db import finish, get_sessionmaker
 from fengchao.settings import get_settings
@@ -53,6 +54,7 @@ def _template_dirs() -> list[Path]:
 templates = Jinja2Templates(directory=[str(p) for p in _template_dirs()])
 templates.env.globals.update(_=gettext, ngettext=ngettext, LANGUAGES=LANGUAGES)
 templates.env.globals["Permission"] = Permission
+templates.env.globals["role_labels"] = ROLE_LABELS
 
 
 def _localtime(value: dt.datetime | None) -> str:
