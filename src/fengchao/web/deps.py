@@ -52,6 +52,8 @@ def _template_dirs() -> list[Path]:
 
 
 templates = Jinja2Templates(directory=[str(p) for p in _template_dirs()])
+# Templates change only with a new release: no file check on every render.
+templates.env.auto_reload = False
 templates.env.globals.update(_=gettext, ngettext=ngettext, LANGUAGES=LANGUAGES)
 templates.env.globals["Permission"] = Permission
 templates.env.globals["role_labels"] = ROLE_LABELS
