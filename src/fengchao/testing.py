@@ -20,8 +20,8 @@ from fengchao.migrate import upgrade
 
 
 @contextmanager
-def throwaway_database(target: str, folder: Path) -> Iterator[Engine]:
-    """A freshly migrated database, removed afterwards.
+def throwaway_database(target: str, folder: Path, revision: str = "head") -> Iterator[Engine]:
+    """A freshly migrated database (to ``revision``, the newest by default), removed afterwards.
 
     ``target`` is "sqlite" (a new file in ``folder``) or a PostgreSQL URL, where a schema of
     its own keeps concurrent runs from seeing each other's tables.
@@ -29,7 +29,7 @@ def throwaway_database(target: str, folder: Path) -> Iterator[Engine]:
     if target == "sqlite":
         engine = make_engine(f"sqlite:///{folder / f'fc-{uuid.uuid4().hex[:8]}.db'}")
         try:
-            upgrade(engine)
+            upgrade(engine, revision)
             yield engine
         finally:
             engine.dispose()
@@ -42,7 +42,7 @@ def throwaway_database(target: str, folder: Path) -> Iterator[Engine]:
     url = make_url(target).update_query_dict({"options": f"-csearch_path={schema}"})
     engine = create_engine(url)
     try:
-        upgrade(engine)
+        upgrade(engine, revision)
         yield engine
     finally:
         engine.dispose()
