@@ -87,6 +87,9 @@ def serve(
         port=port,
         workers=workers,
         log_level="warning",
+        # uvicorn would otherwise believe X-Forwarded-For/-Proto from any local peer; the
+        # client address counts for login throttling, so one setting decides for both.
+        proxy_headers=get_settings().login.trust_forwarded_for,
     )
 
 
@@ -291,11 +294,12 @@ def users_create(
     password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
     display_name: Annotated[str | None, typer.Option()] = None,
 ) -> None:
-    """Create a login account scoped to one node of the grid."""
+    """Create a login account scoped to one node of the grid (the name is kept lower-case;
+    the password must pass the password policy)."""
     upgrade(get_engine())
     try:
         with session_scope() as session:
-            auth_service.create_user(
+            user = auth_service.create_user(
                 session=session,
                 username=username,
                 password=password,
@@ -303,10 +307,11 @@ def users_create(
                 scope=GridScope(scope, scope_id),
                 display_name=display_name,
             )
+            stored = user.username
     except AuthError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
-    console.print(f"created {username}")
+    console.print(f"created {stored}")
 
 
 @users_app.command("reset-password")

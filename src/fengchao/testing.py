@@ -17,6 +17,7 @@ from sqlalchemy import Engine, create_engine, make_url
 
 from fengchao.db import make_engine
 from fengchao.migrate import upgrade
+from fengchao.settings import Settings
 
 
 @contextmanager
@@ -58,15 +59,20 @@ def _free_port() -> int:
 
 
 @contextmanager
-def served_app(database_url: str, folder: Path) -> Iterator[str]:
-    """Serve the app on a free loopback port in its own process; yields the base URL."""
+def served_app(database_url: str, folder: Path, workers: int = 1) -> Iterator[str]:
+    """Serve the app on a free loopback port in its own process (or ``workers`` processes,
+    as production may); yields the base URL."""
     import httpx
 
     port = _free_port()
     env = {**os.environ, "FENGCHAO_DATABASE_URL": database_url, "FENGCHAO_DATA_DIR": str(folder)}
+    # As `fengchao serve` runs it: proxy headers only when the settings trust a proxy.
+    trusted = Settings().login.trust_forwarded_for
+    proxy_headers = "--proxy-headers" if trusted else "--no-proxy-headers"
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "fengchao.app:create_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+         "--workers", str(workers), proxy_headers],
         env=env,
         cwd=folder,
     )  # fmt: skip

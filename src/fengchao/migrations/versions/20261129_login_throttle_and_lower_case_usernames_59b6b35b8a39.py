@@ -29,7 +29,7 @@ def _normalise(username: str) -> str:
 def _lower_case_usernames() -> None:
     """Store every username normalised; refuse (changing nothing) if two would collide."""
     connection = op.get_bind()
-    rows = connection.execute(sa.text("SELECT id, username FROM user_account")).all()
+    rows = connection.execute(sa.text("SELECT id, username FROM user_account ORDER BY id")).all()
     groups: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for user_id, username in rows:
         groups[_normalise(username)].append((user_id, username))
