@@ -16,7 +16,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from fengchao.auth import service
-from fengchao.auth.models import AuditEvent, LoginSession, Role, ScopeLevel, User
+from fengchao.auth.models import AuditEvent, LoginSession, LoginThrottle, Role, ScopeLevel, User
 from fengchao.auth.service import GridScope, LoginAttempt
 from fengchao.auth.views import login_error
 from fengchao.registry.models import Community, Street
@@ -408,3 +408,27 @@ def test_parallel_guesses_across_processes_are_counted_before_they_are_checked(
     assert locked.status_code == 429 and "账号已锁定" in locked.text
     with Session(db) as s:
         assert len(events(s, "login_failed")) == 2 and len(events(s, "lock")) == 1
+
+
+def test_a_shift_change_behind_one_address_all_log_in_and_leave_no_count(
+    served_database: tuple[Engine, int], tmp_path: Path
+) -> None:
+    """Twenty logins at once from one NAT address (two server processes): each attempt is
+    counted for the address before its hash is checked and taken back after; none is
+    refused, and the address is left with no failures."""
+    db, community_id = served_database
+    names = [f"guard{i}" for i in range(10)]
+    for name in names:
+        _account(db, community_id, name)
+    with served_app(db.url.render_as_string(hide_password=False), tmp_path, workers=2) as base:
+
+        def log_in(name: str) -> int:
+            with httpx.Client(base_url=base, timeout=60) as client:
+                return _post_login(client, name, PASSWORD).status_code
+
+        with ThreadPoolExecutor(20) as pool:
+            statuses = list(pool.map(log_in, names * 2))
+    assert statuses == [303] * 20
+    with Session(db) as s:
+        assert s.scalars(select(LoginThrottle)).all() == []
+        assert len(events(s, "login")) == 20

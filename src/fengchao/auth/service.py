@@ -145,6 +145,9 @@ def create_user(
     scope: GridScope,
     display_name: str | None = None,
 ) -> User:
+    """A new account. Refused (:class:`AuthError`, naming the problem): an empty, too long
+    or taken name (ignoring case), a password the policy refuses, a scope whose grid node
+    does not exist."""
     # Imported here: the registry's scope module imports this one.
     from fengchao.registry.scope import grid_node_exists
 
