@@ -19,8 +19,8 @@ from fengchao.auth.models import AuditEvent, Role, ScopeLevel, User
 from fengchao.auth.passwords import password_problem
 from fengchao.auth.service import AuthError, GridScope
 from fengchao.migrate import upgrade
-from fengchao.registry.models import Community, Street
 from fengchao.testing import throwaway_database
+from tests.auth.conftest import database_target
 from tests.conftest import PASSWORD, Grid
 
 OLDEST = "c08eb4fb2f60"  # the revision before usernames were lower-cased
@@ -136,10 +136,6 @@ def test_existing_scope_of_every_level_is_accepted(session: Session, grid: Grid)
         )
 
 
-def _database_target(engine: Engine) -> str:
-    return "sqlite" if engine.dialect.name == "sqlite" else engine.url.render_as_string(False)
-
-
 def _old_user(connection: sa.Connection, username: str) -> None:
     connection.execute(
         sa.text(
@@ -152,7 +148,7 @@ def _old_user(connection: sa.Connection, username: str) -> None:
 
 
 def test_migration_lower_cases_usernames(engine: Engine, tmp_path: Path) -> None:
-    with throwaway_database(_database_target(engine), tmp_path, revision=OLDEST) as db:
+    with throwaway_database(database_target(engine), tmp_path, revision=OLDEST) as db:
         with db.begin() as connection:
             for name in ("Worker", "LEAD5", "guard", " Zhang.Wei "):
                 _old_user(connection, name)
@@ -163,7 +159,7 @@ def test_migration_lower_cases_usernames(engine: Engine, tmp_path: Path) -> None
 
 
 def test_migration_refuses_usernames_that_would_collide(engine: Engine, tmp_path: Path) -> None:
-    with throwaway_database(_database_target(engine), tmp_path, revision=OLDEST) as db:
+    with throwaway_database(database_target(engine), tmp_path, revision=OLDEST) as db:
         with db.begin() as connection:
             for name in ("Worker", "worker", "guard"):
                 _old_user(connection, name)
@@ -177,58 +173,51 @@ def test_migration_refuses_usernames_that_would_collide(engine: Engine, tmp_path
             assert version.scalar() == OLDEST
 
 
-def test_users_commands_refuse_bad_input_and_unlock(engine: Engine, tmp_path: Path) -> None:
+def test_users_commands_refuse_bad_input_and_unlock(
+    own_database: tuple[Engine, int], tmp_path: Path
+) -> None:
     """`fengchao users create|list|unlock` run as an operator runs them, on a database of
     their own."""
-    with throwaway_database(_database_target(engine), tmp_path) as db:
-        with Session(db) as s:
-            street = Street(name="宏路街道")
-            s.add(street)
-            s.flush()
-            community = Community(street_id=street.id, name="宏侨社区")
-            s.add(community)
-            s.flush()
-            community_id = community.id
-            s.commit()
-        env = {
-            **os.environ,
-            "FENGCHAO_DATABASE_URL": db.url.render_as_string(hide_password=False),
-            "FENGCHAO_DATA_DIR": str(tmp_path),
-        }
+    db, community_id = own_database
+    env = {
+        **os.environ,
+        "FENGCHAO_DATABASE_URL": db.url.render_as_string(hide_password=False),
+        "FENGCHAO_DATA_DIR": str(tmp_path),
+    }
 
-        def fengchao(*args: str) -> subprocess.CompletedProcess[str]:
-            command = [sys.executable, "-c", "from fengchao.cli import app; app()", *args]
-            return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    def fengchao(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-c", "from fengchao.cli import app; app()", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
 
-        create = ["users", "create", "Guard2", "--role", "guard", "--scope", "community"]
-        missing = fengchao(*create, "--scope-id", "424242", "--password", PASSWORD)
-        assert missing.returncode == 1 and "没有编号为 424242 的社区" in missing.stderr
-        weak = fengchao(*create, "--scope-id", str(community_id), "--password", "12345678")
-        assert weak.returncode == 1 and "密码太短" in weak.stderr
-        made = fengchao(*create, "--scope-id", str(community_id), "--password", PASSWORD)
-        assert made.returncode == 0, made.stderr
+    create = ["users", "create", "Guard2", "--role", "guard", "--scope", "community"]
+    missing = fengchao(*create, "--scope-id", "424242", "--password", PASSWORD)
+    assert missing.returncode == 1 and "没有编号为 424242 的社区" in missing.stderr
+    weak = fengchao(*create, "--scope-id", str(community_id), "--password", "12345678")
+    assert weak.returncode == 1 and "密码太短" in weak.stderr
+    made = fengchao(*create, "--scope-id", str(community_id), "--password", PASSWORD)
+    assert made.returncode == 0, made.stderr
 
-        with Session(db) as s:
-            at = dt.datetime.now(dt.UTC)
-            while not service.attempt_login(
-                session=s, username="guard2", password="wrong-pass-00", address="10.0.0.1", now=at
-            ).locked:
-                at += dt.timedelta(minutes=5)
-            s.commit()
-        listed = fengchao("users", "list")
-        assert listed.returncode == 0
-        [row] = [line for line in listed.stdout.splitlines() if "guard2" in line]
-        assert str(at.year) in row  # locked until …
+    with Session(db) as s:
+        at = dt.datetime.now(dt.UTC)
+        while not service.attempt_login(
+            session=s, username="guard2", password="wrong-pass-00", address="10.0.0.1", now=at
+        ).locked:
+            at += dt.timedelta(minutes=5)
+        s.commit()
+    listed = fengchao("users", "list")
+    assert listed.returncode == 0
+    [row] = [line for line in listed.stdout.splitlines() if "guard2" in line]
+    assert str(at.year) in row  # locked until …
 
-        unlocked = fengchao("users", "unlock", "GUARD2")
-        assert unlocked.returncode == 0 and "guard2 unlocked" in unlocked.stderr
-        assert fengchao("users", "unlock", "nobody").returncode == 1
-        with Session(db) as s:
-            [event] = s.scalars(select(AuditEvent).where(AuditEvent.action == "unlock"))
-            assert event.username == "system" and event.detail["was_locked"] is True
-            assert service.attempt_login(
-                session=s, username="guard2", password=PASSWORD, address="10.0.0.1", now=at
-            ).user
+    unlocked = fengchao("users", "unlock", "GUARD2")
+    assert unlocked.returncode == 0 and "guard2 unlocked" in unlocked.stderr
+    assert fengchao("users", "unlock", "nobody").returncode == 1
+    with Session(db) as s:
+        [event] = s.scalars(select(AuditEvent).where(AuditEvent.action == "unlock"))
+        assert event.username == "system" and event.detail["was_locked"] is True
+        assert service.attempt_login(
+            session=s, username="guard2", password=PASSWORD, address="10.0.0.1", now=at
+        ).user
 
 
 def test_demo_password_passes_the_policy() -> None:

@@ -206,14 +206,16 @@ class LoginAttempt:
     checked: bool = True
 
 
-_LONG_DIGITS = re.compile(r"\d{6,}[\dXx]?")
+# A mobile number has 11 digits, an ID number 15 or 18 (the last may be X); shorter runs
+# are left alone, since usernames such as lead5 or guard-2024 are not personal data.
+_PHONE_OR_ID = re.compile(r"\d{11,}[Xx]?")
 
 
 def _typed_name_for_audit(typed: str) -> str:
     """A typed username as the audit log keeps it: people type their phone or ID number
-    into the field, so long runs of digits keep only their first 3 and last 2."""
+    into the field, so such runs of digits keep only their first 3 and last 2."""
     name = typed.strip()[:64]
-    return _LONG_DIGITS.sub(lambda m: m[0][:3] + "*" * (len(m[0]) - 5) + m[0][-2:], name)
+    return _PHONE_OR_ID.sub(lambda m: m[0][:3] + "*" * (len(m[0]) - 5) + m[0][-2:], name)
 
 
 def _audit_login(
