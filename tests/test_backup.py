@@ -168,6 +168,9 @@ def build_community(engine: Engine, audit_events: int = 300) -> None:
             display_name="5号楼楼栋长",
         )
         auth_service.start_session(session=s, user=admin)
+        auth_service.attempt_login(
+            session=s, username="admin", password="wrong-password-1", address="10.1.2.3"
+        )
         s.add(
             ImportUpload(
                 token=secrets.token_hex(16),
@@ -258,6 +261,7 @@ def test_restore_into_empty_database_finds_every_row(
         after = snapshot(target)
         assert backed_up(after) == backed_up(before)
         assert after["login_session"] == []  # a restore signs everyone out
+        assert after["login_throttle"] == []  # nor does it keep typed names and addresses
         assert header.tables == {name: len(rows) for name, rows in backed_up(before).items()}
         assert header.dialect == ("sqlite" if source_db == "sqlite" else "postgresql")
         with Session(target) as s:

@@ -49,8 +49,9 @@ from fengchao.web.i18n import _
 ROWS_PER_BATCH = 1000
 
 # Login sessions are not carried over: a restore signs everyone out, as it should after an
-# incident, and a backup then holds no live session tokens' hashes or CSRF tokens.
-NOT_BACKED_UP = frozenset({"login_session"})
+# incident, and a backup then holds no live session tokens' hashes or CSRF tokens. Nor are
+# the counts of failed logins: typed names and client addresses kept for minutes to hours.
+NOT_BACKED_UP = frozenset({"login_session", "login_throttle"})
 
 Progress = Callable[[str, int, int], None]
 """Called with (table, rows done, rows in all) while a backup or restore runs."""

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
@@ -89,6 +90,9 @@ def serve(
         port=port,
         workers=workers,
         log_level="warning",
+        # uvicorn would otherwise believe X-Forwarded-For/-Proto from any local peer; the
+        # client address counts for login throttling, so one setting decides for both.
+        proxy_headers=get_settings().login.trust_forwarded_for,
     )
 
 
@@ -107,6 +111,20 @@ def _ensure_user(
         )
     else:
         auth_service.reset_password(session=session, username=username, password=password)
+
+
+def _demo_password() -> str:
+    """A random 12-character password that the password policy accepts for every demo
+    account (a random draw is refused about once in 3,000: a run or too few characters)."""
+    from fengchao.auth.passwords import password_problem
+
+    while True:
+        password = secrets.token_urlsafe(9)
+        if not any(
+            password_problem(password, username=name)
+            for name in ("admin", "worker", "lead5", "guard")
+        ):
+            return password
 
 
 @app.command()
@@ -129,7 +147,7 @@ def demo(
         with engine.begin() as connection:
             connection.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
     upgrade(engine)
-    password = secrets.token_urlsafe(9)
+    password = _demo_password()
     with session_scope() as session:
         community = session.scalar(select(Community).where(Community.name == demo_module.COMMUNITY))
         if community is None:
@@ -279,11 +297,12 @@ def users_create(
     password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
     display_name: Annotated[str | None, typer.Option()] = None,
 ) -> None:
-    """Create a login account scoped to one node of the grid."""
+    """Create a login account scoped to one node of the grid (the name is kept lower-case;
+    the password must pass the password policy)."""
     upgrade(get_engine())
     try:
         with session_scope() as session:
-            auth_service.create_user(
+            user = auth_service.create_user(
                 session=session,
                 username=username,
                 password=password,
@@ -291,10 +310,11 @@ def users_create(
                 scope=GridScope(scope, scope_id),
                 display_name=display_name,
             )
+            stored = user.username
     except AuthError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
-    console.print(f"created {username}")
+    console.print(f"created {stored}")
 
 
 @users_app.command("reset-password")
@@ -303,6 +323,7 @@ def users_reset_password(
     password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
 ) -> None:
     """Set a new password and end the account's sessions."""
+    upgrade(get_engine())
     try:
         with session_scope() as session:
             auth_service.reset_password(session=session, username=username, password=password)
@@ -312,18 +333,42 @@ def users_reset_password(
     console.print(f"password of {username} reset")
 
 
+@users_app.command("unlock")
+def users_unlock(username: str) -> None:
+    """Lift the lock that repeated failed logins put on an account (audited)."""
+    upgrade(get_engine())
+    try:
+        with session_scope() as session:
+            was_locked = auth_service.unlock_account(
+                session=session, username=username, actor=SYSTEM_ACTOR
+            )
+    except AuthError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    normalised = auth_service.normalise_username(username)
+    if was_locked:
+        console.print(f"{normalised} unlocked")
+    else:
+        console.print(f"{normalised} was not locked; its failed logins are forgotten")
+
+
 @users_app.command("list")
 def users_list() -> None:
-    """List accounts with role and scope."""
+    """List accounts with role, scope and whether failed logins have locked them."""
+    upgrade(get_engine())
+    zone = ZoneInfo(get_settings().timezone)
     with session_scope() as session:
-        table = Table("username", "name", "role", "scope", "active")
+        locks = auth_service.account_locks(session=session)
+        table = Table("username", "name", "role", "scope", "active", "locked until")
         for user in session.scalars(select(User).order_by(User.id)):
+            until = locks.get(user.username)
             table.add_row(
                 user.username,
                 user.display_name,
                 user.role.value,
                 f"{user.scope_level.value}:{user.scope_id}",
                 str(user.active),
+                until.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S") if until else "",
             )
         Console().print(table)
 

@@ -142,16 +142,21 @@ def _write_lock(engine: Engine) -> threading.Lock:
 
 def begin_write(session: Session) -> None:
     """Declare that this unit of work will change rows; call it before reading the rows it
-    changes. On SQLite the transaction becomes BEGIN IMMEDIATE (a read snapshot taken so
-    far is ended first; rows added but not yet flushed are kept), taken in turn with the
-    process's other writers. Elsewhere a no-op."""
+    changes. On SQLite the transaction becomes BEGIN IMMEDIATE (a read transaction open so
+    far is committed first; rows added but not yet flushed are kept for the new one), taken
+    in turn with the process's other writers. Elsewhere a no-op."""
     if not _is_sqlite(session) or _writing(session):
         return
     if session.in_transaction():
         if session.dirty or session.deleted:
             raise RuntimeError("rows were changed before begin_write(); call it first")
+        # End the read transaction. Committed, not rolled back: statements already run in
+        # it (an UPDATE that got the lock) are kept. Rows only added are held back, or the
+        # commit would write them outside the write lock.
         pending, at_commit = list(session.new), session.info.pop(_AT_COMMIT, [])
-        session.rollback()
+        for row in pending:
+            session.expunge(row)
+        session.commit()
         session.add_all(pending)
         session.info[_AT_COMMIT] = at_commit
     lock = _write_lock(session.get_bind().engine)

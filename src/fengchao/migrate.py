@@ -23,12 +23,12 @@ def alembic_config(engine: Engine | None = None) -> Config:
     return config
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the database at ``engine`` to the newest schema."""
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the database at ``engine`` to the newest schema (or to ``revision``)."""
     config = alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)
 
 
 def schema_drift(engine: Engine) -> list[object]:

@@ -115,6 +115,42 @@ class VisionSettings(BaseModel):
         return self
 
 
+class LoginSettings(BaseModel):
+    """Throttling of failed logins and where the client address comes from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    free_failures: int = Field(
+        3, ge=0, le=20, description="Failed logins of one account name answered without a wait."
+    )
+    lock_after: int = Field(
+        10, ge=2, le=100, description="Failed logins of one account name that lock it."
+    )
+    lock_minutes: int = Field(15, ge=1, le=24 * 60, description="How long a lock lasts.")
+    address_free_failures: int = Field(
+        30,
+        ge=0,
+        le=1000,
+        description=(
+            "Failed logins from one client address answered without a wait; higher than "
+            "free_failures because a whole gate team may share one NAT address."
+        ),
+    )
+    max_wait_seconds: int = Field(
+        300, ge=1, le=3600, description="Longest wait between attempts (before a lock)."
+    )
+    forgive_minutes: int = Field(
+        10, ge=1, le=24 * 60, description="One counted failure is forgiven per this many minutes."
+    )
+    trust_forwarded_for: bool = Field(
+        False,
+        description=(
+            "Take the client address from the last X-Forwarded-For entry. Only behind a "
+            "reverse proxy that appends it; otherwise any client could choose its address."
+        ),
+    )
+
+
 class Settings(BaseSettings):
     """The root of all settings; build it with :func:`get_settings`."""
 
@@ -134,6 +170,7 @@ class Settings(BaseSettings):
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     imports: ImportSettings = Field(default_factory=ImportSettings)
     vision: VisionSettings = Field(default_factory=VisionSettings)
+    login: LoginSettings = Field(default_factory=LoginSettings)
 
     @model_validator(mode="after")
     def _secrets(self) -> Settings:

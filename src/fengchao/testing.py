@@ -17,12 +17,12 @@ from sqlalchemy import Engine, create_engine, make_url
 
 from fengchao.db import make_engine
 from fengchao.migrate import upgrade
-from fengchao.settings import get_settings
+from fengchao.settings import Settings, get_settings
 
 
 @contextmanager
-def throwaway_database(target: str, folder: Path) -> Iterator[Engine]:
-    """A freshly migrated database, removed afterwards.
+def throwaway_database(target: str, folder: Path, revision: str = "head") -> Iterator[Engine]:
+    """A freshly migrated database (to ``revision``, the newest by default), removed afterwards.
 
     ``target`` is "sqlite" (a new file in ``folder``) or a PostgreSQL URL, where a schema of
     its own keeps concurrent runs from seeing each other's tables.
@@ -30,7 +30,7 @@ def throwaway_database(target: str, folder: Path) -> Iterator[Engine]:
     if target == "sqlite":
         engine = make_engine(f"sqlite:///{folder / f'fc-{uuid.uuid4().hex[:8]}.db'}")
         try:
-            upgrade(engine)
+            upgrade(engine, revision)
             yield engine
         finally:
             engine.dispose()
@@ -43,7 +43,7 @@ def throwaway_database(target: str, folder: Path) -> Iterator[Engine]:
     url = make_url(target).update_query_dict({"options": f"-csearch_path={schema}"})
     engine = create_engine(url)
     try:
-        upgrade(engine)
+        upgrade(engine, revision)
         yield engine
     finally:
         engine.dispose()
@@ -59,8 +59,9 @@ def _free_port() -> int:
 
 
 @contextmanager
-def served_app(database_url: str, folder: Path) -> Iterator[str]:
-    """Serve the app on a free loopback port in its own process; yields the base URL."""
+def served_app(database_url: str, folder: Path, workers: int = 1) -> Iterator[str]:
+    """Serve the app on a free loopback port in its own process (or ``workers`` processes,
+    as production may); yields the base URL."""
     import httpx
 
     port = _free_port()
@@ -73,9 +74,13 @@ def served_app(database_url: str, folder: Path) -> Iterator[str]:
         "FENGCHAO_SECURITY__SECRET_KEY": security.secret_key,
         "FENGCHAO_SECURITY__DATA_KEY": security.data_key,
     }
+    # As `fengchao serve` runs it: proxy headers only when the settings trust a proxy.
+    trusted = Settings().login.trust_forwarded_for
+    proxy_headers = "--proxy-headers" if trusted else "--no-proxy-headers"
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "fengchao.app:create_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+         "--workers", str(workers), proxy_headers],
         env=env,
         cwd=folder,
     )  # fmt: skip

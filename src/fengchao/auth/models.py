@@ -1,4 +1,4 @@
-"""Tables of accounts, login sessions and the audit log."""
+"""Tables of accounts, login sessions, failed-login throttling and the audit log."""
 
 from __future__ import annotations
 
@@ -6,7 +6,16 @@ import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Enum, ForeignKey, Index, Integer, String
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from fengchao.db import Base, UTCDateTime, utcnow
@@ -46,7 +55,11 @@ class ScopeLevel(enum.StrEnum):
 
 
 class User(Base):
-    """A login account (账号), scoped to one node of the grid."""
+    """A login account (账号), scoped to one node of the grid.
+
+    The username is stored normalised (NFKC, trimmed, lower-case), so uniqueness and login
+    are case-insensitive: a phone keyboard that capitalises the first letter still logs in.
+    """
 
     __tablename__ = "user_account"
 
@@ -83,6 +96,44 @@ class LoginSession(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
     user: Mapped[User] = relationship()
+
+
+class ThrottleKind(enum.StrEnum):
+    """What a failed-login counter is kept for."""
+
+    account = "account"  # the typed account name, normalised (whether the account exists or not)
+    address = "address"  # the client address (an IPv6 client by its /64 network)
+
+
+class LoginThrottle(Base):
+    """Failed logins of one account name or one client address (登录限速).
+
+    Kept in the database so that every web process sees the same counts. ``failures`` is
+    a leaky bucket: one failure is forgiven per ``forgive_minutes`` since the last one.
+    Attempts before ``retry_at`` are refused without checking the password; ``locked``
+    says that the wait is a lock (account rows only).
+    """
+
+    __tablename__ = "login_throttle"
+    __table_args__ = (UniqueConstraint("kind", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[ThrottleKind] = mapped_column(
+        Enum(
+            ThrottleKind,
+            native_enum=False,
+            length=16,
+            values_callable=lambda e: [m.value for m in e],
+        )
+    )
+    key: Mapped[str] = mapped_column(String(64))
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    retry_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    locked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+Index("ix_login_throttle_last_failure_at", LoginThrottle.last_failure_at)
 
 
 class AuditEvent(Base):

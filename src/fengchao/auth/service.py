@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import hashlib
+import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,15 +16,16 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, joinedload
 
+from fengchao.auth import throttle
 from fengchao.auth.models import AuditEvent, LoginSession, Role, ScopeLevel, User
-from fengchao.db import add_at_commit, utcnow
+from fengchao.auth.passwords import password_problem
+from fengchao.db import add_at_commit, begin_write, utcnow
 from fengchao.settings import get_settings
+from fengchao.web.i18n import _
 
 _hasher = PasswordHasher()
 # Verifying against this keeps a wrong username as slow as a wrong password.
 _DUMMY_HASH = _hasher.hash("fengchao-dummy-password")
-
-MIN_PASSWORD_LENGTH = 8
 
 
 class Permission(enum.StrEnum):
@@ -115,10 +118,34 @@ def actor_for(user: User) -> Actor:
     )
 
 
+def normalise_username(username: str) -> str:
+    """The stored form of a username: NFKC (a Chinese keyboard's full-width ｗｏｒｋｅｒ is
+    worker), trimmed, lower-case (a phone keyboard's Worker is worker)."""
+    return unicodedata.normalize("NFKC", username).strip().lower()
+
+
 def hash_password(password: str) -> str:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise AuthError(f"密码至少 {MIN_PASSWORD_LENGTH} 位")
     return _hasher.hash(password)
+
+
+def check_password_policy(password: str, *, username: str) -> None:
+    """Raise :class:`AuthError` naming the problem when ``password`` may not be set."""
+    problem = password_problem(password, username=username)
+    if problem:
+        raise AuthError(problem)
+
+
+def _missing_node(scope: GridScope) -> str:
+    match scope.level:
+        case ScopeLevel.street:
+            message = _("所属范围不存在：没有编号为 {id} 的街道")
+        case ScopeLevel.community:
+            message = _("所属范围不存在：没有编号为 {id} 的社区")
+        case ScopeLevel.compound:
+            message = _("所属范围不存在：没有编号为 {id} 的小区")
+        case ScopeLevel.building:
+            message = _("所属范围不存在：没有编号为 {id} 的楼栋")
+    return message.format(id=scope.node_id)
 
 
 def create_user(
@@ -130,11 +157,22 @@ def create_user(
     scope: GridScope,
     display_name: str | None = None,
 ) -> User:
-    username = username.strip()
+    """A new account. Refused (:class:`AuthError`, naming the problem): an empty, too long
+    or taken name (ignoring case), a password the policy refuses, a scope whose grid node
+    does not exist."""
+    # Imported here: the registry's scope module imports this one.
+    from fengchao.registry.scope import grid_node_exists
+
+    username = normalise_username(username)
     if not username:
-        raise AuthError("用户名不能为空")
+        raise AuthError(_("用户名不能为空"))
+    if len(username) > 64:
+        raise AuthError(_("用户名太长：最多 64 个字符"))
     if session.scalar(select(User.id).where(User.username == username)) is not None:
-        raise AuthError(f"用户名 {username} 已存在")
+        raise AuthError(_("用户名 {name} 已存在").format(name=username))
+    check_password_policy(password, username=username)
+    if not grid_node_exists(session=session, level=scope.level, node_id=scope.node_id):
+        raise AuthError(_missing_node(scope))
     user = User(
         username=username,
         display_name=display_name or username,
@@ -148,26 +186,169 @@ def create_user(
     return user
 
 
-def reset_password(*, session: Session, username: str, password: str) -> User:
-    user = session.scalar(select(User).where(User.username == username))
+def _user_named(session: Session, username: str) -> User:
+    user = session.scalar(select(User).where(User.username == normalise_username(username)))
     if user is None:
-        raise AuthError(f"没有用户 {username}")
+        raise AuthError(_("没有用户 {name}").format(name=username))
+    return user
+
+
+def reset_password(*, session: Session, username: str, password: str) -> User:
+    user = _user_named(session, username)
+    check_password_policy(password, username=user.username)
     user.password_hash = hash_password(password)
     session.execute(delete(LoginSession).where(LoginSession.user_id == user.id))
     return user
 
 
-def authenticate(*, session: Session, username: str, password: str) -> User | None:
-    user = session.scalar(select(User).where(User.username == username.strip()))
+@dataclass(frozen=True)
+class LoginAttempt:
+    """What became of a login attempt.
+
+    ``user`` is set when the password was right. Otherwise ``wait_seconds`` is how long
+    before the next attempt is accepted (0: at once), ``locked`` says the wait is a lock
+    of the account, ``address_limited`` that it is the client address that must wait, and
+    ``checked`` is False when the attempt was refused without looking at the password.
+    """
+
+    user: User | None
+    wait_seconds: int = 0
+    locked: bool = False
+    address_limited: bool = False
+    checked: bool = True
+
+
+# A mobile number has 11 digits, an ID number 15 or 18 (the last may be X); shorter runs
+# are left alone, since usernames such as lead5 or guard-2024 are not personal data.
+_PHONE_OR_ID = re.compile(r"\d{11,}[Xx]?")
+
+
+def _typed_name_for_audit(typed: str) -> str:
+    """A typed username as the audit log keeps it: people type their phone or ID number
+    into the field, so such runs of digits keep only their first 3 and last 2."""
+    name = typed.strip()[:64]
+    return _PHONE_OR_ID.sub(lambda m: m[0][:3] + "*" * (len(m[0]) - 5) + m[0][-2:], name)
+
+
+def _audit_login(
+    session: Session,
+    *,
+    action: str,
+    user_id: int | None,
+    username: str,
+    now: dt.datetime,
+    **detail: Any,
+) -> None:
+    """Audit an event of the login itself; its subject (the account or the typed name)
+    stands in the user columns, since nobody is logged in yet."""
+    session.add(
+        AuditEvent(
+            at=now,
+            user_id=user_id,
+            username=username,
+            action=action,
+            object_type="user",
+            object_id=None if user_id is None else str(user_id),
+            detail=detail,
+        )
+    )
+
+
+def _verify(password_hash: str, password: str) -> bool:
     try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+        return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
-        return None
-    if user is None or not user.active:
-        return None
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
-    return user
+        return False
+
+
+def attempt_login(
+    *,
+    session: Session,
+    username: str,
+    password: str,
+    address: str,
+    now: dt.datetime | None = None,
+) -> LoginAttempt:
+    """Check a login, throttled per account name and per client address (see
+    :mod:`fengchao.auth.throttle`), and audit it: "login", "login_failed", "lock".
+
+    Commits once in the middle: the attempt is counted as a failure and committed before
+    the password is checked, so that guesses sent in parallel see it and wait; the hash is
+    checked outside any transaction. The outcome is left for the caller to commit.
+    """
+    now = now or utcnow()
+    settings = get_settings().login
+    name = normalise_username(username)
+    key = throttle.address_key(address)
+    begin_write(session)
+    claim = throttle.claim_attempt(
+        session=session, account=name, address=key, now=now, settings=settings
+    )
+    if claim.refused:
+        # Not audited: nothing was checked, and a client hammering a locked account must
+        # not be able to fill the audit log at the speed of a refusal.
+        session.commit()
+        return LoginAttempt(
+            None, claim.wait_seconds, claim.locked, claim.address_limited, checked=False
+        )
+    row = session.execute(
+        select(User.id, User.password_hash, User.active).where(User.username == name)
+    ).first()
+    session.commit()
+    right = _verify(row.password_hash if row else _DUMMY_HASH, password)
+    # The outcome is written in a transaction of its own, begun for writing: the slow
+    # hash above ran with no lock held.
+    begin_write(session)
+    if right and row is not None and row.active:
+        user = session.get(User, row.id)
+        assert user is not None
+        if _hasher.check_needs_rehash(user.password_hash):
+            user.password_hash = _hasher.hash(password)
+        throttle.settle_success(session=session, claim=claim, now=now)
+        _audit_login(
+            session, action="login", user_id=user.id, username=user.username, now=now,
+            address=address,
+        )  # fmt: skip
+        return LoginAttempt(user)
+    typed = _typed_name_for_audit(username)
+    user_id = row.id if row is not None else None
+    _audit_login(
+        session, action="login_failed", user_id=user_id, username=typed, now=now,
+        address=address, failures=claim.account_failures,
+    )  # fmt: skip
+    if claim.locked and user_id is not None:
+        until = now + dt.timedelta(seconds=claim.wait_seconds)
+        _audit_login(
+            session, action="lock", user_id=user_id, username=name, now=now, address=address,
+            failures=claim.account_failures, until=until.isoformat(timespec="seconds"),
+        )  # fmt: skip
+    throttle.purge_forgotten(session=session, now=now, settings=settings)
+    return LoginAttempt(None, claim.wait_seconds, claim.locked, claim.address_limited)
+
+
+def unlock_account(
+    *, session: Session, username: str, actor: Actor, now: dt.datetime | None = None
+) -> bool:
+    """Lift a lock (and forget the failures) before it runs out; audited as "unlock".
+    Returns whether the account was locked or waiting."""
+    user = _user_named(session, username)
+    was_waiting = throttle.unlock(session=session, account=user.username, now=now or utcnow())
+    audit(
+        session=session,
+        actor=actor,
+        action="unlock",
+        object_type="user",
+        object_id=user.id,
+        username=user.username,
+        was_locked=was_waiting,
+    )
+    return was_waiting
+
+
+def account_locks(*, session: Session, now: dt.datetime | None = None) -> dict[str, dt.datetime]:
+    """Usernames that are locked now, with the end of their lock."""
+    names = list(session.scalars(select(User.username)))
+    return throttle.locks(session=session, accounts=names, now=now or utcnow())
 
 
 def _token_hash(token: str) -> str:
@@ -211,8 +392,25 @@ def login_for_token(*, session: Session, token: str) -> Login | None:
     return Login(actor_for(login.user), login.csrf_token)
 
 
-def end_session(*, session: Session, token: str) -> None:
-    session.execute(delete(LoginSession).where(LoginSession.token_hash == _token_hash(token)))
+def end_session(*, session: Session, token: str, address: str | None = None) -> None:
+    """Log out: delete the login session of ``token`` and audit it as "logout"."""
+    login = session.scalar(
+        select(LoginSession)
+        .options(joinedload(LoginSession.user))
+        .where(LoginSession.token_hash == _token_hash(token))
+    )
+    if login is None:
+        return
+    audit(
+        session=session,
+        actor=actor_for(login.user),
+        action="logout",
+        object_type="user",
+        object_id=login.user_id,
+        address=address,
+    )
+    session.delete(login)
+    session.flush()
 
 
 def audit(

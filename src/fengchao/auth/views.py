@@ -40,6 +40,40 @@ def login_form(request: Request, next: str | None = None) -> Response:
     return render(request, "login.html", {"next": _safe_next(next), "error": None})
 
 
+def client_address(request: Request) -> str:
+    """The address login throttling counts by: the peer, or behind a trusted reverse proxy
+    the last X-Forwarded-For entry (the one the proxy added; earlier ones are the client's
+    to choose)."""
+    if get_settings().login.trust_forwarded_for:
+        entries = ",".join(request.headers.getlist("x-forwarded-for")).split(",")
+        last = entries[-1].strip()
+        if last:
+            return last[:64]
+    return request.client.host if request.client else "unknown"
+
+
+def _wait_text(seconds: int) -> str:
+    if seconds < 120:
+        return _("{n} 秒").format(n=seconds)
+    return _("{n} 分钟").format(n=-(-seconds // 60))
+
+
+def login_error(attempt: service.LoginAttempt) -> str:
+    """What the login form says after a refused attempt."""
+    if not attempt.wait_seconds:
+        return _("用户名或密码不对")
+    wait = _wait_text(attempt.wait_seconds)
+    if attempt.locked:
+        reason = _("登录失败次数太多，账号已锁定。请 {wait}后再试，或请管理员解锁").format(
+            wait=wait
+        )
+    elif attempt.address_limited:
+        reason = _("这个网络地址登录失败次数太多。请 {wait}后再试").format(wait=wait)
+    else:
+        reason = _("登录失败次数太多。请 {wait}后再试").format(wait=wait)
+    return _("用户名或密码不对。{reason}").format(reason=reason) if attempt.checked else reason
+
+
 @router.post("/login", response_class=HTMLResponse)
 def login(
     request: Request,
@@ -48,23 +82,26 @@ def login(
     password: Annotated[str, Form(max_length=256)] = "",
     next: Annotated[str, Form()] = "/",
 ) -> Response:
-    begin_write(session)
-    user = service.authenticate(session=session, username=username, password=password)
-    if user is None:
-        return render(
+    attempt = service.attempt_login(
+        session=session, username=username, password=password, address=client_address(request)
+    )
+    if attempt.user is None:
+        page = render(
             request,
             "login.html",
-            {"next": _safe_next(next), "error": _("用户名或密码不对"), "username": username},
-            status_code=401,
+            {
+                "next": _safe_next(next),
+                "error": login_error(attempt),
+                "username": username,
+            },
+            # 429 when the attempt was not even checked: the client must wait.
+            status_code=401 if attempt.checked else 429,
         )
-    token, _login = service.start_session(session=session, user=user)
-    service.audit(
-        session=session,
-        actor=service.actor_for(user),
-        action="login",
-        object_type="user",
-        object_id=user.id,
-    )
+        if attempt.wait_seconds:
+            page.headers["Retry-After"] = str(attempt.wait_seconds)
+        return page
+    # Still the writing transaction attempt_login left open; committed before the reply.
+    token, _login = service.start_session(session=session, user=attempt.user)
     response = RedirectResponse(_safe_next(next), status_code=303)
     settings = get_settings().security
     response.set_cookie(
@@ -83,7 +120,7 @@ def logout(request: Request, session: DbSession) -> Response:
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         begin_write(session)
-        service.end_session(session=session, token=token)
+        service.end_session(session=session, token=token, address=client_address(request))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response

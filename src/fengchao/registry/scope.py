@@ -87,3 +87,17 @@ def scope_label(*, session: Session, scope: GridScope) -> str:
     else:
         node = session.get(Compound, scope.node_id)
     return node.name if node else "—"
+
+
+_NODE_TABLES: dict[ScopeLevel, type[Street | Community | Compound | Building]] = {
+    ScopeLevel.street: Street,
+    ScopeLevel.community: Community,
+    ScopeLevel.compound: Compound,
+    ScopeLevel.building: Building,
+}
+
+
+def grid_node_exists(*, session: Session, level: ScopeLevel, node_id: int) -> bool:
+    """Whether the grid has a node ``node_id`` at ``level`` (an account's scope must)."""
+    table = _NODE_TABLES[level]
+    return session.scalar(select(table.id).where(table.id == node_id)) is not None
