@@ -1,0 +1,20 @@
+// Small behaviours the pages declare with data- attributes (the CSP forbids inline script).
+(function () {
+  "use strict";
+  // <form data-busy="ID">: on submit, disable its button and show the element #ID.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!(form instanceof HTMLFormElement) || !form.dataset.busy) return;
+    var button = form.querySelector("button[type=submit]");
+    if (button) button.disabled = true;
+    var busy = document.getElementById(form.dataset.busy);
+    if (busy) busy.hidden = false;
+  });
+  // <select data-autosubmit>: choosing an option submits its form.
+  document.addEventListener("change", function (event) {
+    var field = event.target;
+    if (field instanceof HTMLSelectElement && field.hasAttribute("data-autosubmit") && field.form) {
+      field.form.submit();
+    }
+  });
+})();
