@@ -34,6 +34,8 @@ from fengchao.registry.models import (
     Building,
     BuildingLead,
     CareTag,
+    ChangeProposal,
+    ChangeVia,
     Community,
     Compound,
     Gender,
@@ -43,6 +45,7 @@ from fengchao.registry.models import (
     PartyOrg,
     PartyOrgKind,
     Person,
+    RecordChange,
     Relation,
     ResidenceStatus,
     Street,
@@ -183,6 +186,21 @@ def build_community(engine: Engine, audit_events: int = 300) -> None:
             )
         )
         actor = auth_service.actor_for(admin)
+        proposal = ChangeProposal(
+            community_id=community.id, building_id=b5.id, household_id=home.id,
+            person_id=child.id, action="person.update", changes={"phone": [None, "13900000009"]},
+            proposed_by=admin.id, proposed_by_name="5号楼楼栋长",
+        )  # fmt: skip
+        s.add(proposal)
+        s.flush()
+        s.add(
+            RecordChange(
+                community_id=community.id, household_id=home.id, person_id=child.id,
+                action="person.update", changes={"phone": [None, "13900000009"]},
+                via=ChangeVia.proposal, proposal_id=proposal.id, user_id=admin.id,
+                username="admin",
+            )
+        )  # fmt: skip
         for n in range(audit_events):  # varied details, so the stream spans many chunks
             auth_service.audit(
                 session=s,

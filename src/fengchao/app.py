@@ -15,6 +15,7 @@ from fengchao import __version__
 from fengchao.auth import views as auth_views
 from fengchao.auth.service import Permission
 from fengchao.registry import api as registry_api
+from fengchao.registry import edit_views as registry_edit_views
 from fengchao.registry import views as registry_views
 from fengchao.settings import get_settings
 from fengchao.web.deps import CSRF_COOKIE, LANG_COOKIE, CurrentActor, render
@@ -87,6 +88,7 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(auth_views.router)
     app.include_router(registry_views.router)
+    app.include_router(registry_edit_views.router)
     app.include_router(registry_api.router)
 
     @app.get("/", include_in_schema=False)

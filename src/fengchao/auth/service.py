@@ -31,6 +31,7 @@ _DUMMY_HASH = _hasher.hash("fengchao-dummy-password")
 class Permission(enum.StrEnum):
     registry_read = "registry.read"
     registry_write = "registry.write"
+    registry_propose = "registry.propose"  # changes that a community worker confirms
     id_number_unmasked = "id_number.unmasked"
     audit_read = "audit.read"
     users_manage = "users.manage"
@@ -45,7 +46,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.id_number_unmasked,
         }
     ),
-    Role.building_lead: frozenset({Permission.registry_read}),
+    Role.building_lead: frozenset({Permission.registry_read, Permission.registry_propose}),
     Role.property_staff: frozenset({Permission.registry_read}),
     Role.guard: frozenset(),
     Role.sampler: frozenset(),

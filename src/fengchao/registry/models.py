@@ -158,6 +158,8 @@ class Household(Base):
     unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id"), index=True)
     room: Mapped[str] = mapped_column(String(16))
     vacant: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Optimistic concurrency: an edit made from an older version is refused, not merged.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     unit: Mapped[Unit] = relationship()
     building: Mapped[Building] = relationship()
@@ -167,6 +169,7 @@ class Household(Base):
         back_populates="household", order_by="Vehicle.id"
     )
     __table_args__ = (UniqueConstraint("unit_id", "room"),)
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 (SQLAlchemy reads it)
 
     @property
     def address(self) -> str:
@@ -208,9 +211,11 @@ class Person(Base):
     note: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     household: Mapped[Household] = relationship(back_populates="people")
     __table_args__ = (UniqueConstraint("community_id", "id_number_hash"),)
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 (SQLAlchemy reads it)
 
 
 class Vehicle(Base):
@@ -256,6 +261,68 @@ class BuildingLead(Base):
     person: Mapped[Person] = relationship()
 
 
+class ChangeVia(enum.StrEnum):
+    """How a change reached the registry."""
+
+    edit = "edit"  # a community worker's edit, applied at once
+    proposal = "proposal"  # a building lead's proposal, confirmed by a worker
+    import_ = "import"  # a spreadsheet import
+
+
+class RecordChange(Base):
+    """One change to a person or a household (变更记录): who changed what, when, old → new.
+    Append-only; the person page shows it as the record's history."""
+
+    __tablename__ = "record_change"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("community.id"), index=True)
+    household_id: Mapped[int] = mapped_column(ForeignKey("household.id"), index=True)
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    # {field: [old, new]} with values as stored (enum values, ISO dates); ID numbers masked.
+    changes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    via: Mapped[ChangeVia] = mapped_column(_enum(ChangeVia))
+    proposal_id: Mapped[int | None] = mapped_column(ForeignKey("change_proposal.id"))
+    user_id: Mapped[int | None] = mapped_column(Integer)
+    username: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ProposalState(enum.StrEnum):
+    pending = "pending"
+    applied = "applied"
+    rejected = "rejected"
+    withdrawn = "withdrawn"
+
+
+class ChangeProposal(Base):
+    """A building lead's proposed change (变更申请), applied only when a community worker
+    confirms it. ``changes`` holds {field: [value when proposed, proposed value]}, so that a
+    worker sees what changed meanwhile."""
+
+    __tablename__ = "change_proposal"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("community.id"), index=True)
+    building_id: Mapped[int] = mapped_column(ForeignKey("building.id"), index=True)
+    household_id: Mapped[int] = mapped_column(ForeignKey("household.id"), index=True)
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    changes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    note: Mapped[str | None] = mapped_column(String(200))
+    state: Mapped[ProposalState] = mapped_column(
+        _enum(ProposalState), default=ProposalState.pending, index=True
+    )
+    proposed_by: Mapped[int] = mapped_column(Integer)
+    proposed_by_name: Mapped[str] = mapped_column(String(64))
+    proposed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    decided_by: Mapped[int | None] = mapped_column(Integer)
+    decided_by_name: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    decision_note: Mapped[str | None] = mapped_column(String(200))
+
+
 class ImportUpload(Base):
     """A spreadsheet waiting for the user to confirm its import (kept in the database so
     any web process can finish the wizard)."""
@@ -275,6 +342,7 @@ class ImportUpload(Base):
 
 
 Index("ix_person_community_name", Person.community_id, Person.name)
+Index("ix_record_change_person_at", RecordChange.person_id, RecordChange.at)
 
 # How each stored value reads on screen (Chinese message ids; English via the catalog).
 LABELS: dict[str, str] = {

@@ -4,7 +4,7 @@ completeness report."""
 from __future__ import annotations
 
 import secrets
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from fengchao.auth.service import Actor, NotFound, Permission, Refusal, require
 from fengchao.db import begin_write
-from fengchao.registry import exports, id_numbers, imports, scope, service
+from fengchao.registry import edits, exports, id_numbers, imports, scope, service
 from fengchao.registry.completeness import Figures, Gap
 from fengchao.registry.importer import field_label
 from fengchao.registry.models import LABELS, Community, ImportUpload
@@ -97,23 +97,43 @@ def building_page(
     return render(request, template, {"building": building, "units": units, "lead": lead})
 
 
+# After an edit the page says what happened: saved (a worker) or proposed (a lead).
+Done = Annotated[Literal["saved", "proposed"] | None, Query()]
+
+
 @router.get("/households/{household_id}", response_class=HTMLResponse)
 def household_page(
-    household_id: RowId, request: Request, session: DbSession, actor: CurrentActor
+    household_id: RowId,
+    request: Request,
+    session: DbSession,
+    actor: CurrentActor,
+    done: Done = None,
 ) -> Response:
     household = service.get_household(session=session, actor=actor, household_id=household_id)
-    return render(request, "registry/household.html", {"household": household})
+    context = {
+        "household": household,
+        "history": edits.history(session=session, household_id=household.id),
+        "proposals": edits.list_proposals(session=session, actor=actor, household_id=household.id),
+        "done": done,
+    }
+    return render(request, "registry/household.html", context)
 
 
 @router.get("/people/{person_id}", response_class=HTMLResponse)
 def person_page(
-    person_id: RowId, request: Request, session: DbSession, actor: CurrentActor
+    person_id: RowId,
+    request: Request,
+    session: DbSession,
+    actor: CurrentActor,
+    done: Done = None,
 ) -> Response:
     view = service.get_person(session=session, actor=actor, person_id=person_id)
-    return render(request, "registry/person.html", _person_context(view))
+    return render(request, "registry/person.html", _person_context(session, actor, view, done=done))
 
 
-def _person_context(view: service.PersonView, **extra: object) -> dict[str, object]:
+def _person_context(
+    session: Session, actor: Actor, view: service.PersonView, **extra: object
+) -> dict[str, object]:
     return {
         "view": view,
         "person": view.person,
@@ -121,6 +141,9 @@ def _person_context(view: service.PersonView, **extra: object) -> dict[str, obje
         "revealed": None,
         "reveal_error": None,
         "reason": "",
+        "history": edits.history(session=session, person_id=view.person.id),
+        "proposals": edits.list_proposals(session=session, actor=actor, person_id=view.person.id),
+        "done": None,
         **extra,
     }
 
@@ -142,10 +165,10 @@ def reveal_id_number(
             raise
         # The refusal replaces the form in place, so the user can correct the reason.
         view = service.get_person(session=session, actor=actor, person_id=person_id)
-        context = _person_context(view, reveal_error=refusal.message, reason=reason)
+        context = _person_context(session, actor, view, reveal_error=refusal.message, reason=reason)
         return render(request, "registry/_id_number.html", context)
     view = service.get_person(session=session, actor=actor, person_id=person_id)
-    context = _person_context(view, revealed=number, reason=reason)
+    context = _person_context(session, actor, view, revealed=number, reason=reason)
     template = "registry/_id_number.html" if partial else "registry/person.html"
     return render(request, template, context)
 
