@@ -43,10 +43,11 @@ def main() -> int:
                 catalog.add(message, previous.string if previous else "", [location])
     # Texts translated at run time from tables of labels rather than literals.
     from fengchao.auth.models import ROLE_LABELS
-    from fengchao.registry.edits import ACTION_LABELS, STATE_LABELS
+    from fengchao.registry.edits import ACTION_LABELS
     from fengchao.registry.id_numbers import SUGGESTED_REASONS
     from fengchao.registry.importer import FIELD_LABELS
     from fengchao.registry.models import LABELS
+    from fengchao.registry.proposals import STATE_LABELS
     from fengchao.registry.service import GAP_LABELS
 
     tables = (LABELS, FIELD_LABELS, GAP_LABELS, ROLE_LABELS, ACTION_LABELS, STATE_LABELS)

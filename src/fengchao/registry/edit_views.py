@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from fengchao.auth.service import Actor, Permission
-from fengchao.registry import edits, service
+from fengchao.registry import edits, proposals, service
 from fengchao.registry.importer import FIELD_LABELS
 from fengchao.registry.models import (
     LABELS,
@@ -29,7 +29,7 @@ router = APIRouter(
 
 templates.env.filters["value_label"] = edits.value_label
 templates.env.globals["action_labels"] = edits.ACTION_LABELS
-templates.env.globals["state_labels"] = edits.STATE_LABELS
+templates.env.globals["state_labels"] = proposals.STATE_LABELS
 templates.env.globals["field_labels"] = {**FIELD_LABELS, "vacant": "空置"}
 
 CHOICES = {
@@ -273,7 +273,7 @@ def proposals_page(
     """Workers: what waits for a decision in their scope. Leads: their own proposals."""
     deciding = actor.can(Permission.registry_write)
     shown = state if state is not None else (ProposalState.pending if deciding else None)
-    views = edits.list_proposals(session=session, actor=actor, state=shown, mine=not deciding)
+    views = proposals.list_proposals(session=session, actor=actor, state=shown, mine=not deciding)
     return render(
         request,
         "registry/proposals.html",
@@ -290,7 +290,7 @@ def decide(
     note: Annotated[str, Form(max_length=400)] = "",
     force: Annotated[bool, Form()] = False,
 ) -> Response:
-    edits.decide(
+    proposals.decide(
         session=session,
         actor=actor,
         proposal_id=proposal_id,
@@ -303,5 +303,5 @@ def decide(
 
 @router.post("/proposals/{proposal_id}/withdraw")
 def withdraw(proposal_id: RowId, session: DbSession, actor: CurrentActor) -> Response:
-    edits.withdraw(session=session, actor=actor, proposal_id=proposal_id)
+    proposals.withdraw(session=session, actor=actor, proposal_id=proposal_id)
     return RedirectResponse("/registry/proposals", status_code=303)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from fengchao.auth.service import Actor, NotFound, Permission, Refusal, require
 from fengchao.db import begin_write
-from fengchao.registry import edits, exports, id_numbers, imports, scope, service
+from fengchao.registry import edits, exports, id_numbers, imports, proposals, scope, service
 from fengchao.registry.completeness import Figures, Gap
 from fengchao.registry.importer import field_label
 from fengchao.registry.models import LABELS, Community, ImportUpload
@@ -113,7 +113,9 @@ def household_page(
     context = {
         "household": household,
         "history": edits.history(session=session, household_id=household.id),
-        "proposals": edits.list_proposals(session=session, actor=actor, household_id=household.id),
+        "proposals": proposals.list_proposals(
+            session=session, actor=actor, household_id=household.id
+        ),
         "done": done,
     }
     return render(request, "registry/household.html", context)
@@ -142,7 +144,9 @@ def _person_context(
         "reveal_error": None,
         "reason": "",
         "history": edits.history(session=session, person_id=view.person.id),
-        "proposals": edits.list_proposals(session=session, actor=actor, person_id=view.person.id),
+        "proposals": proposals.list_proposals(
+            session=session, actor=actor, person_id=view.person.id
+        ),
         "done": None,
         **extra,
     }
