@@ -13,7 +13,7 @@ from sqlalchemy.orm import sessionmaker
 
 from fengchao import __version__
 from fengchao.auth import views as auth_views
-from fengchao.auth.service import Permission
+from fengchao.auth.service import Actor, Permission
 from fengchao.registry import api as registry_api
 from fengchao.registry import edit_views as registry_edit_views
 from fengchao.registry import views as registry_views
@@ -29,6 +29,20 @@ STATIC_DIR = Path(__file__).parent / "web" / "static"
 # small general limit.
 UPLOAD_PATHS = ("/registry/import", "/api/registry/import/")
 UPLOAD_OVERHEAD = 256 * 1024  # multipart framing and the form's other fields
+
+
+def first_page(actor: Actor) -> str | None:
+    """Where a role starts its day: a worker on the overview, a building lead on the
+    building's to-do list, a guard on the room check."""
+    if actor.can(Permission.registry_write):
+        return "/registry/overview"
+    if actor.can(Permission.registry_propose):
+        return "/registry/todo"
+    if actor.can(Permission.registry_read):
+        return "/registry"
+    if actor.can(Permission.registry_lookup):
+        return "/registry/rooms"
+    return None
 
 
 def create_app(*, engine: Engine | None = None) -> FastAPI:
@@ -94,9 +108,10 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
     @app.get("/", include_in_schema=False)
     def home(request: Request, actor: CurrentActor) -> Response:
         """Each role's first page; a role with no page yet is told so, not refused."""
-        if actor.can(Permission.registry_read):
-            return RedirectResponse("/registry", status_code=303)
-        return render(request, "home.html")
+        target = first_page(actor)
+        if target is None:
+            return render(request, "home.html")
+        return RedirectResponse(target, status_code=303)
 
     @app.get("/healthz", include_in_schema=False)
     def health() -> dict[str, str]:

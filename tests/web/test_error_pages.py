@@ -105,12 +105,19 @@ def test_anonymous_error_pages_offer_no_menu(live: Live) -> None:
 
 
 def test_each_role_lands_on_a_page_it_may_use_after_login(live: Live) -> None:
-    for role, expected in (("worker", "/registry"), ("lead5", "/registry"), ("guard", None)):
+    expected = {
+        "admin": "/registry/overview",
+        "worker": "/registry/overview",
+        "lead5": "/registry/todo",
+        "guard": "/registry/rooms",
+    }
+    for role, target in expected.items():
         client = live.client(role)
         home = client.get("/")
-        if expected:
-            assert home.status_code == 303 and home.headers["location"] == expected
-        else:
-            # No page of the guard's is open yet: told so, with no menu of refused pages.
-            assert home.status_code == 200 and "卡口值守" in home.text
-            assert 'href="/registry"' not in home.text
+        assert home.status_code == 303 and home.headers["location"] == target, role
+        page = client.get(target)
+        assert page.status_code == 200, role
+        if role == "guard":
+            # The guard's menu offers the room check, nothing it would be refused.
+            assert 'href="/registry/rooms"' in page.text
+            assert 'href="/registry/search"' not in page.text

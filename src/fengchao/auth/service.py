@@ -32,6 +32,7 @@ class Permission(enum.StrEnum):
     registry_read = "registry.read"
     registry_write = "registry.write"
     registry_propose = "registry.propose"  # changes that a community worker confirms
+    registry_lookup = "registry.lookup"  # who lives in a flat: no phones, no ID numbers
     id_number_unmasked = "id_number.unmasked"
     audit_read = "audit.read"
     users_manage = "users.manage"
@@ -43,12 +44,15 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         {
             Permission.registry_read,
             Permission.registry_write,
+            Permission.registry_lookup,
             Permission.id_number_unmasked,
         }
     ),
-    Role.building_lead: frozenset({Permission.registry_read, Permission.registry_propose}),
-    Role.property_staff: frozenset({Permission.registry_read}),
-    Role.guard: frozenset(),
+    Role.building_lead: frozenset(
+        {Permission.registry_read, Permission.registry_propose, Permission.registry_lookup}
+    ),
+    Role.property_staff: frozenset({Permission.registry_read, Permission.registry_lookup}),
+    Role.guard: frozenset({Permission.registry_lookup}),
     Role.sampler: frozenset(),
     Role.volunteer: frozenset(),
 }

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Query, Response, UploadFile
 
-from fengchao.registry import id_numbers, imports, schemas, service
+from fengchao.registry import id_numbers, imports, schemas, search, service
 from fengchao.registry.completeness import Figures
-from fengchao.registry.models import Household, Person
+from fengchao.registry.models import CareTag, HealthStatus, Household, Person, ResidenceStatus
 from fengchao.registry.views import pick_community
 from fengchao.settings import get_settings
 from fengchao.web.deps import (
@@ -28,6 +28,7 @@ def _brief(person: Person, id_number: str | None) -> schemas.PersonBrief:
         name=person.name,
         household_id=person.household_id,
         address=person.household.address,
+        compound=person.household.compound.name,
         phone=person.phone,
         id_number=id_number,
     )
@@ -116,10 +117,27 @@ def reveal_id_number(
 
 
 @router.get("/search", response_model=list[schemas.PersonBrief])
-def search(
-    session: DbSession, actor: CurrentActor, q: Annotated[str, Query(max_length=64)]
+def search_people(
+    response: Response,
+    session: DbSession,
+    actor: CurrentActor,
+    q: Annotated[str, Query(max_length=64)] = "",
+    building: OptionalRowId = None,
+    health: Annotated[HealthStatus | None, Query()] = None,
+    residence: Annotated[ResidenceStatus | None, Query()] = None,
+    care: Annotated[CareTag | None, Query()] = None,
+    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
 ) -> list[schemas.PersonBrief]:
-    result = service.search(session=session, actor=actor, query=q)
+    """People matching ``q`` and the filters, one page; the true count is in the
+    ``X-Total-Count`` header."""
+    result = search.search(
+        session=session,
+        actor=actor,
+        query=q,
+        filters=search.Filters(building, health, residence, care),
+        page=page,
+    )
+    response.headers["X-Total-Count"] = str(result.total)
     return [_brief(p, p.id_mask) for p in result.people]
 
 

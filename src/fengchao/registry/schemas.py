@@ -25,6 +25,7 @@ class PersonBrief(BaseModel):
     id: int
     name: str
     household_id: int
+    compound: str
     address: str
     phone: str | None
     id_number: str | None

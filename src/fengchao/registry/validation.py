@@ -296,7 +296,10 @@ BUILDING_SUFFIXES = ("号楼", "栋", "幢", "号", "楼", "座")
 UNIT_SUFFIXES = ("单元", "单")
 ROOM_SUFFIXES = ("室", "号", "房")
 
-_ADDRESS_SHORT = re.compile(r"^(?P<b>[0-9A-Za-z]+)-(?P<u>[0-9A-Za-z]+)-(?P<r>[0-9A-Za-z]+)$")
+# "5-2-1302", "5-2-1302室", "华润中央公园5-2-1302" (a compound may lead either form).
+_ADDRESS_SHORT = re.compile(
+    r"^(?P<c>\D*?)(?P<b>[0-9A-Za-z]+)[-—–](?P<u>[0-9A-Za-z]+)[-—–](?P<r>[0-9A-Za-z]+)[室号]?$"
+)
 _ADDRESS_LONG = re.compile(
     r"^(?P<c>.*?)(?P<b>[0-9A-Za-z]+)(号楼|栋|幢|号|座)(?P<u>[0-9A-Za-z]+)单元?(?P<r>[0-9A-Za-z]+)[室号]?$"
 )
@@ -318,7 +321,9 @@ class Address:
 
 
 def parse_address(text: object) -> Address:
-    """ "5-2-1302" or "华润中央公园5栋2单元1302室"."""
+    """ "5-2-1302", "5-2-1302室", "5栋2单元1302" or "华润中央公园5栋2单元1302室"; the
+    compound, when given, is kept as written (callers match it against the grid).
+    Shared by the importer's address column and the search box."""
     clean = clean_cell_text(text).replace(" ", "")
     match = _ADDRESS_SHORT.match(clean) or _ADDRESS_LONG.match(clean)
     if not match:

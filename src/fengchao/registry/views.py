@@ -13,10 +13,27 @@ from sqlalchemy.orm import Session
 
 from fengchao.auth.service import Actor, NotFound, Permission, Refusal, require
 from fengchao.db import begin_write
-from fengchao.registry import edits, exports, id_numbers, imports, proposals, scope, service
+from fengchao.registry import (
+    edits,
+    exports,
+    homes,
+    id_numbers,
+    imports,
+    proposals,
+    scope,
+    search,
+    service,
+)
 from fengchao.registry.completeness import Figures, Gap
 from fengchao.registry.importer import field_label
-from fengchao.registry.models import LABELS, Community, ImportUpload
+from fengchao.registry.models import (
+    LABELS,
+    CareTag,
+    Community,
+    HealthStatus,
+    ImportUpload,
+    ResidenceStatus,
+)
 from fengchao.settings import get_settings
 from fengchao.web.deps import (
     MAX_ROW_ID,
@@ -183,14 +200,67 @@ def search_page(
     session: DbSession,
     actor: CurrentActor,
     q: Annotated[str, Query(max_length=64)] = "",
+    building: OptionalRowId = None,
+    health: Annotated[HealthStatus | None, Query()] = None,
+    residence: Annotated[ResidenceStatus | None, Query()] = None,
+    care: Annotated[CareTag | None, Query()] = None,
+    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
 ) -> Response:
-    result = service.search(session=session, actor=actor, query=q)
-    template = (
-        "registry/_search_results.html"
-        if request.headers.get("HX-Request")
-        else ("registry/search.html")
+    result = search.search(
+        session=session,
+        actor=actor,
+        query=q,
+        filters=search.Filters(building, health, residence, care),
+        page=page,
     )
-    return render(request, template, {"q": q, "result": result})
+    context = {
+        "q": q,
+        "result": result,
+        "buildings": search.buildings_in_scope(session=session, actor=actor),
+        "healths": list(HealthStatus),
+        "residences": list(ResidenceStatus),
+        "cares": list(CareTag),
+    }
+    partial = request.headers.get("HX-Request") == "true"
+    template = "registry/_search_results.html" if partial else "registry/search.html"
+    return render(request, template, context)
+
+
+@router.get("/todo", response_class=HTMLResponse)
+def lead_todo_page(request: Request, session: DbSession, actor: CurrentActor) -> Response:
+    """A building lead's first page: what to do in the building, most urgent first."""
+    todo = homes.lead_todo(session=session, actor=actor)
+    label = scope.scope_label(session=session, scope=actor.scope)
+    return render(request, "registry/todo.html", {"todo": todo, "scope_label": label})
+
+
+@router.get("/overview", response_class=HTMLResponse)
+def overview_page(request: Request, session: DbSession, actor: CurrentActor) -> Response:
+    """A community worker's first page: the community by health and care, today's changes,
+    what waits for them."""
+    data = homes.overview(session=session, actor=actor)
+    chosen = pick_community(session, actor, None)
+    figures = service.completeness_report(session=session, actor=actor, community_id=chosen.id)
+    label = scope.scope_label(session=session, scope=actor.scope)
+    return render(
+        request,
+        "registry/overview.html",
+        {"o": data, "total": figures.report.total, "community": chosen, "scope_label": label},
+    )
+
+
+@router.get("/rooms", response_class=HTMLResponse)
+def room_check_page(
+    request: Request,
+    session: DbSession,
+    actor: CurrentActor,
+    q: Annotated[str, Query(max_length=64)] = "",
+) -> Response:
+    """The guard's room check (查房): who lives in a flat, without phones or ID numbers."""
+    cards = search.room_check(session=session, actor=actor, query=q)
+    partial = request.headers.get("HX-Request") == "true"
+    template = "registry/_rooms.html" if partial else "registry/rooms.html"
+    return render(request, template, {"q": q, "cards": cards})
 
 
 # --- import wizard ---------------------------------------------------------------------

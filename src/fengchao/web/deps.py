@@ -22,6 +22,7 @@ from fengchao.auth.service import Actor, Login, Permission
 from fengchao.db import finish, get_sessionmaker
 from fengchao.settings import get_settings
 from fengchao.web.i18n import LANGUAGES, current_language, gettext, ngettext
+from fengchao.web.icons import icon
 
 SESSION_COOKIE = "fc_session"
 CSRF_COOKIE = "fc_csrf"
@@ -57,6 +58,7 @@ templates.env.auto_reload = False
 templates.env.globals.update(_=gettext, ngettext=ngettext, LANGUAGES=LANGUAGES)
 templates.env.globals["Permission"] = Permission
 templates.env.globals["role_labels"] = ROLE_LABELS
+templates.env.globals["icon"] = icon
 
 
 def _localtime(value: dt.datetime | None) -> str:

@@ -1,0 +1,201 @@
+"""The first page of each role: a building lead's to-do list (本楼待办) and a community
+worker's overview (社区概况). Guards land on the room check (``search.room_check``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import String, cast, func, select
+from sqlalchemy.orm import Session, joinedload
+
+from fengchao.auth.service import Actor, Permission, audit, require
+from fengchao.registry import proposals
+from fengchao.registry.models import (
+    CareTag,
+    ChangeProposal,
+    HealthStatus,
+    Household,
+    Person,
+    ProposalState,
+    RecordChange,
+    ResidenceStatus,
+)
+from fengchao.registry.scope import household_in_scope
+from fengchao.settings import get_settings
+
+# Whom a lead visits first: the ill before the isolated, the isolated before those who
+# need care, and of those the elderly living alone first.
+_URGENCY = {
+    HealthStatus.positive: 0,
+    HealthStatus.central_isolation: 1,
+    HealthStatus.home_isolation: 2,
+}
+LIST_LIMIT = 60
+
+
+def _urgency(person: Person) -> tuple[int, int, str]:
+    health = _URGENCY.get(person.health_status, 3)
+    care = 0 if CareTag.elderly_alone in person.care_tags else 1 if person.care_tags else 2
+    return (health, care, person.household.address)
+
+
+@dataclass
+class LeadTodo:
+    """What a building lead has to do, in order."""
+
+    empty_households: list[Household]
+    empty_total: int
+    attention: list[Person]
+    attention_total: int
+    no_phone: list[Person]
+    no_phone_total: int
+    my_pending: int
+    households: int
+    people: int
+
+
+def lead_todo(*, session: Session, actor: Actor) -> LeadTodo:
+    """Empty flats to visit, people who need attention, people without a phone, in the
+    lead's scope; audited (the lists name people)."""
+    require(actor, Permission.registry_read)
+    scope = household_in_scope(actor.scope)
+    has_people = select(Person.id).where(Person.household_id == Household.id).exists()
+    empty_query = select(Household).where(scope, Household.vacant.is_(False), ~has_people)
+    empty_total = session.scalar(select(func.count()).select_from(empty_query.subquery())) or 0
+    empty = list(
+        session.scalars(
+            empty_query.options(joinedload(Household.unit), joinedload(Household.building))
+            .order_by(Household.building_id, Household.unit_id, Household.room)
+            .limit(LIST_LIMIT)
+        )
+    )
+    living = Person.residence_status != ResidenceStatus.moved_out
+    people_in_scope = (
+        select(Person)
+        .join(Household, Household.id == Person.household_id)
+        .options(
+            joinedload(Person.household).joinedload(Household.unit),
+            joinedload(Person.household).joinedload(Household.building),
+        )
+        .where(scope, living)
+    )
+    needs_care = Person.health_status.in_(_URGENCY) | (cast(Person.care_tags, String) != "[]")
+    # A building has a few dozen such people; a wide scope is capped before sorting.
+    cared_for = session.scalars(people_in_scope.where(needs_care).limit(20 * LIST_LIMIT))
+    attention = sorted(cared_for, key=_urgency)
+    no_phone_query = people_in_scope.where(Person.phone.is_(None))
+    no_phone_total = (
+        session.scalar(select(func.count()).select_from(no_phone_query.subquery())) or 0
+    )
+    no_phone = list(session.scalars(no_phone_query.order_by(Household.id).limit(LIST_LIMIT)))
+    households = session.scalar(select(func.count()).select_from(Household).where(scope)) or 0
+    people = (
+        session.scalar(
+            select(func.count())
+            .select_from(Person)
+            .join(Household, Household.id == Person.household_id)
+            .where(scope, living)
+        )
+        or 0
+    )
+    mine = (
+        session.scalar(
+            select(func.count())
+            .select_from(ChangeProposal)
+            .where(
+                ChangeProposal.proposed_by == actor.user_id,
+                ChangeProposal.state == ProposalState.pending,
+            )
+        )
+        or 0
+    )
+    audit(
+        session=session,
+        actor=actor,
+        action="read",
+        object_type="todo",
+        attention=len(attention),
+        empty=empty_total,
+        no_phone=no_phone_total,
+    )
+    return LeadTodo(
+        empty, empty_total, attention[:LIST_LIMIT], len(attention), no_phone, no_phone_total,
+        mine, households, people,
+    )  # fmt: skip
+
+
+@dataclass
+class Overview:
+    """The community (or the worker's part of it) at a glance."""
+
+    households: int
+    people: int
+    health: dict[HealthStatus, int]
+    residence: dict[ResidenceStatus, int]
+    care: dict[CareTag, int]
+    changes_today: int
+    recent_changes: list[tuple[RecordChange, str, str]] = field(default_factory=list)
+    pending_proposals: int = 0
+
+
+def local_midnight() -> dt.datetime:
+    zone = ZoneInfo(get_settings().timezone)
+    now = dt.datetime.now(zone)
+    return now.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(dt.UTC)
+
+
+def overview(*, session: Session, actor: Actor) -> Overview:
+    """Counts by health, residence and care need, and today's changes, in scope."""
+    require(actor, Permission.registry_read)
+    scope = household_in_scope(actor.scope)
+    people = select(Person).join(Household, Household.id == Person.household_id).where(scope)
+    counted = people.subquery()
+
+    def by(column: str) -> dict[str, int]:
+        rows = session.execute(
+            select(counted.c[column], func.count()).group_by(counted.c[column])
+        ).all()
+        return {str(value): n for value, n in rows}
+
+    health = by("health_status")
+    residence = by("residence_status")
+    care: dict[CareTag, int] = dict.fromkeys(CareTag, 0)
+    for tags in session.scalars(
+        select(counted.c.care_tags).where(cast(counted.c.care_tags, String) != "[]")
+    ):
+        for tag in tags:
+            if tag in care:
+                care[CareTag(tag)] += 1
+    since = local_midnight()
+    today = (
+        select(RecordChange, Household, Person.name)
+        .join(Household, Household.id == RecordChange.household_id)
+        .outerjoin(Person, Person.id == RecordChange.person_id)
+        .where(scope, RecordChange.at >= since)
+    )
+    counted_today = today.with_only_columns(RecordChange.id).subquery()
+    changes_today = session.scalar(select(func.count()).select_from(counted_today)) or 0
+    recent = [
+        (change, household.address, name or "")
+        for change, household, name in session.execute(
+            today.options(joinedload(Household.unit), joinedload(Household.building))
+            .order_by(RecordChange.id.desc())
+            .limit(20)
+        )
+    ]
+    audit(
+        session=session, actor=actor, action="read", object_type="overview",
+        changes_today=changes_today,
+    )  # fmt: skip
+    return Overview(
+        households=session.scalar(select(func.count()).select_from(Household).where(scope)) or 0,
+        people=sum(health.values()),
+        health={s: health.get(s.value, 0) for s in HealthStatus},
+        residence={s: residence.get(s.value, 0) for s in ResidenceStatus},
+        care=care,
+        changes_today=changes_today,
+        recent_changes=recent,
+        pending_proposals=proposals.pending_count(session=session, actor=actor),
+    )
