@@ -22,6 +22,4 @@ _PATHS = {
 def icon(name: str, label: str | None = None) -> Markup:
     """An inline SVG icon; decorative unless ``label`` names it for screen readers."""
     aria = f'role="img" aria-label="{Markup.escape(label)}"' if label else 'aria-hidden="true"'
-    return Markup(
-        f'<svg class="icon" viewBox="0 0 24 24" {aria}><path d="{_PATHS[name]}"/></svg>'
-    )
+    return Markup(f'<svg class="icon" viewBox="0 0 24 24" {aria}><path d="{_PATHS[name]}"/></svg>')
