@@ -42,6 +42,8 @@ def main() -> int:
             else:
                 catalog.add(message, previous.string if previous else "", [location])
     # Texts translated at run time from tables of labels rather than literals.
+    from fengchao.auth.audit_log import ACTION_LABELS as AUDIT_ACTIONS
+    from fengchao.auth.audit_log import DETAIL_LABELS, OBJECT_LABELS
     from fengchao.auth.models import ROLE_LABELS
     from fengchao.registry.edits import ACTION_LABELS
     from fengchao.registry.id_numbers import SUGGESTED_REASONS
@@ -50,7 +52,10 @@ def main() -> int:
     from fengchao.registry.proposals import STATE_LABELS
     from fengchao.registry.service import GAP_LABELS
 
-    tables = (LABELS, FIELD_LABELS, GAP_LABELS, ROLE_LABELS, ACTION_LABELS, STATE_LABELS)
+    tables = (
+        LABELS, FIELD_LABELS, GAP_LABELS, ROLE_LABELS, ACTION_LABELS, STATE_LABELS,
+        AUDIT_ACTIONS, OBJECT_LABELS, DETAIL_LABELS,
+    )  # fmt: skip
     for texts in (*(table.values() for table in tables), SUGGESTED_REASONS):
         for text in texts:
             if text not in catalog:

@@ -444,17 +444,6 @@ def audit(
     )
 
 
-def list_audit_events(
-    *, session: Session, limit: int = 100, offset: int = 0, username: str | None = None
-) -> tuple[list[AuditEvent], int]:
-    query = select(AuditEvent)
-    if username:
-        query = query.where(AuditEvent.username == username)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit).offset(offset)).all()
-    return list(rows), total
-
-
 def recent_acts(
     *, session: Session, actor: Actor, actions: tuple[str, ...], since: dt.datetime
 ) -> int:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 from urllib.parse import urlparse
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 
-from fengchao.auth import service
-from fengchao.auth.service import Permission, require
+from fengchao.auth import audit_log, service
+from fengchao.auth.service import Actor, Permission, require
 from fengchao.db import begin_write
 from fengchao.settings import get_settings
 from fengchao.web.deps import (
@@ -136,18 +138,52 @@ def switch_language(code: str, request: Request) -> Response:
     return response
 
 
+def _audit_filter(
+    since: dt.date | None,
+    until: dt.date | None,
+    action: str | None,
+    username: str | None,
+    record: str | None,
+) -> audit_log.AuditFilter:
+    """``record`` is "person 2891" or "person:2891" (a record kind and its id), or a kind."""
+    kind, _sep, number = (record or "").replace(":", " ").strip().partition(" ")
+    return audit_log.AuditFilter(
+        since, until, action or None, username or None, kind or None, number.strip() or None
+    )
+
+
+def _scope_communities(session: Session, actor: Actor) -> list[int]:
+    from fengchao.registry.scope import communities_in_scope
+
+    return [c.id for c in communities_in_scope(session=session, scope=actor.scope)]
+
+
+AuditDate = Annotated[dt.date | None, Query()]
+AuditText = Annotated[str | None, Query(max_length=64)]
+
+
 @router.get("/audit", response_class=HTMLResponse)
-def audit_log(
+def audit_page(
     request: Request,
     session: DbSession,
     actor: CurrentActor,
     page: Annotated[int, Query(ge=1, le=100000)] = 1,
-    username: Annotated[str | None, Query(max_length=64)] = None,
+    since: AuditDate = None,
+    until: AuditDate = None,
+    action: AuditText = None,
+    username: AuditText = None,
+    record: AuditText = None,
 ) -> Response:
     require(actor, Permission.audit_read)
     per_page = 100
-    events, total = service.list_audit_events(
-        session=session, limit=per_page, offset=(page - 1) * per_page, username=username or None
+    wanted = _audit_filter(since, until, action, username, record)
+    events, total = audit_log.list_events(
+        session=session,
+        actor=actor,
+        wanted=wanted,
+        community_ids=_scope_communities(session, actor),
+        limit=per_page,
+        offset=(page - 1) * per_page,
     )
     return render(
         request,
@@ -157,6 +193,11 @@ def audit_log(
             "total": total,
             "page": page,
             "pages": max(1, -(-total // per_page)),
-            "username": username or "",
+            "wanted": wanted,
+            "record": record or "",
+            "actions": audit_log.ACTION_LABELS,
+            "objects": audit_log.OBJECT_LABELS,
+            "details": audit_log.DETAIL_LABELS,
+            "link": audit_log.record_link,
         },
     )
