@@ -51,10 +51,11 @@ def main() -> int:
     from fengchao.registry.models import LABELS
     from fengchao.registry.proposals import STATE_LABELS
     from fengchao.registry.service import GAP_LABELS
+    from fengchao.registry.views import ROOM_LABELS
 
     tables = (
         LABELS, FIELD_LABELS, GAP_LABELS, ROLE_LABELS, ACTION_LABELS, STATE_LABELS,
-        AUDIT_ACTIONS, OBJECT_LABELS, DETAIL_LABELS,
+        AUDIT_ACTIONS, OBJECT_LABELS, DETAIL_LABELS, ROOM_LABELS,
     )  # fmt: skip
     for texts in (*(table.values() for table in tables), SUGGESTED_REASONS):
         for text in texts:

@@ -94,10 +94,10 @@ def test_wrong_passwords_wait_longer_each_time_then_lock_even_the_right_password
 def test_wait_message_names_the_seconds(session: Session, worker: Persona) -> None:
     for _ in range(3):
         assert login_error(attempt(session, worker.user.username, "wrong-pass-00", T0)) == (
-            "用户名或密码不对"
+            "用户名或密码错误"
         )
     fourth = attempt(session, worker.user.username, "wrong-pass-00", T0)
-    assert login_error(fourth) == "用户名或密码不对。登录失败次数太多。请 2 秒后再试"
+    assert login_error(fourth) == "用户名或密码错误。登录失败次数太多。请 2 秒后再试"
     refused = attempt(session, worker.user.username, PASSWORD, T0)
     assert login_error(refused) == "登录失败次数太多。请 2 秒后再试"
 
@@ -218,7 +218,7 @@ def test_failed_login_login_and_logout_are_audited(
     bad = app_client.post(
         "/login", data={"username": name, "password": "wrong-password-0", "csrf_token": csrf}
     )
-    assert bad.status_code == 401 and "用户名或密码不对" in bad.text
+    assert bad.status_code == 401 and "用户名或密码错误" in bad.text
     [failed] = events(session, "login_failed")
     assert failed.user_id == worker.user.id and failed.username == name
     assert failed.detail["address"] == "testclient"

@@ -96,7 +96,7 @@ def test_login_with_wrong_password(app_client: TestClient, worker: Persona) -> N
         "/login",
         data={"username": worker.user.username, "password": "wrong-password", "csrf_token": csrf},
     )
-    assert bad.status_code == 401 and "用户名或密码不对" in bad.text
+    assert bad.status_code == 401 and "用户名或密码错误" in bad.text
     good = app_client.post(
         "/login",
         data={
@@ -145,7 +145,7 @@ def test_search_by_room_last4_and_phone(login_as, grid: Grid, worker: Persona) -
 def test_completeness_page_and_export(login_as, grid: Grid, worker: Persona) -> None:  # type: ignore[no-untyped-def]
     browser = login_as(worker)
     page = browser.get("/registry/completeness")
-    assert page.status_code == 200 and "户内无人登记" in page.text
+    assert page.status_code == 200 and "无人登记户" in page.text
     export = browser.get("/registry/completeness.xlsx")
     assert export.status_code == 200 and export.content[:2] == b"PK"
     rows = browser.get("/api/registry/completeness").json()

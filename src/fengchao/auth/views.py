@@ -63,7 +63,7 @@ def _wait_text(seconds: int) -> str:
 def login_error(attempt: service.LoginAttempt) -> str:
     """What the login form says after a refused attempt."""
     if not attempt.wait_seconds:
-        return _("用户名或密码不对")
+        return _("用户名或密码错误")
     wait = _wait_text(attempt.wait_seconds)
     if attempt.locked:
         reason = _("登录失败次数太多，账号已锁定。请 {wait}后再试，或请管理员解锁").format(
@@ -73,7 +73,7 @@ def login_error(attempt: service.LoginAttempt) -> str:
         reason = _("这个网络地址登录失败次数太多。请 {wait}后再试").format(wait=wait)
     else:
         reason = _("登录失败次数太多。请 {wait}后再试").format(wait=wait)
-    return _("用户名或密码不对。{reason}").format(reason=reason) if attempt.checked else reason
+    return _("用户名或密码错误。{reason}").format(reason=reason) if attempt.checked else reason
 
 
 @router.post("/login", response_class=HTMLResponse)

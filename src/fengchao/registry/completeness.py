@@ -16,7 +16,7 @@ from enum import StrEnum
 class Gap(StrEnum):
     """A kind of missing or doubtful registration."""
 
-    empty_household = "empty_household"  # 户内无人登记
+    empty_household = "empty_household"  # 无人登记户
     no_phone = "no_phone"
     no_face = "no_face"
     no_id = "no_id"

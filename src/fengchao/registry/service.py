@@ -23,6 +23,7 @@ from fengchao.registry.models import (
     Building,
     BuildingLead,
     Compound,
+    HealthStatus,
     Household,
     Person,
     ResidenceStatus,
@@ -131,32 +132,78 @@ def building_lead(*, session: Session, building_id: int) -> Person | None:
 
 
 @dataclass
+class Room:
+    """One flat as the building page draws it."""
+
+    household: Household
+    people: int
+    status: str  # vacant, empty, positive, isolation, care, normal: the tile's colour
+
+    @property
+    def floor(self) -> int:
+        return floor_of(self.household.room)
+
+
+@dataclass
 class UnitRow:
     unit: Unit
     households: list[tuple[Household, int]]
+    rooms: list[Room] = field(default_factory=list)
+
+    @property
+    def floors(self) -> list[tuple[int, list[Room]]]:
+        """Rooms by floor, top floor first, as the building stands."""
+        by_floor: dict[int, list[Room]] = {}
+        for room in self.rooms:
+            by_floor.setdefault(room.floor, []).append(room)
+        return sorted(by_floor.items(), reverse=True)
+
+
+def floor_of(room: str) -> int:
+    """1302 → 13, 0201 → 2, 101 → 1; a room without digits counts as floor 0."""
+    digits = re.sub(r"\D", "", room)
+    return int(digits[:-2]) if len(digits) >= 3 else 0
+
+
+_WORST = {
+    HealthStatus.positive: "positive",
+    HealthStatus.central_isolation: "isolation",
+    HealthStatus.home_isolation: "isolation",
+}
 
 
 def building_units(*, session: Session, building: Building) -> list[UnitRow]:
-    """Units and households of a building the caller got from :func:`get_building`."""
+    """Units and flats of a building the caller got from :func:`get_building`, each flat
+    with its people count and the status its tile shows."""
     building_id = building.id
-    counts = dict(
-        session.execute(
-            select(Person.household_id, func.count())
-            .join(Household, Household.id == Person.household_id)
-            .where(Household.building_id == building_id)
-            .group_by(Person.household_id)
-        ).all()
-    )
+    counts: dict[int, int] = {}
+    status: dict[int, str] = {}
+    for household_id, health, tags in session.execute(
+        select(Person.household_id, Person.health_status, Person.care_tags)
+        .join(Household, Household.id == Person.household_id)
+        .where(
+            Household.building_id == building_id,
+            Person.residence_status != ResidenceStatus.moved_out,
+        )
+    ):
+        counts[household_id] = counts.get(household_id, 0) + 1
+        now = status.get(household_id, "normal")
+        seen = _WORST.get(health) or ("care" if tags else "normal")
+        order = ("positive", "isolation", "care", "normal")
+        status[household_id] = min(now, seen, key=order.index)
     units = session.scalars(
         select(Unit).where(Unit.building_id == building_id).order_by(Unit.sort_key, Unit.name)
     ).all()
     households = session.scalars(
         select(Household).where(Household.building_id == building_id).order_by(Household.id)
     ).all()
-    by_unit: dict[int, list[tuple[Household, int]]] = {u.id: [] for u in units}
+    rows = {u.id: UnitRow(u, []) for u in units}
     for household in sorted(households, key=lambda h: room_key(h.room)):
-        by_unit[household.unit_id].append((household, counts.get(household.id, 0)))
-    return [UnitRow(u, by_unit[u.id]) for u in units]
+        n = counts.get(household.id, 0)
+        shown = "vacant" if household.vacant else "empty" if n == 0 else status[household.id]
+        rows[household.unit_id].households.append((household, n))
+        rows[household.unit_id].rooms.append(Room(household, n, shown))
+    return list(rows.values())
 
 
 def room_key(room: str) -> tuple[int, str]:
@@ -438,7 +485,7 @@ def completeness_report(
 
 
 GAP_LABELS = {
-    completeness.Gap.empty_household: "户内无人登记",
+    completeness.Gap.empty_household: "无人登记户",
     completeness.Gap.no_phone: "无手机号",
     completeness.Gap.no_face: "未录人脸",
     completeness.Gap.no_id: "无身份证号",

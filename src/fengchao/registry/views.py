@@ -52,6 +52,16 @@ router = APIRouter(
 )
 
 templates.env.filters["label"] = lambda value: _(LABELS.get(value, str(value)))
+# What a room tile's colour means (the building page and its legend).
+ROOM_LABELS = {
+    "normal": "正常",
+    "care": "有需关怀的人",
+    "isolation": "有隔离人员",
+    "positive": "有阳性",
+    "empty": "无人登记",
+    "vacant": "空置",
+}
+templates.env.globals["room_labels"] = ROOM_LABELS
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 

@@ -124,7 +124,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(NotFound)
     async def not_found(request: Request, _exc: NotFound) -> Response:
-        return error_response(request, 404, _("找不到该记录，或不在您负责的范围内"))
+        return error_response(request, 404, _("找不到该记录，或不在您的管辖范围内"))
 
     @app.exception_handler(Forbidden)
     async def forbidden(request: Request, _exc: Forbidden) -> Response:
