@@ -110,6 +110,12 @@ def _building(
 
 @pytest.fixture
 def grid(session: Session) -> Grid:
+    return make_grid(session)
+
+
+def make_grid(session: Session) -> Grid:
+    """The small grid of the personas: two compounds, buildings 5 and 6 in 华润中央公园 and
+    building 1 in 宏侨新村, two units of four rooms each, one resident in 5 and in 6."""
     street = Street(name=f"宏路街道-{uuid.uuid4().hex[:6]}")
     session.add(street)
     session.flush()

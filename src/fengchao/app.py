@@ -15,6 +15,7 @@ from fengchao import __version__
 from fengchao.auth import views as auth_views
 from fengchao.auth.service import Forbidden, NotFound
 from fengchao.registry import api as registry_api
+from fengchao.registry import jobs as registry_jobs
 from fengchao.registry import views as registry_views
 from fengchao.settings import get_settings
 from fengchao.web.deps import (
@@ -42,6 +43,7 @@ def create_app() -> FastAPI:
         docs_url="/api/docs",
         openapi_url="/api/openapi.json",
         redoc_url=None,
+        lifespan=registry_jobs.lifespan,
     )
 
     @app.middleware("http")
