@@ -14,8 +14,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from fengchao import __version__
 from fengchao.auth import views as auth_views
 from fengchao.auth.service import Forbidden, NotFound
+from fengchao.lifespan import lifespan
 from fengchao.registry import api as registry_api
-from fengchao.registry import jobs as registry_jobs
 from fengchao.registry import views as registry_views
 from fengchao.settings import get_settings
 from fengchao.web.deps import (
@@ -43,7 +43,7 @@ def create_app() -> FastAPI:
         docs_url="/api/docs",
         openapi_url="/api/openapi.json",
         redoc_url=None,
-        lifespan=registry_jobs.lifespan,
+        lifespan=lifespan,
     )
 
     @app.middleware("http")
@@ -129,8 +129,9 @@ def create_app() -> FastAPI:
     def home() -> RedirectResponse:
         return RedirectResponse("/registry", status_code=303)
 
+    # async: answered by the event loop itself, even while every pool thread is busy.
     @app.get("/healthz", include_in_schema=False)
-    def health() -> dict[str, str]:
+    async def health() -> dict[str, str]:
         return {"status": "ok"}
 
     return app

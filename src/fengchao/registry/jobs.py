@@ -8,7 +8,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
@@ -40,8 +39,9 @@ async def run_every(seconds: float, job: Callable[[], object]) -> None:
 
 
 @asynccontextmanager
-async def lifespan(_app: Any) -> AsyncIterator[None]:
-    """The web app's lifespan: the upload purge runs every ``purge_interval_seconds``."""
+async def scheduled() -> AsyncIterator[None]:
+    """While inside, the upload purge runs every ``purge_interval_seconds`` (the web
+    process's lifespan enters this)."""
     interval = get_settings().imports.purge_interval_seconds
     task = asyncio.create_task(run_every(interval, purge_uploads)) if interval > 0 else None
     try:
