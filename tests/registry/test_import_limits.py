@@ -143,6 +143,15 @@ def test_declared_width_of_16384_columns_does_not_pad_every_row(
     assert peak_mb < 30, peak_mb  # today: 250 MB
 
 
+def test_a_too_small_declared_dimension_loses_no_rows_or_columns(
+    session: Session, grid: Grid
+) -> None:
+    # Some writers declare A1:A1 for any sheet; openpyxl would read just that one cell.
+    content = crafted.with_sheet_xml(crafted.sheet_xml(_people_rows(50), dimension="A1:A1"))
+    report = run(session, grid, content)
+    assert report.rows == 50 and {e.field for e in report.errors} == {"building"}
+
+
 def test_row_numbered_far_below_is_refused_without_walking_every_blank_row(
     session: Session, grid: Grid
 ) -> None:
@@ -162,6 +171,8 @@ def test_csv_rows_and_cells_are_limited_while_streaming() -> None:
     header = "姓名,身份证号,楼栋,单元,房号\n"
     many = read(header + "".join(f"张{i},,5,1,{i}\n" for i in range(150)))
     assert many.row == 102 and "数据超过上限 100 行" in many.message
+    blank = read(header + "\n" * 1000 + "张三,,5,1,101\n")
+    assert "表格有超过 220 行" in blank.message
     long = read(header + "张三,,5,1,101\n" + "李" * 40_000 + ",,5,1,102\n")
     assert long.row == 3 and "第 3 行 A 列的单元格有 40000 个字符" in long.message
     # Over csv's own field limit (131,072): a file error as well, not a csv.Error.

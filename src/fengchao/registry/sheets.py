@@ -35,6 +35,7 @@ HEADER_SCAN_ROWS = 20
 # Columns read per row. openpyxl pads every row to the widest column it was told of, so a
 # cell in column XFD would make each row 16,384 values wide; registers use a few dozen.
 MAX_COLUMNS = 256
+MIN_COLUMNS = 64
 # A part must unzip to at least this much before its compression ratio is judged: small
 # parts cannot hurt, and their ratios say nothing.
 RATIO_FLOOR = 1 << 20
@@ -349,6 +350,8 @@ def _csv_rows(content: bytes, limits: SheetLimits) -> Rows:
                 number + 1,
             ) from None
         number += 1
+        if number > _row_ceiling(limits):  # a file of line breaks alone is no register
+            raise _too_many_rows(limits, number)
         yield number, list(values[:MAX_COLUMNS])
 
 
@@ -381,10 +384,12 @@ class _XlsxBook:
 
     @staticmethod
     def _rows(sheet: ReadOnlyWorksheet) -> Iterator[tuple[Any, ...]]:
-        width = sheet.max_column if sheet.max_column and sheet.max_column <= MAX_COLUMNS else None
-        # A declared dimension of A1:J1000000 would make openpyxl pad a million blank rows.
+        # The declared dimension is only a claim: read every row there is (openpyxl stops at
+        # the declared last row), at least the first columns a register uses even if the
+        # claim is narrower, and never rows wider than MAX_COLUMNS.
+        width = min(max(sheet.max_column or 0, MIN_COLUMNS), MAX_COLUMNS)
         sheet.reset_dimensions()
-        return iter(sheet.iter_rows(max_col=width or MAX_COLUMNS, values_only=True))
+        return iter(sheet.iter_rows(max_col=width, values_only=True))
 
     def sheets(self) -> Iterator[tuple[str, Rows]]:
         for sheet in self.book.worksheets:
