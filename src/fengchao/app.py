@@ -14,6 +14,7 @@ from sqlalchemy.orm import sessionmaker
 from fengchao import __version__
 from fengchao.auth import views as auth_views
 from fengchao.auth.service import Actor, Permission
+from fengchao.lifespan import lifespan
 from fengchao.registry import api as registry_api
 from fengchao.registry import edit_views as registry_edit_views
 from fengchao.registry import views as registry_views
@@ -56,6 +57,7 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        lifespan=lifespan,
     )
     if engine is not None:
         app.state.sessionmaker = sessionmaker(bind=engine, expire_on_commit=False)
@@ -113,8 +115,9 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
             return render(request, "home.html")
         return RedirectResponse(target, status_code=303)
 
+    # async: answered by the event loop itself, even while every pool thread is busy.
     @app.get("/healthz", include_in_schema=False)
-    def health() -> dict[str, str]:
+    async def health() -> dict[str, str]:
         return {"status": "ok"}
 
     # The API's documentation is for signed-in staff, with its assets served from here

@@ -1,4 +1,4 @@
-"""The ``fengchao`` command: serve, demo, migrate, import, users, backup, restore."""
+"""The ``fengchao`` command: serve, demo, migrate, import, purge, users, backup, restore."""
 
 from __future__ import annotations
 
@@ -21,11 +21,13 @@ from sqlalchemy.orm import Session
 from fengchao import backup as backups
 from fengchao.auth import service as auth_service
 from fengchao.auth.models import Role, ScopeLevel, User
-from fengchao.auth.service import SYSTEM_ACTOR, AuthError, GridScope
+from fengchao.auth.service import SYSTEM_ACTOR, Actor, AuthError, Forbidden, GridScope
 from fengchao.db import get_engine, session_scope
 from fengchao.migrate import schema_drift, upgrade
 from fengchao.registry import demo as demo_module
 from fengchao.registry import imports as registry_imports
+from fengchao.registry import jobs as registry_jobs
+from fengchao.registry import scope as registry_scope
 from fengchao.registry.models import Building, Community, Compound, Street
 from fengchao.settings import get_settings
 
@@ -39,11 +41,22 @@ app.add_typer(eval_app, name="eval")
 console = Console(stderr=True)
 
 
-def _community(session: Session, name: str | None) -> Community:
+def _community(session: Session, name: str | None, actor: Actor | None = None) -> Community:
+    """The named (or first) community; with ``actor``, only among those in its scope."""
     query = select(Community).order_by(Community.id)
     if name:
         query = query.where(Community.name == name)
     community = session.scalars(query).first()
+    if community is not None and actor is not None:
+        allowed = registry_scope.communities_in_scope(session=session, scope=actor.scope)
+        if community.id not in {c.id for c in allowed}:
+            if name or not allowed:
+                console.print(
+                    f"[red]{actor.username} is not responsible for community "
+                    f"{community.name!r}[/red]"
+                )
+                raise typer.Exit(2)
+            community = allowed[0]
     if community is None:
         console.print(
             f"[red]no community{' named ' + name if name else ''} in the database; "
@@ -148,7 +161,7 @@ def demo(
             connection.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
     upgrade(engine)
     password = _demo_password()
-    with session_scope() as session:
+    with session_scope(write=True) as session:
         community = session.scalar(select(Community).where(Community.name == demo_module.COMMUNITY))
         if community is None:
             with console.status("building the demo community…"):
@@ -195,6 +208,17 @@ def demo(
         serve(host=host, port=port, workers=1)
 
 
+def _actor(session: Session, username: str | None) -> Actor:
+    """The account named by ``--as``; without it the system actor (the whole grid)."""
+    if username is None:
+        return SYSTEM_ACTOR
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None or not user.active:
+        console.print(f"[red]no active account named {username!r}[/red]")
+        raise typer.Exit(2)
+    return auth_service.actor_for(user)
+
+
 def _import(
     kind: registry_imports.ImportKind,
     file: Path,
@@ -203,14 +227,18 @@ def _import(
     create_missing: bool,
     skip_invalid: bool,
     community_name: str | None,
+    username: str | None,
 ) -> None:
     if not file.is_file():
         console.print(f"[red]{file}: no such file[/red]")
         raise typer.Exit(2)
-    content = file.read_bytes()
+    limit = get_settings().imports.max_bytes
+    with file.open("rb") as stream:
+        content = stream.read(limit + 1)  # over the limit: refused without reading it all
     upgrade(get_engine())
     with session_scope() as session:
-        community = _community(session, community_name)
+        actor = _actor(session, username)
+        community = _community(session, community_name, None if username is None else actor)
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -224,18 +252,22 @@ def _import(
             def progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            report = registry_imports.import_sheet(
-                kind,
-                session=session,
-                actor=SYSTEM_ACTOR,
-                community_id=community.id,
-                content=content,
-                filename=file.name,
-                dry_run=dry_run,
-                create_missing=create_missing,
-                skip_invalid=skip_invalid,
-                progress=progress,
-            )
+            try:
+                report = registry_imports.import_sheet(
+                    kind,
+                    session=session,
+                    actor=actor,
+                    community_id=community.id,
+                    content=content,
+                    filename=file.name,
+                    dry_run=dry_run,
+                    create_missing=create_missing,
+                    skip_invalid=skip_invalid,
+                    progress=progress,
+                )
+            except Forbidden:
+                console.print(f"[red]{actor.username} ({actor.role.value}) may not import[/red]")
+                raise typer.Exit(2) from None
     if as_json:
         print(json.dumps(report.as_json(), ensure_ascii=False))
     else:
@@ -261,6 +293,14 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 CreateMissing = Annotated[bool, typer.Option(help="Create missing units and households.")]
 SkipInvalid = Annotated[bool, typer.Option(help="Import the valid rows even if others fail.")]
 CommunityName = Annotated[str | None, typer.Option("--community", help="Community name.")]
+AsUser = Annotated[
+    str | None,
+    typer.Option(
+        "--as",
+        help="Import as this account: its role and grid scope apply and the audit names it "
+        "(default: the system, the whole grid).",
+    ),
+]
 
 
 @import_app.command("residents")
@@ -271,9 +311,10 @@ def import_residents(
     create_missing: CreateMissing = False,
     skip_invalid: SkipInvalid = False,
     community: CommunityName = None,
+    as_user: AsUser = None,
 ) -> None:
     """Import residents from FILE (.xlsx or .csv in UTF-8/GBK)."""
-    _import("residents", file, dry_run, as_json, create_missing, skip_invalid, community)
+    _import("residents", file, dry_run, as_json, create_missing, skip_invalid, community, as_user)
 
 
 @import_app.command("vehicles")
@@ -283,9 +324,18 @@ def import_vehicles(
     as_json: AsJson = False,
     skip_invalid: SkipInvalid = False,
     community: CommunityName = None,
+    as_user: AsUser = None,
 ) -> None:
     """Import vehicles from FILE (.xlsx or .csv)."""
-    _import("vehicles", file, dry_run, as_json, False, skip_invalid, community)
+    _import("vehicles", file, dry_run, as_json, False, skip_invalid, community, as_user)
+
+
+@app.command()
+def purge() -> None:
+    """Delete expired import uploads (run from cron; the web process also does it every
+    few minutes)."""
+    purged = registry_jobs.purge_uploads()
+    console.print(f"purged {purged} expired upload(s)")
 
 
 @users_app.command("create")
@@ -301,7 +351,7 @@ def users_create(
     the password must pass the password policy)."""
     upgrade(get_engine())
     try:
-        with session_scope() as session:
+        with session_scope(write=True) as session:
             user = auth_service.create_user(
                 session=session,
                 username=username,
@@ -325,7 +375,7 @@ def users_reset_password(
     """Set a new password and end the account's sessions."""
     upgrade(get_engine())
     try:
-        with session_scope() as session:
+        with session_scope(write=True) as session:
             auth_service.reset_password(session=session, username=username, password=password)
     except AuthError as exc:
         console.print(f"[red]{exc}[/red]")
@@ -338,7 +388,7 @@ def users_unlock(username: str) -> None:
     """Lift the lock that repeated failed logins put on an account (audited)."""
     upgrade(get_engine())
     try:
-        with session_scope() as session:
+        with session_scope(write=True) as session:
             was_locked = auth_service.unlock_account(
                 session=session, username=username, actor=SYSTEM_ACTOR
             )

@@ -71,6 +71,26 @@ class ImportSettings(BaseModel):
 
     max_bytes: int = Field(20 * 1024 * 1024, description="Largest accepted upload in bytes.")
     max_rows: int = Field(100_000, description="Largest accepted number of data rows.")
+    max_uncompressed_bytes: int = Field(
+        128 * 1024 * 1024,
+        description="Largest total an XLSX may declare for its unzipped parts (a 100,000-row "
+        "register is about 60 MB).",
+    )
+    max_compression_ratio: float = Field(
+        100,
+        description="Largest unzipped/zipped ratio of one XLSX part over 1 MB; real registers "
+        "measure 5-13, zip bombs hundreds.",
+    )
+    max_cell_chars: int = Field(32_767, description="Longest cell text (Excel's own limit).")
+    upload_keep_minutes: int = Field(
+        50, ge=1, description="Unconfirmed uploads older than this are refused and purged."
+    )
+    purge_interval_seconds: float = Field(
+        300,
+        ge=0,
+        description="How often the web process purges expired uploads; 0 turns it off (then "
+        "run `fengchao purge` from cron).",
+    )
 
 
 class VisionSettings(BaseModel):

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from fengchao.settings import get_settings
 
 _VERSION = "v1"
+_BYTES_MAGIC = b"FCv1"
 
 
 def derive_key(
@@ -50,6 +51,20 @@ class DataCipher:
             raise ValueError(f"unknown ciphertext version {version!r}")
         raw = base64.b64decode(body)
         return self._aead.decrypt(raw[:12], raw[12:], None).decode()
+
+    def encrypt_bytes(self, plaintext: bytes, *, context: bytes = b"") -> bytes:
+        """Seal a whole file (e.g. an uploaded sheet); ``context`` binds it to its owner
+        (a row's token), so a sealed blob copied to another row does not open there."""
+        nonce = os.urandom(12)
+        return _BYTES_MAGIC + nonce + self._aead.encrypt(nonce, plaintext, context)
+
+    def decrypt_bytes(self, sealed: bytes, *, context: bytes = b"") -> bytes:
+        """The plaintext of :meth:`encrypt_bytes`; ``InvalidTag`` or ``ValueError`` when it
+        was not sealed by this key for this context."""
+        if not sealed.startswith(_BYTES_MAGIC):
+            raise ValueError("not a sealed blob")
+        body = sealed[len(_BYTES_MAGIC) :]
+        return self._aead.decrypt(body[:12], body[12:], context)
 
     def lookup_hash(self, value: str) -> str:
         return hmac.new(self._hash_key, value.encode(), hashlib.sha256).hexdigest()

@@ -141,8 +141,10 @@ def search_people(
     return [_brief(p, p.id_mask) for p in result.people]
 
 
+# A plain ``def`` route: parsing and the database work run in the thread pool, never in
+# the event loop.
 @router.post("/import/{kind}", response_model=schemas.ImportReportRead)
-async def import_sheet(
+def import_sheet(
     kind: imports.ImportKind,
     session: DbSession,
     actor: CurrentActor,
@@ -159,7 +161,7 @@ async def import_sheet(
         session=session,
         actor=actor,
         community_id=chosen.id,
-        content=await file.read(get_settings().imports.max_bytes + 1),
+        content=file.file.read(get_settings().imports.max_bytes + 1),
         filename=file.filename or "upload",
         dry_run=dry_run,
         create_missing=create_missing,

@@ -20,6 +20,7 @@ from fengchao.registry.validation import (
     FieldError,
     IdNumber,
     clean_cell_text,
+    clip,
     grid_part,
     parse_address,
     parse_care_tags,
@@ -166,7 +167,7 @@ class _Row:
                 name,
                 _(
                     "单元格是公式（{f}）但没有计算结果：请在 Excel 中打开后保存，或“粘贴为数值”"
-                ).format(f=value.formula),
+                ).format(f=clip(value.formula)),
             )
             return None
         if isinstance(value, str) and not value.strip():
@@ -315,7 +316,7 @@ def validate_vehicle_rows(table: Table) -> tuple[list[VehicleRecord], list[RowEr
             if not check.valid:
                 row.error(
                     "plate",
-                    _("车牌号“{p}”无效：{reason}").format(p=check.text, reason=check.reason),
+                    _("车牌号“{p}”无效：{reason}").format(p=clip(check.text), reason=check.reason),
                 )
             plate = check.text
         address = row.address()

@@ -1,24 +1,25 @@
 """Importing residents and vehicles from the spreadsheets offices keep: plan against the
-grid, validate, then write in one transaction; the upload wizard's stored files."""
+grid and the importer's scope, validate, then write in one transaction."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from fengchao.auth.crypto import get_cipher
 from fengchao.auth.service import (
+    SYSTEM_ACTOR,
     Actor,
+    GridScope,
     Permission,
     audit,
     require,
 )
-from fengchao.db import begin_write, utcnow
+from fengchao.db import begin_write
 from fengchao.registry.importer import (
     RESIDENT_ALIASES,
     VEHICLE_ALIASES,
@@ -30,16 +31,17 @@ from fengchao.registry.importer import (
 )
 from fengchao.registry.models import (
     Building,
+    Community,
     Compound,
     Household,
-    ImportUpload,
     Person,
     Unit,
     Vehicle,
 )
+from fengchao.registry.scope import covers, scope_label
 from fengchao.registry.service import room_key
-from fengchao.registry.sheets import SheetError, Table, read_table
-from fengchao.registry.validation import Address, mask_id_number
+from fengchao.registry.sheets import SheetError, SheetLimits, Table, read_table
+from fengchao.registry.validation import Address, clip, mask_id_number
 from fengchao.settings import get_settings
 from fengchao.web.i18n import _
 
@@ -76,15 +78,21 @@ class ImportReport:
 
 
 class _GridIndex:
-    """The community's grid in memory, so that 15,000 rows resolve without 15,000 queries."""
+    """The community's grid in memory, so that 15,000 rows resolve without 15,000 queries,
+    and the part of it the importer is responsible for (``scope``; None: all of it)."""
 
-    def __init__(self, session: Session, community_id: int) -> None:
+    def __init__(self, session: Session, community_id: int, scope: GridScope | None) -> None:
         self.session = session
         self.community_id = community_id
+        self.scope = scope
+        community = session.get(Community, community_id)
+        self.street_id = community.street_id if community else 0
+        self.scope_name = scope_label(session=session, scope=scope) if scope else ""
         self.compounds = {
             c.name: c
             for c in session.scalars(select(Compound).where(Compound.community_id == community_id))
         }
+        self.compound_names = {c.id: c.name for c in self.compounds.values()}
         self.buildings: dict[tuple[int, str], Building] = {}
         self.buildings_by_name: dict[str, list[Building]] = {}
         for b in session.scalars(select(Building).where(Building.community_id == community_id)):
@@ -101,6 +109,19 @@ class _GridIndex:
             )
         }
 
+    def covers(self, household: Household | Building) -> bool:
+        """Whether the importer is responsible for this household or building."""
+        if self.scope is None:
+            return True
+        building_id = household.id if isinstance(household, Building) else household.building_id
+        return covers(
+            self.scope,
+            street_id=self.street_id,
+            community_id=household.community_id,
+            compound_id=household.compound_id,
+            building_id=building_id,
+        )
+
     def building_for(self, address: Address) -> Building | str:
         """The building, or the reason it cannot be found."""
         if address.compound:
@@ -108,24 +129,34 @@ class _GridIndex:
             if compound is None:
                 known = "、".join(self.compounds) or "—"
                 return _("小区“{c}”不在本社区（本社区有：{known}）").format(
-                    c=address.compound, known=known
+                    c=clip(address.compound), known=known
                 )
             building = self.buildings.get((compound.id, address.building))
             if building is None:
-                return _("{c} 没有 {b} 号楼").format(c=address.compound, b=address.building)
+                return _("{c} 没有 {b} 号楼").format(
+                    c=clip(address.compound), b=clip(address.building)
+                )
             return building
         candidates = self.buildings_by_name.get(address.building, [])
         if len(candidates) == 1:
             return candidates[0]
         if not candidates:
-            return _("本社区没有 {b} 号楼").format(b=address.building)
-        return _("{b} 号楼在多个小区都有，请填写“小区”列").format(b=address.building)
+            return _("本社区没有 {b} 号楼").format(b=clip(address.building))
+        return _("{b} 号楼在多个小区都有，请填写“小区”列").format(b=clip(address.building))
 
     def resolve(self, address: Address, create_missing: bool) -> tuple[int | None, str | None]:
         """(household id, None), or (None, a planned new household key), or an error."""
         building = self.building_for(address)
         if isinstance(building, str):
             raise LookupError(building)
+        if not self.covers(building):
+            raise LookupError(
+                _("{c} {b}号楼不在您负责的范围内（您负责：{scope}）").format(
+                    c=self.compound_names.get(building.compound_id, ""),
+                    b=building.name,
+                    scope=self.scope_name,
+                )
+            )
         unit = self.units.get((building.id, address.unit))
         household = self.households.get((unit.id, address.room)) if unit else None
         if household is not None:
@@ -134,7 +165,7 @@ class _GridIndex:
             raise LookupError(
                 _(
                     "{b}号楼{u}单元{r}室 在网格中不存在（如确是新房号，请勾选“自动创建缺少的单元和房号”）"  # noqa: E501
-                ).format(b=building.name, u=address.unit, r=address.room)
+                ).format(b=building.name, u=clip(address.unit), r=clip(address.room))
             )
         return None, f"{building.id}|{address.unit}|{address.room}"
 
@@ -174,18 +205,18 @@ def _read(
     key: str,
 ) -> Table | None:
     """The sheet's table, or None with the file-level problem added to ``report``."""
-    limits = get_settings().imports
+    settings = get_settings().imports
+    limits = SheetLimits(
+        max_bytes=settings.max_bytes,
+        max_rows=settings.max_rows,
+        max_uncompressed_bytes=settings.max_uncompressed_bytes,
+        max_compression_ratio=settings.max_compression_ratio,
+        max_cell_chars=settings.max_cell_chars,
+    )
     try:
-        table = read_table(
-            content,
-            filename,
-            aliases=aliases,
-            key=key,
-            max_bytes=limits.max_bytes,
-            max_rows=limits.max_rows,
-        )
+        table = read_table(content, filename, aliases=aliases, key=key, limits=limits)
     except SheetError as exc:
-        report.errors.append(RowError(0, "file", exc.message))
+        report.errors.append(RowError(exc.row, "file", exc.message))
         return None
     report.rows, report.sheet, report.header_row = len(table.rows), table.sheet, table.header_row
     return table
@@ -224,15 +255,22 @@ class _PlannedPerson:
     id_hash: str | None
 
 
+def _import_scope(actor: Actor) -> GridScope | None:
+    """The part of the grid the importer answers for; the system actor (the command line
+    without ``--as``) imports anywhere."""
+    return None if actor == SYSTEM_ACTOR else actor.scope
+
+
 def _plan_residents(
     session: Session,
+    actor: Actor,
     community_id: int,
     records: list[ResidentRecord],
     create_missing: bool,
     errors: list[RowError],
     progress: Progress | None,
 ) -> tuple[list[_PlannedPerson], _GridIndex]:
-    grid = _GridIndex(session, community_id)
+    grid = _GridIndex(session, community_id, _import_scope(actor))
     cipher = get_cipher()
     hashes = {
         r.row: cipher.lookup_hash(r.id_number.number) for r in records if r.id_number is not None
@@ -279,16 +317,17 @@ def _plan_residents(
             existing = existing_by_hash.get(id_hash)
             if existing is not None and existing.household_id != household_id:
                 current = session.get(Household, existing.household_id)
-                where = current.address if current else "?"
-                errors.append(
-                    RowError(
-                        record.row,
-                        "id_number",
-                        _(
-                            "此身份证号已登记在 {where}（{name}）；如已搬家，请先在原户把此人标为迁出"  # noqa: E501
-                        ).format(where=where, name=existing.name),
+                if current is None or not grid.covers(current):
+                    # Outside the importer's scope: say neither where nor who.
+                    message = _(
+                        "此身份证号已登记在本社区的其他住户，不在您负责的范围内；"
+                        "如此人已搬家，请联系负责原住户的社区干部先把此人标为迁出"
                     )
-                )
+                else:
+                    message = _(
+                        "此身份证号已登记在 {where}（{name}）；如已搬家，请先在原户把此人标为迁出"
+                    ).format(where=current.address, name=existing.name)
+                errors.append(RowError(record.row, "id_number", message))
                 continue
         else:
             name_key = f"{household_id or new_key}|{record.name}"
@@ -350,7 +389,7 @@ def import_residents(
     records, errors = validate_resident_rows(table)
     report.errors = errors
     planned, grid = _plan_residents(
-        session, community_id, records, create_missing, report.errors, progress
+        session, actor, community_id, records, create_missing, report.errors, progress
     )
     report.errors.sort(key=lambda e: (e.row, e.field))
     report.valid = len(planned)
@@ -426,7 +465,7 @@ def import_vehicles(
     if table is None:
         return report
     records, report.errors = validate_vehicle_rows(table)
-    grid = _GridIndex(session, community_id)
+    grid = _GridIndex(session, community_id, _import_scope(actor))
     existing = {
         v.plate: v
         for v in session.scalars(select(Vehicle).where(Vehicle.community_id == community_id))
@@ -451,15 +490,15 @@ def import_vehicles(
         current = existing.get(record.plate)
         if current is not None and current.household_id != household_id:
             holder = session.get(Household, current.household_id)
-            report.errors.append(
-                RowError(
-                    record.row,
-                    "plate",
-                    _("车牌 {p} 已登记在另一户（{where}）").format(
-                        p=record.plate, where=holder.address if holder else "?"
-                    ),
+            if holder is None or not grid.covers(holder):
+                message = _("车牌 {p} 已登记在本社区的另一户，不在您负责的范围内").format(
+                    p=record.plate
                 )
-            )
+            else:
+                message = _("车牌 {p} 已登记在另一户（{where}）").format(
+                    p=record.plate, where=holder.address
+                )
+            report.errors.append(RowError(record.row, "plate", message))
             continue
         planned.append((record, household_id))
     report.errors.sort(key=lambda e: (e.row, e.field))
@@ -537,20 +576,3 @@ def import_sheet(
         skip_invalid=skip_invalid,
         progress=progress,
     )
-
-
-UPLOAD_KEEP = dt.timedelta(days=1)
-
-
-def purge_stale_uploads(*, session: Session) -> int:
-    """Drop uploads never confirmed within a day: they hold personal data."""
-    result = session.execute(
-        delete(ImportUpload).where(ImportUpload.created_at < utcnow() - UPLOAD_KEEP)
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
-def mark_upload_imported(upload: ImportUpload) -> None:
-    """Once imported, the sheet itself is no longer kept; the row stays to refuse replays."""
-    upload.imported_at = utcnow()
-    upload.content = b""

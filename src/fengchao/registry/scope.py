@@ -51,6 +51,23 @@ def building_in_scope(scope: GridScope) -> ColumnElement[bool]:
     raise ValueError(scope.level)
 
 
+def covers(
+    scope: GridScope, *, street_id: int, community_id: int, compound_id: int, building_id: int
+) -> bool:
+    """Whether ``scope`` covers a place already loaded (the Python twin of
+    :func:`household_in_scope`, for checking many rows without a query each)."""
+    match scope.level:
+        case ScopeLevel.street:
+            return street_id == scope.node_id
+        case ScopeLevel.community:
+            return community_id == scope.node_id
+        case ScopeLevel.compound:
+            return compound_id == scope.node_id
+        case ScopeLevel.building:
+            return building_id == scope.node_id
+    raise ValueError(scope.level)
+
+
 def communities_in_scope(*, session: Session, scope: GridScope) -> list[Community]:
     query = select(Community).options(joinedload(Community.street)).order_by(Community.id)
     match scope.level:

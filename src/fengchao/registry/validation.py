@@ -68,6 +68,13 @@ def _clean_text(value: object) -> str:
     return unicodedata.normalize("NFKC", str(value)).strip()
 
 
+def clip(text: object, limit: int = 40) -> str:
+    """User text as an error message echoes it: short, so that a 30,000-character cell
+    repeated on every row cannot make the error list huge."""
+    shown = str(text)
+    return shown if len(shown) <= limit else shown[:limit] + "…"
+
+
 def parse_id_number(value: object, *, today: dt.date | None = None) -> IdNumber:
     """Check an ID number by GB 11643-1999 (region, birth date, check character).
 
@@ -92,7 +99,7 @@ def parse_id_number(value: object, *, today: dt.date | None = None) -> IdNumber:
             _(
                 "身份证号被 Excel 存成了数字（{shown}），后几位已经丢失，无法还原。"
                 "请把该列设置为“文本”格式，再按证件重新填写这个号码"
-            ).format(shown=text)
+            ).format(shown=clip(text))
         )
     if len(text) == 15 and text.isdigit():
         upgraded = text[:6] + "19" + text[6:]
@@ -241,7 +248,9 @@ def parse_care_tags(value: object) -> list[str]:
         tag = next((t for key, t in _CARE.items() if key in part), None)
         if tag is None:
             raise FieldError(
-                _("不认识的关怀标签“{tag}”（可填：独居老人、残疾、孕妇、慢性病）").format(tag=part)
+                _("不认识的关怀标签“{tag}”（可填：独居老人、残疾、孕妇、慢性病）").format(
+                    tag=clip(part)
+                )
             )
         if tag.value not in tags:
             tags.append(tag.value)
@@ -270,7 +279,7 @@ def parse_date(value: object) -> dt.date:
             return dt.date(int(match[1]), int(match[2]), int(match[3]))
         except ValueError:
             pass
-    raise FieldError(_("日期“{v}”看不懂，请写成 1980-01-31").format(v=text))
+    raise FieldError(_("日期“{v}”看不懂，请写成 1980-01-31").format(v=clip(text)))
 
 
 def clean_cell_text(value: object) -> str:
@@ -292,6 +301,7 @@ def grid_part(value: object, suffixes: tuple[str, ...]) -> str:
     return text
 
 
+MAX_ADDRESS_CHARS = 100
 BUILDING_SUFFIXES = ("号楼", "栋", "幢", "号", "楼", "座")
 UNIT_SUFFIXES = ("单元", "单")
 ROOM_SUFFIXES = ("室", "号", "房")
@@ -325,8 +335,15 @@ def parse_address(text: object) -> Address:
     compound, when given, is kept as written (callers match it against the grid).
     Shared by the importer's address column and the search box."""
     clean = clean_cell_text(text).replace(" ", "")
+    if len(clean) > MAX_ADDRESS_CHARS:
+        # Also keeps the long-form pattern, which backtracks, away from long text.
+        raise FieldError(
+            _("地址太长（{n} 个字），请写成 5-2-1302 或 5栋2单元1302").format(n=len(clean))
+        )
     match = _ADDRESS_SHORT.match(clean) or _ADDRESS_LONG.match(clean)
     if not match:
-        raise FieldError(_("地址“{v}”看不懂，请写成 5-2-1302 或 5栋2单元1302").format(v=clean))
+        raise FieldError(
+            _("地址“{v}”看不懂，请写成 5-2-1302 或 5栋2单元1302").format(v=clip(clean))
+        )
     parts = match.groupdict()
     return Address(parts.get("c") or "", parts["b"], parts["u"], parts["r"])

@@ -3,12 +3,10 @@ completeness report."""
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fengchao.auth.service import Actor, NotFound, Permission, Refusal, require
@@ -23,6 +21,7 @@ from fengchao.registry import (
     scope,
     search,
     service,
+    uploads,
 )
 from fengchao.registry.completeness import Figures, Gap
 from fengchao.registry.importer import field_label
@@ -296,7 +295,7 @@ def import_template(actor: CurrentActor) -> Response:
 
 
 def _run(
-    session: Session, actor: Actor, upload: ImportUpload, dry_run: bool
+    session: Session, actor: Actor, upload: ImportUpload, content: bytes, dry_run: bool
 ) -> imports.ImportReport:
     options = upload.options or {}
     return imports.import_sheet(
@@ -304,7 +303,7 @@ def _run(
         session=session,
         actor=actor,
         community_id=upload.community_id,
-        content=upload.content,
+        content=content,
         filename=upload.filename,
         dry_run=dry_run,
         create_missing=bool(options.get("create_missing")),
@@ -312,8 +311,20 @@ def _run(
     )
 
 
+def _expired(request: Request) -> Response:
+    """The page for a token whose sheet is gone: purged, expired, or never the user's."""
+    return render(
+        request,
+        "registry/import_expired.html",
+        {"keep_minutes": get_settings().imports.upload_keep_minutes},
+        status_code=410,
+    )
+
+
+# Plain ``def`` routes: FastAPI runs them in its thread pool, so that parsing a sheet and
+# the database work never hold up the event loop (and /healthz with it).
 @router.post("/import", response_class=HTMLResponse)
-async def import_upload(
+def import_upload(
     request: Request,
     session: DbSession,
     actor: CurrentActor,
@@ -326,42 +337,37 @@ async def import_upload(
     require(actor, Permission.registry_write)
     community = pick_community(session, actor, community_id)
     limit = get_settings().imports.max_bytes
-    content = await file.read(limit + 1)
-    upload = ImportUpload(
-        token=secrets.token_urlsafe(24),
+    content = file.file.read(limit + 1)  # one byte over the limit is enough to refuse
+    filename = file.filename or "upload"
+    report = imports.import_sheet(
+        "vehicles" if kind == "vehicles" else "residents",
+        session=session,
+        actor=actor,
         community_id=community.id,
-        user_id=actor.user_id,
-        kind=kind,
-        filename=(file.filename or "upload")[:255],
         content=content,
-        options={"create_missing": create_missing},
+        filename=filename,
+        dry_run=True,
+        create_missing=create_missing,
     )
-    report = _run(session, actor, upload, dry_run=True)
+    upload = None
     if report.rows and len(content) <= limit:
         begin_write(session)
-        imports.purge_stale_uploads(session=session)
-        session.add(upload)
+        uploads.purge_expired_uploads(session=session)
+        upload = uploads.store_upload(
+            session=session,
+            actor=actor,
+            community_id=community.id,
+            kind=kind,
+            filename=filename,
+            content=content,
+            options={"create_missing": create_missing},
+        )
         session.flush()
     return render(
         request,
         "registry/import_report.html",
-        {
-            "report": report,
-            "upload": upload if upload.id else None,
-            "field_label": field_label,
-        },
+        {"report": report, "upload": upload, "filename": filename, "field_label": field_label},
     )
-
-
-def _upload(session: Session, actor: Actor, token: str) -> ImportUpload:
-    upload = session.scalar(
-        select(ImportUpload).where(
-            ImportUpload.token == token, ImportUpload.user_id == actor.user_id
-        )
-    )
-    if upload is None:
-        raise NotFound(f"upload {token}")
-    return upload
 
 
 @router.post("/import/{token}/confirm", response_class=HTMLResponse)
@@ -375,14 +381,18 @@ def import_confirm(
     """Step 2: the user confirmed; write in one transaction."""
     require(actor, Permission.registry_write)
     begin_write(session)
-    upload = _upload(session, actor, token)
-    if upload.imported_at is not None:
-        # A second click (or a replayed form) must not import twice.
-        return render(request, "registry/import_done.html", {"report": None, "upload": upload})
+    try:
+        upload = uploads.find_upload(session=session, actor=actor, token=token)
+        if upload.imported_at is not None:
+            # A second click (or a replayed form) must not import twice.
+            return render(request, "registry/import_done.html", {"report": None, "upload": upload})
+        content = uploads.upload_content(upload)
+    except uploads.UploadExpired:
+        return _expired(request)
     upload.options = {**(upload.options or {}), "skip_invalid": skip_invalid}
-    report = _run(session, actor, upload, dry_run=False)
+    report = _run(session, actor, upload, content, dry_run=False)
     if report.written:
-        imports.mark_upload_imported(upload)
+        uploads.mark_upload_imported(upload)
         return render(request, "registry/import_done.html", {"report": report, "upload": upload})
     return render(
         request,
@@ -390,6 +400,7 @@ def import_confirm(
         {
             "report": report,
             "upload": upload,
+            "filename": upload.filename,
             "field_label": field_label,
         },
         status_code=422,
@@ -397,13 +408,18 @@ def import_confirm(
 
 
 @router.get("/import/{token}/errors.xlsx")
-def import_errors(token: str, session: DbSession, actor: CurrentActor) -> Response:
+def import_errors(
+    token: str, request: Request, session: DbSession, actor: CurrentActor
+) -> Response:
     require(actor, Permission.registry_write)
-    begin_write(session)
-    upload = _upload(session, actor, token)
-    if upload.imported_at is not None:
-        raise NotFound(f"upload {token} was imported")
-    report = _run(session, actor, upload, dry_run=True)
+    try:
+        upload = uploads.find_upload(session=session, actor=actor, token=token)
+        if upload.imported_at is not None:
+            raise uploads.UploadExpired(token)
+        content = uploads.upload_content(upload)
+    except uploads.UploadExpired:
+        return _expired(request)
+    report = _run(session, actor, upload, content, dry_run=True)
     return _download(exports.error_report_xlsx(report), f"导入错误-{upload.filename}.xlsx")
 
 

