@@ -32,3 +32,22 @@ def test_audit_log_reads_as_words_with_links_and_filters(  # type: ignore[no-unt
     assert "没有符合条件的记录" in future
     bad_date = browser.get("/audit", params={"since": "yesterday"})
     assert bad_date.status_code == 422 and "since" in bad_date.text
+
+
+def test_audit_log_exports_what_the_filter_shows(  # type: ignore[no-untyped-def]
+    login_as, grid: Grid, admin: Persona, worker: Persona
+) -> None:
+    import io
+
+    import openpyxl
+
+    login_as(worker).get(f"/registry/people/{grid.resident5.id}")
+    browser = login_as(admin)
+    export = browser.get("/audit.xlsx", params={"action": "read"})
+    assert export.status_code == 200
+    sheet = openpyxl.load_workbook(io.BytesIO(export.content)).active
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[0][:3] == ("时间", "用户", "动作")
+    assert any(r[2] == "查看" and r[3] == "居民" and r[4] == str(grid.resident5.id) for r in rows)
+    assert all(r[2] == "查看" for r in rows[1:])
+    assert login_as(worker).get("/audit.xlsx").status_code == 403

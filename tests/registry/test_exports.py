@@ -20,8 +20,9 @@ TRIGGERS = ["=", "+", "-", "@", "\t", "\r"]
 
 
 def shown(text: str) -> str:
-    """How a cell's text reads back: XML turns a carriage return into a line feed."""
-    return text.replace("\r", "\n")
+    """How openpyxl reads a cell's text back: a carriage return is kept in Excel's escape
+    (_x000D_), which Excel shows as the character itself."""
+    return text.replace("\r", "_x000D_")
 
 
 def cells(content: bytes) -> list[openpyxl.cell.cell.Cell]:
@@ -58,5 +59,8 @@ def test_template_still_keeps_id_columns_as_text() -> None:
     book = openpyxl.load_workbook(io.BytesIO(exports.resident_template_xlsx()))
     sheet = book["居民信息"]
     assert sheet["A1"].value == "姓名" and sheet["A1"].font.b
-    assert sheet["C2"].value == "350102198001011234" and sheet["C4000"].number_format == "@"
+    assert sheet["C2"].value == "350102198001011234" and sheet["C2"].number_format == "@"
+    # The whole column is text, rows typed in later included.
+    assert sheet.column_dimensions["C"].number_format == "@"
+    assert sheet.column_dimensions["A"].number_format == "General"
     assert book.sheetnames == ["居民信息", "填写说明"]

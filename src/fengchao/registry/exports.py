@@ -117,7 +117,6 @@ def resident_template_xlsx() -> bytes:
                 [example],
                 header_fill="FFF2CC",
                 text_columns=text_columns,
-                text_rows=5000,
                 widths={c: 22 if c == "C" else 14 for c in text_columns},
             ),
             Sheet("填写说明", (), [[line] for line in notes]),

@@ -61,14 +61,14 @@ templates.env.globals["role_labels"] = ROLE_LABELS
 templates.env.globals["icon"] = icon
 
 
-def _localtime(value: dt.datetime | None) -> str:
+def localtime(value: dt.datetime | None) -> str:
     """UTC from the database, shown in the community's time zone."""
     if value is None:
         return ""
     return value.astimezone(ZoneInfo(get_settings().timezone)).strftime("%Y-%m-%d %H:%M:%S")
 
 
-templates.env.filters["localtime"] = _localtime
+templates.env.filters["localtime"] = localtime
 
 
 def sessions_of(request: Request) -> sessionmaker[Session]:
