@@ -95,7 +95,9 @@ def communities_in_scope(*, session: Session, scope: GridScope) -> list[Communit
 def scope_label(*, session: Session, scope: GridScope) -> str:
     if scope.level == ScopeLevel.building:
         building = session.get(Building, scope.node_id)
-        return f"{building.compound.name} {building.name}{_('号楼')}" if building else "—"
+        if building is None:
+            return "—"
+        return _("{c} {b}号楼").format(c=building.compound.name, b=building.name)
     node: Street | Community | Compound | None
     if scope.level == ScopeLevel.street:
         node = session.get(Street, scope.node_id)
