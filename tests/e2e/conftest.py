@@ -29,21 +29,37 @@ def chromium_path() -> str:
 
 @pytest.fixture(scope="session")
 def served_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The demo community on SQLite, served by a real uvicorn process."""
+    """The demo community on SQLite, served by a real uvicorn process, with the accounts
+    of the demo: worker, lead5 (华润中央公园 5号楼), guard and admin."""
+    from sqlalchemy import select
     from sqlalchemy.orm import Session
+
+    from fengchao.registry.models import Building, Community, Compound
 
     folder = tmp_path_factory.mktemp("e2e")
     with throwaway_database("sqlite", folder) as engine:
         with Session(engine) as session:
             summary = build_demo(session)
-            auth_service.create_user(
-                session=session,
-                username="worker",
-                password=PASSWORD,
-                role=Role.community_worker,
-                scope=GridScope(ScopeLevel.community, summary.community_id),
-                display_name="社区干部",
+            community = session.get(Community, summary.community_id)
+            assert community is not None
+            building5 = session.scalar(
+                select(Building.id)
+                .join(Compound, Compound.id == Building.compound_id)
+                .where(Compound.name == "华润中央公园", Building.name == "5")
             )
+            assert building5 is not None
+            whole = GridScope(ScopeLevel.community, community.id)
+            accounts = [
+                ("worker", Role.community_worker, whole, "社区干部"),
+                ("lead5", Role.building_lead, GridScope(ScopeLevel.building, building5), "楼栋长"),
+                ("guard", Role.guard, whole, "东门卡口"),
+                ("admin", Role.admin, GridScope(ScopeLevel.street, community.street_id), "管理员"),
+            ]
+            for username, role, scope, name in accounts:
+                auth_service.create_user(
+                    session=session, username=username, password=PASSWORD, role=role,
+                    scope=scope, display_name=name,
+                )  # fmt: skip
             session.commit()
         with served_app(engine.url.render_as_string(hide_password=False), folder) as base:
             yield base
