@@ -25,31 +25,37 @@ from fengchao.auth import service as auth_service
 from fengchao.auth.models import Role, ScopeLevel
 from fengchao.auth.service import GridScope
 from fengchao.registry.demo import build_demo
-from fengchao.registry.models import Building, Household, Person
+from fengchao.registry.models import Building, Compound, Household, Person, Unit
 from fengchao.testing import served_app
 
 PASSWORD = "bench-password-1"
 
 
 def page_kind(path: str) -> str:
-    """/registry/people/123 → /registry/people; /registry/search?q=… → /registry/search."""
-    path = path.split("?")[0]
+    """/registry/people/123 → /registry/people; /registry/search?q=… → /registry/search;
+    a search narrowed by filters counts apart (/registry/search+filters)."""
+    path, _, query = path.partition("?")
     head, _, tail = path.rpartition("/")
-    return head if tail.isdigit() else path
+    kind = head if tail.isdigit() else path
+    filtered = any(f"{k}=" in query for k in ("health", "care", "residence", "building"))
+    return kind + "+filters" if filtered else kind
 
 
 def load(
-    base: str, paths: list[str], seconds: float, clients: int
+    base: str, paths: dict[str, list[str]], seconds: float, clients: int
 ) -> dict[str, list[tuple[float, int]]]:
-    """Logged-in clients requesting random pages until the deadline: (ms, status) per kind."""
+    """Logged-in clients requesting random pages of their role until the deadline: (ms,
+    status) per kind. Client i is the role i % len(paths) (workers, building leads,
+    guards, …)."""
+    roles = list(paths)
 
-    def logged_in() -> httpx.Client:
+    def logged_in(username: str) -> httpx.Client:
         client = httpx.Client(base_url=base, timeout=60)
         client.get("/login")
         login = client.post(
             "/login",
             data={
-                "username": "worker",
+                "username": username,
                 "password": PASSWORD,
                 "csrf_token": client.cookies["fc_csrf"],
             },
@@ -58,15 +64,16 @@ def load(
         return client
 
     # One after another, as staff arrive: parallel logins of one account are throttled.
-    sessions = [logged_in() for _ in range(clients)]
+    sessions = [logged_in(roles[i % len(roles)]) for i in range(clients)]
     deadline = time.monotonic() + seconds
 
     def client_loop(seed: int) -> list[tuple[str, float, int]]:
         rng = random.Random(seed)
+        mine = paths[roles[seed % len(roles)]]
         out: list[tuple[str, float, int]] = []
         client = sessions[seed]
         while time.monotonic() < deadline:
-            path = rng.choice(paths)
+            path = rng.choice(mine)
             started = time.perf_counter()
             status = client.get(path).status_code
             out.append((page_kind(path), (time.perf_counter() - started) * 1000, status))
@@ -125,23 +132,52 @@ def run(kind: str, seconds: float, clients: int) -> dict[str, object]:
     with database(kind, folder) as engine:
         with Session(engine) as session:
             summary = build_demo(session)
-            auth_service.create_user(
-                session=session, username="worker", password=PASSWORD,
-                role=Role.community_worker,
-                scope=GridScope(ScopeLevel.community, summary.community_id),
-            )  # fmt: skip
+            building5 = session.scalar(
+                select(Building.id)
+                .join(Compound, Compound.id == Building.compound_id)
+                .where(Compound.name == "华润中央公园", Building.name == "5")
+            )
+            assert building5 is not None
+            community = GridScope(ScopeLevel.community, summary.community_id)
+            for username, role, scope in (
+                ("worker", Role.community_worker, community),
+                ("lead5", Role.building_lead, GridScope(ScopeLevel.building, building5)),
+                ("guard", Role.guard, community),
+            ):
+                auth_service.create_user(
+                    session=session, username=username, password=PASSWORD, role=role,
+                    scope=scope,
+                )  # fmt: skip
             session.commit()
             buildings = list(session.scalars(select(Building.id)))
             households = list(session.scalars(select(Household.id).limit(2000)))
             names = list(session.scalars(select(Person.name).limit(500)))
             people = list(session.scalars(select(Person.id).limit(2000)))
+            rooms = [
+                f"{b}-{u}-{r}"
+                for b, u, r in session.execute(
+                    select(Building.name, Unit.name, Household.room)
+                    .join(Building, Building.id == Household.building_id)
+                    .join(Unit, Unit.id == Household.unit_id)
+                    .limit(500)
+                )
+            ]
         rng = random.Random(1)
-        paths = ["/registry", "/registry/search?q=5-2-1302", "/registry/search?q=13800000000"]
-        paths += ["/registry/completeness"] * 3
-        paths += [f"/registry/buildings/{b}" for b in rng.sample(buildings, 10)]
-        paths += [f"/registry/households/{h}" for h in rng.sample(households, 20)]
-        paths += [f"/registry/people/{p}" for p in rng.sample(people, 20)]
-        paths += [f"/registry/search?q={n[:2]}" for n in rng.sample(names, 10)]
+        worker = ["/registry", "/registry/search?q=5-2-1302", "/registry/search?q=13800000000"]
+        worker += ["/registry/completeness"] * 3 + ["/registry/overview"] * 3
+        worker += [f"/registry/buildings/{b}" for b in rng.sample(buildings, 10)]
+        worker += [f"/registry/households/{h}" for h in rng.sample(households, 20)]
+        worker += [f"/registry/people/{p}" for p in rng.sample(people, 20)]
+        worker += [f"/registry/search?q={n[:2]}" for n in rng.sample(names, 10)]
+        worker += [
+            "/registry/search?health=home_isolation",
+            "/registry/search?care=elderly_alone",
+            f"/registry/search?q={names[0][0]}&building={buildings[0]}",
+            "/registry/search?residence=away&care=chronic_illness",
+        ]
+        lead = ["/registry/todo"] * 3 + [f"/registry/buildings/{building5}"]
+        guard = [f"/registry/rooms?q={r}" for r in rng.sample(rooms, 20)]
+        paths = {"worker": worker, "lead5": lead, "guard": guard}
         with served_app(engine.url.render_as_string(hide_password=False), folder) as base:
             solo = alone(base)
             timings = load(base, paths, seconds, clients)

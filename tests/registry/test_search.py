@@ -167,3 +167,19 @@ def test_worker_overview_counts_by_health_and_care(  # type: ignore[no-untyped-d
     page = login_as(worker).get("/registry/overview").text
     assert "/registry/search?health=home_isolation" in page
     assert "社区概况" in page and "今日变更" in page
+
+
+def test_overview_coverage_matches_the_completeness_report(  # type: ignore[no-untyped-def]
+    session: Session, grid: Grid, worker: Persona
+) -> None:
+    from fengchao.registry import homes, service
+
+    extra = Person(community_id=grid.community.id, household_id=grid.h5_101.id, name="无手机")
+    session.add(extra)
+    session.flush()
+    shown = homes.overview(session=session, actor=worker.actor).coverage
+    report = service.completeness_report(
+        session=session, actor=worker.actor, community_id=grid.community.id
+    ).report.total
+    for figure in ("household_coverage", "phone_coverage", "id_coverage", "face_coverage"):
+        assert getattr(shown, figure) == getattr(report, figure), figure

@@ -7,11 +7,11 @@ import datetime as dt
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import String, cast, func, select
+from sqlalchemy import String, and_, case, cast, func, select
 from sqlalchemy.orm import Session, joinedload
 
 from fengchao.auth.service import Actor, Permission, audit, require
-from fengchao.registry import proposals
+from fengchao.registry import completeness, proposals
 from fengchao.registry.models import (
     CareTag,
     ChangeProposal,
@@ -136,6 +136,7 @@ class Overview:
     residence: dict[ResidenceStatus, int]
     care: dict[CareTag, int]
     changes_today: int
+    coverage: completeness.Figures = field(default_factory=completeness.Figures)
     recent_changes: list[tuple[RecordChange, str, str]] = field(default_factory=list)
     pending_proposals: int = 0
 
@@ -161,6 +162,29 @@ def overview(*, session: Session, actor: Actor) -> Overview:
 
     health = by("health_status")
     residence = by("residence_status")
+    # The four coverage figures need no duplicate search: cheaper than the full report.
+    has_people = select(Person.id).where(Person.household_id == Household.id).exists()
+    total, occupied, registered = session.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(case((Household.vacant.is_(False), 1), else_=0)), 0),
+            func.coalesce(
+                func.sum(case((and_(Household.vacant.is_(False), has_people), 1), else_=0)), 0
+            ),
+        ).where(scope)
+    ).one()
+    n, phones, faces, ids = session.execute(
+        select(
+            func.count(counted.c.id),
+            func.count(counted.c.phone),
+            func.count(counted.c.face_enrolled_at),
+            func.count(counted.c.id_number_hash),
+        )
+    ).one()
+    coverage = completeness.Figures.from_counts(
+        households=total, occupied=int(occupied), registered=int(registered), people=n,
+        with_phone=phones, with_face=faces, with_id=ids, duplicates=0, living_in_vacant=0,
+    )  # fmt: skip
     care: dict[CareTag, int] = dict.fromkeys(CareTag, 0)
     for tags in session.scalars(
         select(counted.c.care_tags).where(cast(counted.c.care_tags, String) != "[]")
@@ -190,12 +214,13 @@ def overview(*, session: Session, actor: Actor) -> Overview:
         changes_today=changes_today,
     )  # fmt: skip
     return Overview(
-        households=session.scalar(select(func.count()).select_from(Household).where(scope)) or 0,
+        households=total,
         people=sum(health.values()),
         health={s: health.get(s.value, 0) for s in HealthStatus},
         residence={s: residence.get(s.value, 0) for s in ResidenceStatus},
         care=care,
         changes_today=changes_today,
+        coverage=coverage,
         recent_changes=recent,
         pending_proposals=proposals.pending_count(session=session, actor=actor),
     )

@@ -248,13 +248,11 @@ def overview_page(request: Request, session: DbSession, actor: CurrentActor) -> 
     """A community worker's first page: the community by health and care, today's changes,
     what waits for them."""
     data = homes.overview(session=session, actor=actor)
-    chosen = pick_community(session, actor, None)
-    figures = service.completeness_report(session=session, actor=actor, community_id=chosen.id)
     label = scope.scope_label(session=session, scope=actor.scope)
     return render(
         request,
         "registry/overview.html",
-        {"o": data, "total": figures.report.total, "community": chosen, "scope_label": label},
+        {"o": data, "total": data.coverage, "scope_label": label},
     )
 
 
