@@ -14,6 +14,8 @@ from sqlalchemy.orm import sessionmaker
 from fengchao import __version__
 from fengchao.auth import views as auth_views
 from fengchao.auth.service import Permission
+from fengchao.notify import api as notify_api
+from fengchao.notify import views as notify_views
 from fengchao.registry import api as registry_api
 from fengchao.registry import views as registry_views
 from fengchao.settings import get_settings
@@ -88,6 +90,8 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
     app.include_router(auth_views.router)
     app.include_router(registry_views.router)
     app.include_router(registry_api.router)
+    app.include_router(notify_views.router)
+    app.include_router(notify_api.router)
 
     @app.get("/", include_in_schema=False)
     def home(request: Request, actor: CurrentActor) -> Response:
