@@ -145,6 +145,8 @@ class Notifier(ABC):
     label: ClassVar[str]  # shown on pages (a Chinese message id)
     max_bytes: ClassVar[int]
     limits: ClassVar[tuple[tuple[int, float], ...]]
+    # A chat's own rate when none is set (None: the service's limit per minute).
+    default_per_minute: ClassVar[int | None] = None
     uses_secret: ClassVar[bool] = True
     secret_required: ClassVar[bool] = False
     uses_keyword: ClassVar[bool] = False

@@ -173,7 +173,7 @@ def save_channel(
     if keyword and not notifier.uses_keyword:
         raise BadMessage(_("这种机器人不用关键词"), field="keyword")
     limit = per_minute_limit(form.kind)
-    rate = form.rate_per_minute or limit
+    rate = form.rate_per_minute or notifier.default_per_minute or limit
     if not 1 <= rate <= limit:
         raise BadMessage(
             _("每分钟条数应在 1 到 {n} 之间（这是该服务对一个机器人的上限）").format(n=limit),

@@ -14,9 +14,9 @@ import datetime as dt
 import hashlib
 from collections import defaultdict
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from fengchao.auth.models import ScopeLevel
@@ -53,6 +53,7 @@ class Claim:
     kind: str
     config: chans.RobotConfig
     message: ChatMessage
+    next_id: int | None = None  # the chat's next claimed delivery, posted after this one
 
 
 def backoff(attempts: int, key: str, settings: NotifySettings) -> float:
@@ -145,6 +146,10 @@ def claim(
                 continue
             if delivery.uncertain:
                 delivery.redelivered += 1  # the last post's outcome is unknown: maybe a duplicate
+            # A chat's claimed deliveries are posted one after another: only the one in line
+            # may be in flight when a worker dies. The first is in line now; recording each
+            # outcome puts the next in line (see record()).
+            delivery.uncertain = position == 0
             delivery.state = DeliveryState.sending
             delivery.lease_owner = owner
             # One after another: each later delivery may wait for those before it.
@@ -153,7 +158,6 @@ def claim(
             )
             delivery.attempts += 1
             delivery.sends += 1
-            delivery.uncertain = True
             attempt = DeliveryAttempt(channel_id=channel.id, delivery_id=delivery.id, at=now)
             session.add(attempt)
             session.flush()
@@ -182,6 +186,9 @@ def claim(
                 )
             )
     session.flush()
+    for i in range(len(claims) - 1):
+        if claims[i + 1].channel_id == claims[i].channel_id:
+            claims[i] = replace(claims[i], next_id=claims[i + 1].delivery_id)
     return claims
 
 
@@ -233,6 +240,16 @@ def record(
         attempt.at, attempt.duration_ms = started_at, duration_ms
         attempt.ok, attempt.status = outcome.ok, outcome.status
         attempt.error_kind = None if outcome.kind is None else str(outcome.kind)
+    if claim.next_id is not None:
+        session.execute(
+            update(Delivery)
+            .where(
+                Delivery.id == claim.next_id,
+                Delivery.state == DeliveryState.sending,
+                Delivery.lease_owner == owner,
+            )
+            .values(uncertain=True)
+        )
     delivery = session.get(Delivery, claim.delivery_id, with_for_update=True)
     if (
         delivery is None

@@ -48,7 +48,9 @@ def _ip(host: str) -> IPAddress | None:
 
 def address_problem(ip: IPAddress, *, allow_private: bool) -> str | None:
     """Why ``ip`` may not be posted to, or None."""
-    if ip.is_link_local or ip.is_multicast or ip.is_unspecified or ip.is_reserved:
+    if not ip.is_loopback and (
+        ip.is_link_local or ip.is_multicast or ip.is_unspecified or ip.is_reserved
+    ):
         return _("地址指向链路本地、组播或保留地址（{ip}），不允许使用").format(ip=ip)
     if not ip.is_global and not allow_private:
         return _(

@@ -34,7 +34,9 @@ class JsonWebhook(Notifier):
     kind: ClassVar[str] = "webhook"
     label: ClassVar[str] = "通用 Webhook（JSON）"
     max_bytes: ClassVar[int] = 16000
-    limits: ClassVar[tuple[tuple[int, float], ...]] = ((60, 60.0),)
+    # No service limit: the receiver is ours. 60 a minute unless the chat says otherwise.
+    limits: ClassVar[tuple[tuple[int, float], ...]] = ((6000, 60.0),)
+    default_per_minute: ClassVar[int | None] = 60
     secret_required: ClassVar[bool] = True
     deduplicates: ClassVar[bool] = True
 

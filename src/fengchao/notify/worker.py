@@ -179,14 +179,17 @@ class Worker:
         try:
             notifier = chans.notifier_for(claims[0].kind)
             for claim in claims:
-                self._deliver(notifier, claim)
+                if not self._deliver(notifier, claim):
+                    break  # not recorded: the rest stay claimed until their leases run out
         finally:
             current_language.reset(token)
             with self._busy_lock:
                 self._busy.discard(claims[0].channel_id)
             WAKE.set()
 
-    def _deliver(self, notifier: chans.Notifier, claim: outbox.Claim) -> None:
+    def _deliver(self, notifier: chans.Notifier, claim: outbox.Claim) -> bool:
+        """Post one delivery and record what came of it; False when it could not be
+        recorded."""
         started_at = self.clock()
         started = time.perf_counter()
         try:
@@ -215,7 +218,7 @@ class Worker:
         except Exception:
             # Not recorded: the lease runs out and the delivery is sent again, counted.
             log.exception("could not record delivery %s", claim.delivery_id)
-            return
+            return False
         if state is None:
             self.stats.lost_leases += 1
         elif outcome.ok:
@@ -226,6 +229,7 @@ class Worker:
             if state == "dead":
                 self.stats.dead += 1
             log.info("delivery %s failed: %s %s", claim.delivery_id, outcome.kind, outcome.detail)
+        return True
 
     def outbox_round(self, pool: ThreadPoolExecutor) -> list[Future[None]]:
         """Claim what is due for chats not already being sent to; hand each chat's batch
