@@ -227,7 +227,7 @@ def add_channel(
     try:
         form = _form(node, name, kind, url, secret, keyword, rate_per_minute, False)
         groups.save_channel(
-            session=session, actor=actor, form=form, own_origins=[public_base(request)]
+            session=session, actor=actor, form=form, own_origins=[str(request.base_url)]
         )
     except Refusal as refusal:
         context = _channels_context(
@@ -281,7 +281,7 @@ def change_channel(
             actor=actor,
             form=form,
             channel_id=channel_id,
-            own_origins=[public_base(request)],
+            own_origins=[str(request.base_url)],
         )
     except Refusal as refusal:
         channel = groups.get_channel(session=session, actor=actor, channel_id=channel_id)
