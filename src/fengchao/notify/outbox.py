@@ -90,6 +90,13 @@ def claim(
     allows; those over the rate are moved to when a slot frees (queued, never dropped),
     those of a removed chat are dead-lettered. The caller commits."""
     settings = get_settings().notify
+    query = select(Delivery.id).where(_due(now))
+    if skip_channels:
+        query = query.where(Delivery.channel_id.not_in(list(skip_channels)))
+    # A look without the write lock first: an idle worker polling every second must not
+    # take SQLite's one write lock each time.
+    if session.scalar(query.limit(1)) is None:
+        return []
     begin_write(session)
     query = select(Delivery.id).where(_due(now))
     if skip_channels:

@@ -83,6 +83,13 @@ def claim_job(
     """Lease one due job (none leased by a live worker) and return its name, or None.
     ``SKIP LOCKED`` on PostgreSQL: a job another worker is claiming is passed over. The
     caller commits."""
+    due = select(ScheduledJob.name).where(
+        ScheduledJob.name.in_(list(jobs)),
+        ScheduledJob.next_run_at <= now,
+        or_(ScheduledJob.lease_until.is_(None), ScheduledJob.lease_until < now),
+    )
+    if session.scalar(due.limit(1)) is None:  # nothing due: no write lock taken
+        return None
     begin_write(session)
     row = session.scalars(
         select(ScheduledJob)
