@@ -236,16 +236,25 @@ def test_a_lost_lease_does_not_overwrite_the_new_owner(
     assert delivery.redelivered == 1 and second.attempts == 2
 
 
-def test_claim_takes_the_write_lock_first(world: World) -> None:
-    # On SQLite the claim must begin for writing before it reads what it changes.
-    with world.session() as s:
-        s.connection()
-        outbox.claim(session=s, owner="A", now=world.clock())
-        if s.get_bind().dialect.name == "sqlite":
-            from fengchao.db import WRITE_OPTION
+def test_idle_claim_takes_no_write_lock_and_a_real_one_does(
+    world: World, receiver: ChatReceiver
+) -> None:
+    from fengchao.db import WRITE_OPTION
 
-            assert s.connection().get_execution_options().get(WRITE_OPTION)
-        begin_write(s)  # no-op now
+    def writing(s: object) -> bool:
+        return bool(s.connection().get_execution_options().get(WRITE_OPTION))  # type: ignore[attr-defined]
+
+    sqlite = world.engine.dialect.name == "sqlite"
+    with world.session() as s:
+        assert outbox.claim(session=s, owner="A", now=world.clock()) == []
+        assert not writing(s)  # an idle poll leaves SQLite's one write lock alone
+    world.add_channel(receiver.add("wecom"), "wecom")
+    notify(world)
+    with world.session() as s:
+        assert len(outbox.claim(session=s, owner="A", now=world.clock())) == 1
+        assert writing(s) == sqlite  # BEGIN IMMEDIATE before changing rows
+        begin_write(s)  # a no-op now
+        s.commit()
 
 
 def test_state_names_are_the_enum(world: World) -> None:
