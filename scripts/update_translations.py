@@ -43,12 +43,15 @@ def main() -> int:
                 catalog.add(message, previous.string if previous else "", [location])
     # Texts translated at run time from tables of labels rather than literals.
     from fengchao.auth.models import ROLE_LABELS
+    from fengchao.notify.channels import NOTIFIERS, notifier_for
+    from fengchao.notify.render import URGENCY_LABELS
     from fengchao.registry.id_numbers import SUGGESTED_REASONS
     from fengchao.registry.importer import FIELD_LABELS
     from fengchao.registry.models import LABELS
     from fengchao.registry.service import GAP_LABELS
 
-    tables = (LABELS, FIELD_LABELS, GAP_LABELS, ROLE_LABELS)
+    notifier_labels = {kind: notifier_for(kind).label for kind in NOTIFIERS}
+    tables = (LABELS, FIELD_LABELS, GAP_LABELS, ROLE_LABELS, URGENCY_LABELS, notifier_labels)
     for texts in (*(table.values() for table in tables), SUGGESTED_REASONS):
         for text in texts:
             if text not in catalog:
