@@ -85,9 +85,11 @@ def list_channels(*, session: Session, actor: Actor) -> list[ChannelRow]:
     require(actor, Permission.notify_manage)
     communities = [c.id for c in grid.communities_in_scope(session=session, scope=actor.scope)]
     rows = session.scalars(
-        select(Channel)
-        .where(Channel.active.is_(True), Channel.community_id.in_(communities))
-        .order_by(Channel.community_id, Channel.node_level, Channel.node_id, Channel.id)
+        select(Channel).where(Channel.active.is_(True), Channel.community_id.in_(communities))
+    )
+    rank = {ScopeLevel.community: 0, ScopeLevel.compound: 1, ScopeLevel.building: 2}
+    ordered = sorted(
+        rows, key=lambda c: (c.community_id, rank.get(c.node_level, 3), c.node_id, c.id)
     )
     return [
         ChannelRow(
@@ -96,7 +98,7 @@ def list_channels(*, session: Session, actor: Actor) -> list[ChannelRow]:
             kind_label(channel.kind),
             channel.secret_enc is not None,
         )
-        for channel in rows
+        for channel in ordered
         if _in_scope(session, actor, channel.node_level, channel.node_id)
     ]
 

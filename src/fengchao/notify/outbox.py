@@ -34,7 +34,7 @@ from fengchao.notify.models import (
     WorkerLease,
 )
 from fengchao.notify.render import ChatMessage
-from fengchao.notify.service import WAKE, recipient_text
+from fengchao.notify.service import WAKE, describe_recipient
 from fengchao.registry import scope as grid
 from fengchao.settings import NotifySettings, get_settings
 
@@ -340,7 +340,7 @@ class DeliveryRow:
 @dataclass(frozen=True)
 class NobodyRow:
     notification: Notification
-    recipients: list[str]
+    recipients: list[tuple[str, str]]  # (how it reads, its code)
 
 
 @dataclass(frozen=True)
@@ -401,7 +401,8 @@ def outbox_view(
         .limit(50)
     ).unique()
     nobody = [
-        NobodyRow(n, [recipient_text(r) for r in n.recipients if r.reached == 0]) for n in lonely
+        NobodyRow(n, [describe_recipient(session, r) for r in n.recipients if r.reached == 0])
+        for n in lonely
     ]
     jobs = list(session.scalars(select(ScheduledJob).order_by(ScheduledJob.name)))
     workers = list(

@@ -32,8 +32,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from fengchao.auth import service as auth_service
-from fengchao.auth.models import Role, ScopeLevel
-from fengchao.auth.service import Actor, NotFound, Permission, Refusal
+from fengchao.auth.models import ROLE_LABELS, Role, ScopeLevel
+from fengchao.auth.service import Actor, GridScope, NotFound, Permission, Refusal
 from fengchao.db import begin_write, utcnow
 from fengchao.notify.models import (
     Channel,
@@ -352,6 +352,19 @@ def recipient_text(row: NotificationRecipient) -> str:
     )
 
 
+def describe_recipient(session: Session, row: NotificationRecipient) -> tuple[str, str]:
+    """How a recipient reads on a page (华润中央公园 5号楼 · 楼栋长) and its code."""
+    code = recipient_text(row)
+    if row.kind == RecipientKind.user or row.node_level is None or row.node_id is None:
+        return _("账号 #{id}").format(id=row.user_id), code
+    place = grid.scope_label(session=session, scope=GridScope(row.node_level, row.node_id))
+    if row.kind == RecipientKind.group:
+        who = _("工作群（含下属各级）") if row.below else _("工作群")
+    else:
+        who = _(ROLE_LABELS.get(row.role or "", row.role or ""))
+    return f"{place} · {who}", code
+
+
 # --- the inbox ---------------------------------------------------------------------------
 
 
@@ -415,7 +428,7 @@ def mark_all_read(*, session: Session, actor: Actor) -> int:
 class MessageView:
     notification: Notification
     item: InboxItem | None  # the actor's own inbox item, if it was sent to them
-    recipients: list[str]
+    recipients: list[tuple[str, str]]  # (how it reads, its code)
     community: str
 
 
@@ -437,7 +450,7 @@ def open_message(*, session: Session, actor: Actor, notification_id: int) -> Mes
         notification = item.notification
     communities = grid.communities_in_scope(session=session, scope=actor.scope)
     name = next((c.name for c in communities if c.id == notification.community_id), "")
-    recipients = [recipient_text(r) for r in notification.recipients]
+    recipients = [describe_recipient(session, r) for r in notification.recipients]
     return MessageView(notification, item, recipients, name)
 
 
