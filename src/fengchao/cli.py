@@ -93,8 +93,13 @@ def serve(
     upgrade(get_engine())
     background = None
     if with_worker:
+        import signal
+
         from fengchao.notify.worker import start_in_thread
 
+        # uvicorn re-raises SIGTERM once it has shut down; by default that would end the
+        # process before the worker lets go of its lease. Raised as SystemExit instead.
+        signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
         background = start_in_thread(public_url=f"http://{host}:{port}")
     try:
         uvicorn.run(
