@@ -44,6 +44,7 @@ bench: install
 	$(BIN)/python benchmarks/plates.py --quick
 	$(BIN)/python benchmarks/faces.py --quick
 	$(BIN)/python benchmarks/backup.py --quick
+	$(BIN)/python benchmarks/outbox.py --quick
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

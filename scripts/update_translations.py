@@ -45,6 +45,8 @@ def main() -> int:
     from fengchao.auth.audit_log import ACTION_LABELS as AUDIT_ACTIONS
     from fengchao.auth.audit_log import DETAIL_LABELS, OBJECT_LABELS
     from fengchao.auth.models import ROLE_LABELS
+    from fengchao.notify.channels import NOTIFIERS, notifier_for
+    from fengchao.notify.render import URGENCY_LABELS
     from fengchao.registry.edits import ACTION_LABELS
     from fengchao.registry.id_numbers import SUGGESTED_REASONS
     from fengchao.registry.importer import FIELD_LABELS
@@ -53,9 +55,11 @@ def main() -> int:
     from fengchao.registry.service import GAP_LABELS
     from fengchao.registry.views import ROOM_LABELS
 
+    notifier_labels = {kind: notifier_for(kind).label for kind in NOTIFIERS}
     tables = (
         LABELS, FIELD_LABELS, GAP_LABELS, ROLE_LABELS, ACTION_LABELS, STATE_LABELS,
-        AUDIT_ACTIONS, OBJECT_LABELS, DETAIL_LABELS, ROOM_LABELS,
+        AUDIT_ACTIONS, OBJECT_LABELS, DETAIL_LABELS, ROOM_LABELS, URGENCY_LABELS,
+        notifier_labels,
     )  # fmt: skip
     for texts in (*(table.values() for table in tables), SUGGESTED_REASONS):
         for text in texts:

@@ -30,6 +30,14 @@ from fengchao.cli import app
 from fengchao.db import Base, get_engine, get_sessionmaker, make_engine
 from fengchao.migrate import upgrade
 from fengchao.models import load_all_models
+from fengchao.notify import service as notify_service
+from fengchao.notify.models import (
+    Channel,
+    ChannelKind,
+    DeliveryAttempt,
+    ScheduledJob,
+    WorkerLease,
+)
 from fengchao.registry.models import (
     Building,
     BuildingLead,
@@ -174,6 +182,46 @@ def build_community(engine: Engine, audit_events: int = 300) -> None:
         auth_service.attempt_login(
             session=s, username="admin", password="wrong-password-1", address="10.1.2.3"
         )
+        channel = Channel(
+            community_id=community.id,
+            node_level=ScopeLevel.building,
+            node_id=b5.id,
+            name="5号楼居民群",
+            kind=ChannelKind.dingtalk,
+            url_enc=get_cipher().encrypt("https://oapi.dingtalk.com/robot/send?access_token=t"),
+            url_hint="https://oapi.dingtalk.com/…en=t",
+            secret_enc=get_cipher().encrypt("SECabc"),
+            rate_per_minute=20,
+        )
+        s.add(channel)
+        s.flush()
+        sent = notify_service.send(
+            session=s,
+            community_id=community.id,
+            kind="fever",
+            title="东门测温异常",
+            body="请楼栋长跟进",
+            detail="林国平 5-2-1302",
+            to=[f"building_lead@building:{b5.id}", f"group@building:{b5.id}"],
+            key="gate:1:fever",
+        )
+        s.add(DeliveryAttempt(channel_id=channel.id, delivery_id=None, duration_ms=12.5, ok=True))
+        s.add(
+            ScheduledJob(
+                name="notify.purge",
+                every_seconds=3600.0,
+                next_run_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+            )
+        )
+        s.add(
+            WorkerLease(
+                name="worker",
+                owner="host:1:abc",
+                expires_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+                detail={"pid": 1},
+            )
+        )
+        assert sent.inboxes == 1 and sent.deliveries == 1
         s.add(
             ImportUpload(
                 token=secrets.token_hex(16),

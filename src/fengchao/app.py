@@ -15,6 +15,8 @@ from fengchao import __version__
 from fengchao.auth import views as auth_views
 from fengchao.auth.service import Actor, Permission
 from fengchao.lifespan import lifespan
+from fengchao.notify import api as notify_api
+from fengchao.notify import views as notify_views
 from fengchao.registry import api as registry_api
 from fengchao.registry import edit_views as registry_edit_views
 from fengchao.registry import views as registry_views
@@ -106,6 +108,8 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
     app.include_router(registry_views.router)
     app.include_router(registry_edit_views.router)
     app.include_router(registry_api.router)
+    app.include_router(notify_views.router)
+    app.include_router(notify_api.router)
 
     @app.get("/", include_in_schema=False)
     def home(request: Request, actor: CurrentActor) -> Response:

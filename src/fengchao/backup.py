@@ -51,7 +51,8 @@ ROWS_PER_BATCH = 1000
 # Login sessions are not carried over: a restore signs everyone out, as it should after an
 # incident, and a backup then holds no live session tokens' hashes or CSRF tokens. Nor are
 # the counts of failed logins: typed names and client addresses kept for minutes to hours.
-NOT_BACKED_UP = frozenset({"login_session", "login_throttle"})
+# Nor the leases of running workers: state of processes, not of the community.
+NOT_BACKED_UP = frozenset({"login_session", "login_throttle", "worker_lease"})
 
 Progress = Callable[[str, int, int], None]
 """Called with (table, rows done, rows in all) while a backup or restore runs."""

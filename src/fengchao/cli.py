@@ -1,4 +1,5 @@
-"""The ``fengchao`` command: serve, demo, migrate, import, purge, users, backup, restore."""
+"""The ``fengchao`` command: serve, worker, demo, migrate, import, purge, users, backup,
+restore."""
 
 from __future__ import annotations
 
@@ -91,22 +92,45 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    with_worker: Annotated[
+        bool,
+        typer.Option(
+            "--with-worker",
+            help="Also deliver notifications and run scheduled jobs in this process (a "
+            "single machine; production runs `fengchao worker` beside it).",
+        ),
+    ] = False,
 ) -> None:
     """Serve the web pages and the JSON API."""
     import uvicorn
 
     upgrade(get_engine())
-    uvicorn.run(
-        "fengchao.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-        # uvicorn would otherwise believe X-Forwarded-For/-Proto from any local peer; the
-        # client address counts for login throttling, so one setting decides for both.
-        proxy_headers=get_settings().login.trust_forwarded_for,
-    )
+    background = None
+    if with_worker:
+        import signal
+
+        from fengchao.notify.worker import start_in_thread
+
+        # uvicorn re-raises SIGTERM once it has shut down; by default that would end the
+        # process before the worker lets go of its lease. Raised as SystemExit instead.
+        signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+        background = start_in_thread(public_url=f"http://{host}:{port}")
+    try:
+        uvicorn.run(
+            "fengchao.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+            # uvicorn would otherwise believe X-Forwarded-For/-Proto from any local peer; the
+            # client address counts for login throttling, so one setting decides for both.
+            proxy_headers=get_settings().login.trust_forwarded_for,
+        )
+    finally:
+        if background is not None:
+            background[0].stop()
+            background[1].join(timeout=30)
 
 
 def _ensure_user(
@@ -205,7 +229,7 @@ def demo(
     print(f"  login: admin / {password}   (also worker, lead5, guard with the same password)")
     sys.stdout.flush()
     if serve_too:
-        serve(host=host, port=port, workers=1)
+        serve(host=host, port=port, workers=1, with_worker=True)
 
 
 def _actor(session: Session, username: str | None) -> Actor:
@@ -336,6 +360,43 @@ def purge() -> None:
     few minutes)."""
     purged = registry_jobs.purge_uploads()
     console.print(f"purged {purged} expired upload(s)")
+
+
+@app.command()
+def worker(
+    once: Annotated[
+        bool, typer.Option("--once", help="Do what is due now, then exit (for cron or tests).")
+    ] = False,
+) -> None:
+    """Deliver notifications to group chats and run the scheduled jobs, until stopped
+    (SIGTERM or Ctrl-C finish the messages under way first). Run it beside `fengchao
+    serve`; on SQLite one worker runs at a time (a second one waits)."""
+    import logging
+    import signal
+
+    from fengchao.notify.worker import Worker
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    upgrade(get_engine())
+    runner = Worker()
+    if not runner.public_url:
+        console.print(
+            "[yellow]FENGCHAO_NOTIFY__PUBLIC_URL is not set: chat messages will carry no "
+            "link back to the platform[/yellow]"
+        )
+
+    def stop(_signal: int, _frame: object) -> None:
+        runner.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    stats = runner.run(once=once)
+    console.print(
+        f"sent {stats.sent}, failed {stats.failed}, dead-lettered {stats.dead}, "
+        f"jobs run {stats.jobs_run}"
+    )
 
 
 @users_app.command("create")

@@ -1,5 +1,6 @@
 """The web process's start and stop: the start-up heap is frozen out of the garbage
-collector's way, and the periodic jobs run (until `fengchao worker` exists)."""
+collector's way. (Periodic work runs in `fengchao worker`, or its thread beside the
+server with `serve --with-worker` and `demo`.)"""
 
 from __future__ import annotations
 
@@ -7,8 +8,6 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-
-from fengchao.registry import jobs as registry_jobs
 
 
 @asynccontextmanager
@@ -19,7 +18,6 @@ async def lifespan(_app: Any) -> AsyncIterator[None]:
     # them; with the start-up heap frozen they take a few ms (benchmarks/import.py).
     gc.freeze()
     try:
-        async with registry_jobs.scheduled():
-            yield
+        yield
     finally:
         gc.unfreeze()  # collectable again, for processes that build many apps (tests)

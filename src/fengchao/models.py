@@ -5,4 +5,5 @@ from __future__ import annotations
 
 def load_all_models() -> None:
     import fengchao.auth.models
+    import fengchao.notify.models
     import fengchao.registry.models  # noqa: F401

@@ -85,12 +85,6 @@ class ImportSettings(BaseModel):
     upload_keep_minutes: int = Field(
         50, ge=1, description="Unconfirmed uploads older than this are refused and purged."
     )
-    purge_interval_seconds: float = Field(
-        300,
-        ge=0,
-        description="How often the web process purges expired uploads; 0 turns it off (then "
-        "run `fengchao purge` from cron).",
-    )
 
 
 class VisionSettings(BaseModel):
@@ -171,6 +165,66 @@ class LoginSettings(BaseModel):
     )
 
 
+class NotifySettings(BaseModel):
+    """Notifications: the outbox worker, its retries and limits, and which robot addresses
+    may be reached."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    public_url: str = Field(
+        "",
+        description=(
+            "The address people open the platform at (https://fengchao.example.org): links "
+            "in chat messages point there. Empty: the address `serve` listens on, or none."
+        ),
+    )
+    allow_private_networks: bool = Field(
+        False,
+        description=(
+            "Let robot and webhook addresses point at loopback or private networks (an "
+            "intranet's own webhook receiver). Link-local addresses are refused always."
+        ),
+    )
+    poll_seconds: float = Field(
+        1.0, gt=0, le=60, description="How often an idle worker looks for due work."
+    )
+    timeout_seconds: float = Field(
+        10.0, gt=0, le=120, description="How long one request to a chat service may take."
+    )
+    max_attempts: int = Field(
+        8, ge=1, le=50, description="Attempts of one delivery before it is dead-lettered."
+    )
+    retry_base_seconds: float = Field(
+        30.0, gt=0, description="Wait after the first failure; doubled after each one."
+    )
+    retry_max_seconds: float = Field(3600.0, gt=0, description="Longest wait between attempts.")
+    lease_seconds: float = Field(
+        60.0,
+        ge=1,
+        description=(
+            "How long a worker owns a claimed delivery, a job or (on SQLite) the one worker "
+            "lease without renewing it; a killed worker's work is taken up after it."
+        ),
+    )
+    sender_threads: int = Field(
+        4, ge=1, le=32, description="Chats a worker sends to at the same time."
+    )
+    keep_days: int = Field(
+        90, ge=1, description="Notifications, inbox entries and deliveries are kept this long."
+    )
+    tests_per_hour: int = Field(
+        20, ge=1, description="Test messages one account may send in an hour."
+    )
+
+    @model_validator(mode="after")
+    def _lease_outlives_a_request(self) -> NotifySettings:
+        # A delivery must be answered (or time out) well within its lease, or a second
+        # worker would take it over while the first is still sending.
+        if self.lease_seconds <= 2 * self.timeout_seconds:
+            raise ValueError("notify.lease_seconds must be more than twice timeout_seconds")
+        return self
+
+
 class Settings(BaseSettings):
     """The root of all settings; build it with :func:`get_settings`."""
 
@@ -191,6 +245,7 @@ class Settings(BaseSettings):
     imports: ImportSettings = Field(default_factory=ImportSettings)
     vision: VisionSettings = Field(default_factory=VisionSettings)
     login: LoginSettings = Field(default_factory=LoginSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
 
     @model_validator(mode="after")
     def _secrets(self) -> Settings:

@@ -8,12 +8,13 @@ import hashlib
 import re
 import secrets
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from fengchao.auth import throttle
@@ -36,6 +37,7 @@ class Permission(enum.StrEnum):
     id_number_unmasked = "id_number.unmasked"
     audit_read = "audit.read"
     users_manage = "users.manage"
+    notify_manage = "notify.manage"
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -46,6 +48,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.registry_write,
             Permission.registry_lookup,
             Permission.id_number_unmasked,
+            Permission.notify_manage,
         }
     ),
     Role.building_lead: frozenset(
@@ -461,3 +464,31 @@ def recent_acts(
         )
         or 0
     )
+
+
+def accounts_with_role(
+    *, session: Session, role: Role, nodes: Iterable[tuple[ScopeLevel, int]]
+) -> list[int]:
+    """Ids of the active accounts of ``role`` whose scope is one of ``nodes`` (for the
+    notification inbox: who holds a role at a place)."""
+    by_level: dict[ScopeLevel, set[int]] = {}
+    for level, node_id in nodes:
+        by_level.setdefault(level, set()).add(node_id)
+    if not by_level:
+        return []
+    where = or_(
+        *(
+            and_(User.scope_level == level, User.scope_id.in_(sorted(ids)))
+            for level, ids in by_level.items()
+        )
+    )
+    query = select(User.id).where(User.role == role, User.active.is_(True), where)
+    return list(session.scalars(query.order_by(User.id)))
+
+
+def account_scope(*, session: Session, user_id: int) -> GridScope | None:
+    """The grid scope of an active account, or None when there is no such active account."""
+    row = session.execute(
+        select(User.scope_level, User.scope_id).where(User.id == user_id, User.active.is_(True))
+    ).first()
+    return None if row is None else GridScope(row.scope_level, row.scope_id)

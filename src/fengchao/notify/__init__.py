@@ -1,0 +1,1 @@
+"""Notifications: the inbox, group-chat robots, the outbox and `fengchao worker`."""
