@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from fengchao.vision.face_pipeline import Face, FacePipeline, Templates, Timings
+from fengchao.vision.face_pipeline import SAME_PERSON, Face, FacePipeline, Templates, Timings
 from fengchao.vision.faces import Descriptor, FaceDetector
-from fengchao.vision.gallery import FaceGallery, MaskedRule
+from fengchao.vision.gallery import MASKED_PHOTO, FaceGallery, MaskedRule
 from fengchao.vision.images import ImageError, as_rgb, decode_image
 from fengchao.vision.labels import label_rows
 
@@ -202,6 +202,90 @@ def gate_with_masks(
     } | strangers
 
 
+def gate_with_masked_enrolment(
+    samples: list[Sample], pipeline: FacePipeline, threshold: float, margin: float
+) -> tuple[dict[str, int], dict[str, int]]:
+    """The gate when residents were also enrolled with their usual mask on.
+
+    Every person with two or more masked photos is enrolled: their unmasked photos (with
+    the synthetic masks) and their first masked photo (as ``MASKED_PHOTO``); their
+    other masked photos are probes (``probes``; ``correct``; ``false_accepts``, placed
+    as someone else; a face not found is a probe not placed). The masked photos of
+    people not enrolled (fewer than two masked photos) are ``stranger_accepts`` when
+    let in. The detail adds the same gate with each enrolled person left out in turn
+    (all their masked photos strangers) and how many first masked photos the
+    enrolment check (``SAME_PERSON``) would have refused.
+    """
+    by_person: dict[str, list[Sample]] = defaultdict(list)
+    for s in samples:
+        by_person[s.identity].append(s)
+    ids = {name: n for n, name in enumerate(sorted(by_person))}
+    enrolled: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    probes: list[Sample] = []
+    flagged = 0
+    for name, group in by_person.items():
+        masked = [s for s in group if s.masked]
+        if len(masked) < 2:
+            continue
+        photos = [pipeline.templates(s.face) for s in group if not s.masked and s.face]
+        entries = [(t.descriptors, t.kinds) for t in photos]
+        first = masked[0].face
+        if first is not None:
+            entries.append((first.descriptor[None, :], np.array([MASKED_PHOTO])))
+            if photos:
+                existing = Templates(
+                    np.concatenate([t.descriptors for t in photos]),
+                    np.concatenate([t.kinds for t in photos]),
+                )
+                distance = pipeline.disagreement(first, True, existing)
+                flagged += distance is not None and distance > SAME_PERSON
+        enrolled[name] = entries
+        probes += masked[1:]
+
+    def gallery_without(left_out: str | None) -> FaceGallery:
+        gallery = FaceGallery(pipeline.encoder.dimension, threshold, margin)
+        gallery.add_many(
+            (ids[name], vectors, kinds)
+            for name, entries in enrolled.items()
+            if name != left_out
+            for vectors, kinds in entries
+        )
+        return gallery
+
+    def placed(gallery: FaceGallery, s: Sample) -> int | None:
+        return gallery.search(s.face.descriptor, s.painted).person_id if s.face else None
+
+    everyone = gallery_without(None) if enrolled else None
+    answers = [placed(everyone, s) if everyone else None for s in probes]
+    strangers = [s for s in samples if s.masked and s.identity not in enrolled]
+    section = {
+        "probes": len(probes),
+        "correct": sum(a == ids[s.identity] for a, s in zip(answers, probes, strict=True)),
+        "false_accepts": sum(
+            a is not None and a != ids[s.identity] for a, s in zip(answers, probes, strict=True)
+        ),
+        "stranger_accepts": sum(
+            everyone is not None and placed(everyone, s) is not None for s in strangers
+        ),
+    }
+    left_out = left_out_accepts = 0
+    for name in enrolled:
+        gallery = gallery_without(name)
+        for s in by_person[name]:
+            if s.masked:
+                left_out += 1
+                left_out_accepts += placed(gallery, s) is not None
+    detail = {
+        "people_enrolled": len(enrolled),
+        "detected": sum(s.face is not None for s in probes),
+        "strangers": len(strangers),
+        "left_out_strangers": left_out,
+        "left_out_stranger_accepts": left_out_accepts,
+        "enrolment_flagged": flagged,
+    }
+    return section, detail
+
+
 def summarise(
     samples: list[Sample],
     has_masked: bool,
@@ -239,4 +323,7 @@ def summarise(
         figures["paint_ms_p50"] = p([s.paint_ms for s in samples if s.painted is not None], 50)
         figures["synthetic_masks"] = synthetic_masks
         figures["masked"] = gate_with_masks(samples, pipeline, threshold, margin, synthetic_masks)
+        section, detail = gate_with_masked_enrolment(samples, pipeline, threshold, margin)
+        figures["masked_enrolled"] = section
+        figures["masked_enrolled_detail"] = detail
     return figures
