@@ -15,6 +15,7 @@ from fengchao.vision.faces import Descriptor, FaceDetector
 from fengchao.vision.gallery import MASKED_PHOTO, FaceGallery, MaskedRule
 from fengchao.vision.images import ImageError, as_rgb, decode_image
 from fengchao.vision.labels import label_rows
+from fengchao.vision.passage import KEEP_FRAMES, PassageFrame, fuse_passage
 
 
 @dataclass
@@ -29,7 +30,11 @@ class Sample:
     paint_ms: float = 0.0
 
 
-def embed_folder(folder: Path, pipeline: FacePipeline) -> tuple[list[Sample], bool]:
+def embed_folder(
+    folder: Path, pipeline: FacePipeline, paint: bool = True
+) -> tuple[list[Sample], bool]:
+    """Every labelled photo's largest face; with ``paint``, masked sets also get the
+    painted descriptor the masked rule needs."""
     rows = label_rows(folder, "file", "identity")
     has_masked = bool(rows) and "masked" in rows[0]
     samples = []
@@ -43,7 +48,7 @@ def embed_folder(folder: Path, pipeline: FacePipeline) -> tuple[list[Sample], bo
             continue
         face = pipeline.largest_face(image, timings)
         sample = Sample(row["file"], row["identity"], masked, face, timings)
-        if has_masked and face is not None:
+        if paint and has_masked and face is not None:
             # The face with the masked rule's paint: what a masked probe costs at the gate
             # beyond the ordinary pass, timed apart from it.
             start = time.perf_counter()
@@ -286,6 +291,103 @@ def gate_with_masked_enrolment(
     return section, detail
 
 
+def passages(samples: list[Sample], threshold: float, margin: float) -> dict[str, Any]:
+    """Several frames, one passage, with consecutive photos standing in for frames.
+
+    Each person with four or more bare-faced photos is enrolled with the first; every
+    run of ``KEEP_FRAMES`` consecutive other photos is one passage, decided on each frame
+    alone (``frame_acceptance``), frame by frame until one is placed
+    (``passages_any_frame``), and fused (``passage_acceptance``). A passage whose
+    last frame is swapped for a photo of the next person must be refused (``mixed_*``);
+    a passage of a person left out of the gallery must be refused (``stranger_*``).
+    Photos taken years apart differ far more than the frames of one second, so these
+    figures are a floor for the gate.
+    """
+    by_person: dict[str, list[Sample]] = defaultdict(list)
+    for s in samples:
+        if s.face is not None and not s.masked:
+            by_person[s.identity].append(s)
+    names = sorted(by_person)
+    ids = {name: n for n, name in enumerate(names)}
+
+    def frame(s: Sample) -> PassageFrame:
+        assert s.face is not None
+        return PassageFrame.of(s.face)
+
+    def gallery_without(left_out: str | None) -> FaceGallery:
+        gallery = FaceGallery(threshold=threshold, margin=margin, masked=None)
+        gallery.add_many(
+            (ids[name], group[0].face.descriptor, None)
+            for name, group in by_person.items()
+            if name != left_out and group[0].face is not None
+        )
+        return gallery
+
+    everyone = gallery_without(None)
+    figures = dict.fromkeys(
+        [
+            "passages",
+            "frames",
+            "frames_accepted",
+            "passages_any_frame",
+            "passages_accepted",
+            "passage_false_accepts",
+            "passage_two_people",
+            "mixed_passages",
+            "mixed_refused",
+            "mixed_accepts",
+            "stranger_passages",
+            "stranger_passage_accepts",
+            "stranger_any_frame_accepts",
+        ],
+        0,
+    )
+    fuse_ms: list[float] = []
+    for n, name in enumerate(names):
+        group = by_person[name]
+        if len(group) < KEEP_FRAMES + 1:
+            continue
+        other = by_person[names[(n + 1) % len(names)]]
+        without = gallery_without(name)
+        for start in range(1, len(group) - KEEP_FRAMES + 1):
+            window = [frame(s) for s in group[start : start + KEEP_FRAMES]]
+            figures["passages"] += 1
+            alone = [everyone.search(f.descriptor).person_id for f in window]
+            figures["frames"] += len(window)
+            figures["frames_accepted"] += alone.count(ids[name])
+            # A gate deciding frame by frame opens on the first frame placed.
+            first = next((a for a in alone if a is not None), None)
+            figures["passages_any_frame"] += first == ids[name]
+            figures["stranger_any_frame_accepts"] += any(
+                without.search(f.descriptor).person_id is not None for f in window
+            )
+            begin = time.perf_counter()
+            fused = fuse_passage(window)
+            fuse_ms.append((time.perf_counter() - begin) * 1000)
+            if fused.descriptor is None:
+                figures["passage_two_people"] += 1
+            else:
+                placed = everyone.search(fused.descriptor).person_id
+                figures["passages_accepted"] += placed == ids[name]
+                figures["passage_false_accepts"] += placed not in (None, ids[name])
+                figures["stranger_passages"] += 1
+                figures["stranger_passage_accepts"] += (
+                    without.search(fused.descriptor).person_id is not None
+                )
+            mixed = fuse_passage([*window[:-1], frame(other[-1])])
+            figures["mixed_passages"] += 1
+            if mixed.descriptor is None:
+                figures["mixed_refused"] += 1
+            else:
+                figures["mixed_accepts"] += everyone.search(mixed.descriptor).person_id is not None
+    frames, count = figures["frames"], figures["passages"]
+    return figures | {
+        "frame_acceptance": round(figures["frames_accepted"] / frames, 4) if frames else 0.0,
+        "passage_acceptance": round(figures["passages_accepted"] / count, 4) if count else 0.0,
+        "fuse_ms_p50": round(float(np.percentile(fuse_ms, 50)), 3) if fuse_ms else 0.0,
+    }
+
+
 def summarise(
     samples: list[Sample],
     has_masked: bool,
@@ -310,6 +412,7 @@ def summarise(
     }
     figures |= verification(samples, threshold)
     figures |= rank1(samples, threshold)
+    figures["passage"] = passages(samples, threshold, margin)
     figures |= {
         "detect_ms_p50": p([t.detect_ms for t in timed], 50),
         "detect_ms_p95": p([t.detect_ms for t in timed], 95),
