@@ -225,6 +225,37 @@ def test_a_frame_match_prefers_the_surer_kind_of_match() -> None:
     assert index.match_frame([]).refusal == "no_read"
 
 
+def gate_frame(name: str, width: int = 1280, height: int = 720) -> np.ndarray:
+    """A scene fitted into a gate camera's frame: its plate gets small."""
+    import cv2
+
+    picture = scene(name)
+    factor = min(height / picture.shape[0], width / picture.shape[1])
+    small = cv2.resize(picture, None, fx=factor, fy=factor)
+    frame = np.full((height, width, 3), 40, dtype=np.uint8)
+    frame[: small.shape[0], : small.shape[1]] = small
+    return frame
+
+
+def test_second_pass_in_a_window_finds_what_the_whole_frame_pass_finds() -> None:
+    from fengchao.vision.plate_onnx import AgentClprConfig, AgentClprReader
+
+    frame = gate_frame("scene_045.jpg")  # a small plate the first pass misses
+    window = AgentClprReader()
+    whole = AgentClprReader(AgentClprConfig(fallback_window=None))
+    (read,) = window.read(frame)
+    assert read.text == "粤A82349"
+    assert window.second_passes == 1 and window.frames_read == 1
+    (again,) = whole.read(frame)
+    assert again.text == read.text
+    # The same plate, within a tenth of its ~80 px width (the anchors fall on another grid).
+    assert np.allclose(np.array(again.corners), np.array(read.corners), atol=8.0)
+    assert AgentClprReader(AgentClprConfig(fallback_side=0)).read(frame) == []
+    # A plate found at once never pays for a second pass.
+    window.read(scene("scene_004.jpg"))
+    assert window.second_passes == 1 and window.frames_read == 2
+
+
 def test_no_plate_in_the_frame(reader: PlateReader) -> None:
     rng = np.random.default_rng(1)
     street = np.clip(rng.normal(120, 30, (720, 1280, 3)), 0, 255).astype(np.uint8)
