@@ -325,8 +325,10 @@ def test_fusion_keeps_the_best_frames_and_checks_its_input() -> None:
 
 
 def test_search_by_codes_gives_the_full_scans_top_match_on_the_dev_set(
-    dev_faces: list[Sample],
+    dev_faces: list[Sample], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(gallery_module, "CODES_FROM", 0)  # codes at any size
+    answered = count_answers_by_codes(monkeypatch)
     # One enrolment photo a person among 20,000 other residents drawn like dlib descriptors.
     rng = np.random.default_rng(5)
     found = [s for s in dev_faces if s.face is not None]
@@ -356,6 +358,21 @@ def test_search_by_codes_gives_the_full_scans_top_match_on_the_dev_set(
         assert a.second_distance == pytest.approx(b.second_distance, abs=1e-5)
         placed += a.person_id == ids[s.identity]
     assert placed > len(ids)  # more than the enrolment photos themselves
+    assert answered.count(True) > 0.9 * len(answered)  # the codes answered, not the fallback
+
+
+def count_answers_by_codes(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each search by codes could prove its answer (False: it fell back)."""
+    answers: list[bool] = []
+    original = gallery_module._Block._nearest_by_codes
+
+    def spy(block: gallery_module._Block, probe: np.ndarray) -> object:
+        found = original(block, probe)
+        answers.append(found is not None)
+        return found
+
+    monkeypatch.setattr(gallery_module._Block, "_nearest_by_codes", spy)
+    return answers
 
 
 def test_search_by_codes_falls_back_when_it_cannot_prove_the_runner_up(
@@ -363,6 +380,8 @@ def test_search_by_codes_falls_back_when_it_cannot_prove_the_runner_up(
 ) -> None:
     # Every candidate by code is person 1: the runner-up must come from the full scan.
     monkeypatch.setattr(gallery_module, "CANDIDATES", 8)
+    monkeypatch.setattr(gallery_module, "CODES_FROM", 0)
+    answered = count_answers_by_codes(monkeypatch)
     gallery = FaceGallery(threshold=0.5, margin=0.0)
     near = np.stack([unit(1) + 0.001 * unit(k) for k in range(20)])
     gallery.add(1, near)
@@ -372,9 +391,13 @@ def test_search_by_codes_falls_back_when_it_cannot_prove_the_runner_up(
     assert match.second_distance == pytest.approx(
         float(np.linalg.norm(unit(1) - unit(2))), abs=1e-5
     )
+    assert answered == [False]  # the codes could not prove it: the full scan answered
 
 
-def test_codes_of_values_beyond_their_range_keep_search_exact() -> None:
+def test_codes_of_values_beyond_their_range_keep_search_exact(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(gallery_module, "CODES_FROM", 0)
     # Values past ±0.64 are clipped in the codes; the stored error keeps the proof honest.
     big = np.stack([3 * unit(k) for k in range(200)])
     coded, full = FaceGallery(threshold=5.0), FaceGallery(threshold=5.0, coarse=False)

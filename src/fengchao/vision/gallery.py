@@ -40,6 +40,9 @@ SCALE = 1 / 200
 # Nearest templates by code measured exactly; enough that the proof almost never fails
 # (random 128-d vectors, the hardest case, fall back in about 1 search in 100).
 CANDIDATES = 64
+# Below this many templates of a kind (16 MB of float32) a full scan is as fast as the
+# codes plus the exact look at the candidates (measured: 20k 0.13 against 0.24 ms p50).
+CODES_FROM = 32_768
 
 Vectors = npt.NDArray[np.float32]
 Ids = npt.NDArray[np.int64]
@@ -139,7 +142,7 @@ class _Block(NamedTuple):
 
     def nearest(self, probe: Vectors, coarse: bool = True) -> _Nearest:
         """The best person and the runner-up; by the codes when that is provably exact."""
-        if coarse and self.ids.size > CANDIDATES:
+        if coarse and self.ids.size >= max(CODES_FROM, CANDIDATES + 1):
             found = self._nearest_by_codes(probe)
             if found is not None:
                 return found
