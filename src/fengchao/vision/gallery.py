@@ -38,7 +38,7 @@ MASKED_PHOTO = 10
 # clipped, and its template's larger rounding error is kept, so results stay exact.
 SCALE = 1 / 200
 # Nearest templates by code measured exactly; enough that the proof almost never fails
-# (random 128-d vectors, the hardest case, fall back in about 1 search in 100).
+# (random 128-d vectors, the hardest case: no fallback in 60 searches at 100k or 1M).
 CANDIDATES = 64
 # Below this many templates of a kind (16 MB of float32) a full scan is as fast as the
 # codes plus the exact look at the candidates (measured: 20k 0.13 against 0.24 ms p50).
@@ -80,6 +80,9 @@ class MaskedRule:
     - *both masked*, as above.
 
     A match by either says ``masked=True``, so the gate can treat it with more care.
+    On ``faces_masked`` with the first masked photo of each person enrolled too
+    (``eval faces``: ``masked_enrolled``): 37 of 80 masked probes placed, none as someone
+    else, no stranger let in; photos and synthetic masks alone place 32 of the same probes.
     """
 
     seen_threshold: float = 0.5
