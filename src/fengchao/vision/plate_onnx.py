@@ -76,7 +76,7 @@ class AgentClprReader(PlateReader):
         self._province_index = np.array(
             [i for i, c in enumerate(self._chars) if c and c in PROVINCES], dtype=np.int64
         )
-        # Frames read and frames that needed the second detection pass (benchmarks).
+        # Frames that went to detection, and those that needed the second pass (benchmarks).
         self.frames_read = 0
         self.second_passes = 0
 
