@@ -1,12 +1,14 @@
-"""Face pipeline per frame against dlib called directly, 1:N gallery search, two workers.
+"""Face pipeline per frame against dlib called directly, passages, 1:N search, two workers.
 
 Frames: dev-set photos (../shared/data/faces) placed on a 640×480 canvas, or the
 scikit-image astronaut when that folder is absent. `--quick` uses 15 frames, galleries up
 to 100k and 4 s of throughput. Figures: our detect + align + encode p50/p95 and dlib's
-same three calls on the same frames (the overhead ratio, goal ≤ 1.2), search time and
-memory per gallery size (goal ≤ 30 ms at 1M) and for 1M templates kept as enrolments
-with three masked variants searched through the masked rule, frames per second with one
-and two workers.
+same three calls on the same frames (the overhead ratio, goal ≤ 1.2); a passage of three
+frames fused and searched once against one frame searched alone (ratio); search time and
+memory per gallery size by codes (the shipped layout) and by a full float32 scan (the
+baseline, same gallery, timed in turn on the same probes; goals ≤ 10 ms at 100k and
+≤ 30 ms at 1M), also for 1M templates kept as enrolments with three masked variants
+searched through the masked rule; frames per second with one and two workers.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from _common import emit, throughput
 from fengchao.vision.face_dlib import HogDetector
 from fengchao.vision.face_pipeline import FacePipeline
 from fengchao.vision.faces import face_encoder_class
-from fengchao.vision.gallery import FaceGallery
+from fengchao.vision.gallery import BYTES_PER_TEMPLATE, FaceGallery
 from fengchao.vision.images import RGBImage, decode_image
+from fengchao.vision.passage import PassageFrame, fuse_passage
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
 
@@ -99,14 +102,18 @@ def unit_rows(rng: np.random.Generator, rows: int) -> np.ndarray:
 
 def timed_searches(
     gallery: FaceGallery, probes: list[tuple[np.ndarray, np.ndarray | None]]
-) -> tuple[float, float]:
+) -> dict[str, tuple[float, float]]:
+    """p50/p95 ms by codes and by the full float32 scan, the two in turn on each probe."""
     gallery.search(*probes[0])
-    times = []
-    for probe, painted in probes:
-        start = time.perf_counter()
-        gallery.search(probe, painted)
-        times.append((time.perf_counter() - start) * 1000)
-    return percentiles(times)
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for n, (probe, painted) in enumerate(probes):
+        for coarse in (True, False) if n % 2 else (False, True):
+            gallery.coarse = coarse
+            start = time.perf_counter()
+            gallery.search(probe, painted)
+            times[coarse].append((time.perf_counter() - start) * 1000)
+    gallery.coarse = True
+    return {"codes": percentiles(times[True]), "full": percentiles(times[False])}
 
 
 def gallery_search(sizes: list[int]) -> dict[str, float]:
@@ -117,21 +124,26 @@ def gallery_search(sizes: list[int]) -> dict[str, float]:
     figures: dict[str, float] = {}
 
     def probes(vectors: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-        near = vectors[rng.integers(len(vectors), size=20)] + 0.02 * unit_rows(rng, 20)
-        return [(p, p) for p in [*near, *unit_rows(rng, 20)]]
+        near = vectors[rng.integers(len(vectors), size=30)] + 0.02 * unit_rows(rng, 30)
+        return [(p, p) for p in [*near, *unit_rows(rng, 30)]]
 
     def measure(
         label: str, gallery: FaceGallery, cases: list[tuple[np.ndarray, np.ndarray]], masked: bool
     ) -> None:
-        p50, p95 = timed_searches(
-            gallery, [(p, painted if masked else None) for p, painted in cases]
-        )
+        timed = timed_searches(gallery, [(p, painted if masked else None) for p, painted in cases])
+        (p50, p95), (f50, f95) = timed["codes"], timed["full"]
         mb = gallery.nbytes / 1048576
-        print(f"gallery {label:>11}: search p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  {mb:8.1f} MB")
+        print(
+            f"gallery {label:>11}: search p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  {mb:8.1f} MB"
+            f"   full scan p50 {f50:7.2f} p95 {f95:7.2f} ms  (p95 ratio {p95 / f95:.2f})"
+        )
         figures.update(
             {
                 f"search_{label}_p50_ms": round(p50, 2),
                 f"search_{label}_p95_ms": round(p95, 2),
+                f"search_{label}_full_scan_p50_ms": round(f50, 2),
+                f"search_{label}_full_scan_p95_ms": round(f95, 2),
+                f"search_{label}_p95_ratio_to_full_scan": round(p95 / f95, 3),
                 f"gallery_{label}_mb": round(mb, 1),
             }
         )
@@ -153,6 +165,50 @@ def gallery_search(sizes: list[int]) -> dict[str, float]:
     return figures
 
 
+def passages(images: list[RGBImage]) -> dict[str, float]:
+    """Deciding a passage of three frames (encode each, fuse, search once) against deciding
+    one frame (encode, search), in a 10k gallery; and the fusion alone."""
+    pipeline = FacePipeline(HogDetector(), face_encoder_class("dlib")())
+    rng = np.random.default_rng(1)
+    gallery = FaceGallery()
+    gallery.add_many((n, row, None) for n, row in enumerate(unit_rows(rng, 10_000)))
+    single: list[float] = []
+    passage: list[float] = []
+    fusing: list[float] = []
+    for n in range(0, len(images) - 2):
+        frames = images[n : n + 3]
+        start = time.perf_counter()
+        face = pipeline.largest_face(frames[0])
+        if face is not None:
+            gallery.search(face.descriptor)
+        middle = time.perf_counter()
+        found = [f for f in (pipeline.largest_face(frame) for frame in frames) if f]
+        before_fuse = time.perf_counter()
+        fused = fuse_passage([PassageFrame.of(f) for f in found])
+        after_fuse = time.perf_counter()
+        if fused.descriptor is not None:
+            gallery.search(fused.descriptor)
+        end = time.perf_counter()
+        single.append((middle - start) * 1000)
+        passage.append((end - middle) * 1000)
+        fusing.append((after_fuse - before_fuse) * 1000)
+    s50, s95 = percentiles(single)
+    p50, p95 = percentiles(passage)
+    f50, _ = percentiles(fusing)
+    print(
+        f"passage of 3 frames: p50 {p50:.1f} p95 {p95:.1f} ms (fusion {f50:.3f} ms); "
+        f"one frame p50 {s50:.1f} p95 {s95:.1f} ms; ratio p50 {p50 / s50:.2f}"
+    )
+    return {
+        "passage_3_frames_p50_ms": round(p50, 1),
+        "passage_3_frames_p95_ms": round(p95, 1),
+        "passage_fuse_p50_ms": round(f50, 3),
+        "one_frame_decision_p50_ms": round(s50, 1),
+        "one_frame_decision_p95_ms": round(s95, 1),
+        "passage_ratio_to_one_frame_p50": round(p50 / s50, 2),
+    }
+
+
 _pipeline: FacePipeline | None = None
 
 
@@ -170,9 +226,10 @@ def main() -> None:
     images = frames(15 if args.quick else 60)
     figures: dict[str, object] = {"frames": len(images)}
     figures |= pipeline_vs_dlib(images)
+    figures |= passages(images)
     sizes = [1_000, 10_000, 100_000] + ([] if args.quick else [1_000_000])
     figures |= gallery_search(sizes)
-    figures["bytes_per_template"] = 128 * 4 + 8 + 4
+    figures["bytes_per_template"] = BYTES_PER_TEMPLATE
     seconds = 4.0 if args.quick else 15.0
     one = throughput(_work, images, 1, seconds)
     two = throughput(_work, images, 2, seconds)

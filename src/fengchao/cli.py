@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo
 
 import typer
@@ -31,6 +31,9 @@ from fengchao.registry import jobs as registry_jobs
 from fengchao.registry import scope as registry_scope
 from fengchao.registry.models import Building, Community, Compound, Street
 from fengchao.settings import get_settings
+
+if TYPE_CHECKING:
+    from fengchao.vision.face_pipeline import FacePipeline
 
 app = typer.Typer(help="Fengchao (蜂巢): community outbreak operations.", no_args_is_help=True)
 import_app = typer.Typer(help="Import residents or vehicles from XLSX/CSV.", no_args_is_help=True)
@@ -623,9 +626,12 @@ def eval_plates(
 
 @eval_app.command("faces")
 def eval_faces(
-    folder: Annotated[
-        Path,
-        typer.Argument(help="Folder with labels.csv: file,identity[,masked] or file,faces."),
+    folders: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Folder with labels.csv: file,identity[,masked] or file,faces "
+            "(several folders only with --calibrate)."
+        ),
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     detector: Annotated[
@@ -634,17 +640,32 @@ def eval_faces(
     synthetic_masks: Annotated[
         bool, typer.Option(help="Enrol masked variants of each photo too.")
     ] = True,
+    calibrate: Annotated[
+        bool,
+        typer.Option(
+            "--calibrate",
+            help="Choose the threshold and margin: no false accept, the most residents let in.",
+        ),
+    ] = False,
 ) -> None:
     """Verification, rank-1, faces not found, latency, and the masked gate case; for group
-    photos (file,faces) how many faces are found."""
+    photos (file,faces) how many faces are found; with --calibrate the operating point."""
     from fengchao.vision import face_eval
     from fengchao.vision.face_pipeline import FacePipeline
     from fengchao.vision.faces import face_detector_class, face_encoder_class
     from fengchao.vision.labels import label_rows
 
     vision = get_settings().vision
+    if len(folders) > 1 and not calibrate:
+        console.print("[red]several folders are only read together with --calibrate[/red]")
+        raise typer.Exit(2)
+    folder = folders[0]
     try:
         found_detector = face_detector_class(detector or vision.face_detector)()
+        if calibrate:
+            pipeline = FacePipeline(found_detector, face_encoder_class("dlib")())
+            _calibrate_faces(folders, pipeline, as_json)
+            return
         columns = set(next(iter(label_rows(folder, "file")), {}))
         if "faces" in columns and "identity" not in columns:
             counted = face_eval.count_faces(folder, found_detector)
@@ -665,8 +686,45 @@ def eval_faces(
         print(json.dumps(figures, ensure_ascii=False))
         return
     _print_figures(f"faces: {folder}", figures)
-    if has_masked:
-        _print_figures("masked probes at the gate", figures["masked"])
+    for section in ("passage", "masked", "masked_enrolled", "masked_enrolled_detail"):
+        if section in figures:
+            _print_figures(section, figures[section])
+
+
+def _calibrate_faces(folders: list[Path], pipeline: FacePipeline, as_json: bool) -> None:
+    """``eval faces --calibrate``: the operating point for these photos, or why there is none."""
+    from fengchao.vision import face_eval
+    from fengchao.vision.calibration import CalibrationRefused, LabelledFace, calibrate
+
+    faces: list[LabelledFace] = []
+    no_face = 0
+    for folder in folders:
+        samples, _ = face_eval.embed_folder(folder, pipeline, paint=False)
+        for s in samples:
+            if s.face is None:
+                no_face += 1
+            else:
+                faces.append(LabelledFace(s.identity, s.masked, s.face.descriptor))
+    try:
+        chosen = calibrate(faces)
+    except CalibrationRefused as exc:
+        if as_json:
+            print(json.dumps({"refused": exc.code, "message": exc.message}, ensure_ascii=False))
+        else:
+            console.print(f"[red]{exc.message}[/red] ({exc.code})")
+        raise typer.Exit(2) from None
+    figures = chosen.as_dict() | {"no_face": no_face}
+    if as_json:
+        print(json.dumps(figures, ensure_ascii=False))
+        return
+    _print_figures(f"calibration: {', '.join(str(f) for f in folders)}", figures)
+    by_threshold: dict[str, object] = dict(chosen.acceptance_by_threshold)
+    _print_figures("residents let in, by threshold (chosen margin)", by_threshold)
+    console.print(
+        f"FENGCHAO_VISION__FACE_THRESHOLD={chosen.threshold} "
+        f"FENGCHAO_VISION__FACE_MARGIN={chosen.margin}: out of 100 residents at the gate, "
+        f"{chosen.asked_again_per_100} are asked to look again"
+    )
 
 
 @app.callback()

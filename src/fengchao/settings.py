@@ -98,13 +98,22 @@ class VisionSettings(BaseModel):
     )
     hog_upsample: int = Field(0, ge=0, le=2, description="HOG detector upsampling steps.")
     face_threshold: float = Field(
-        0.45, gt=0, lt=1.5, description="Largest descriptor distance accepted as the same person."
+        0.51,
+        gt=0,
+        lt=1.5,
+        description=(
+            "Largest descriptor distance accepted as the same person; chosen by "
+            "`fengchao eval faces --calibrate` on the dev photos (no false accept)."
+        ),
     )
     face_margin: float = Field(
-        0.04,
+        0.11,
         ge=0,
         lt=0.5,
-        description="Refuse when the second-best different person is this close to the best.",
+        description=(
+            "Refuse when the second-best different person is within this of the best; "
+            "calibrated with the threshold."
+        ),
     )
     plate_reader: str = Field("agentclpr", description="Plate reader backend.")
     local_province: str = Field(

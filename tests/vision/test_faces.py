@@ -305,6 +305,11 @@ def test_eval_faces_reports_the_figures(tmp_path: Path) -> None:
     assert masked["stranger_accepts"] <= masked["strangers"] <= figures["images"]
     assert masked["masked_strangers"] <= masked["detected"]
     assert figures["paint_ms_p50"] > 0
+    # Residents enrolled with their mask on too (#18): exactly these four figures.
+    enrolled = figures["masked_enrolled"]
+    assert set(enrolled) == {"probes", "correct", "false_accepts", "stranger_accepts"}
+    assert enrolled["correct"] + enrolled["false_accepts"] <= enrolled["probes"]
+    assert "passage" in figures and "fuse_ms_p50" in figures["passage"]
 
 
 def test_eval_faces_counts_the_faces_of_group_photos(tmp_path: Path) -> None:

@@ -198,6 +198,64 @@ def test_two_plates_in_one_frame(reader: PlateReader) -> None:
     assert texts == {"皖AFL605", "皖A0N718"}
 
 
+def test_two_plates_of_which_one_is_registered(reader: PlateReader) -> None:
+    reads = reader.read(np.hstack([scene("scene_004.jpg"), scene("scene_007.jpg")]))
+    assert len(reads) == 2
+    index = PlateIndex(["闽A12345", "皖A0N718"], local_province="闽")
+    match = index.match_frame(reads)
+    assert match.matched and match.plate == "皖A0N718" and match.how == "exact"
+    # Whichever order the reader gave them in.
+    assert index.match_frame(list(reversed(reads))).plate == "皖A0N718"
+    # Both registered: which one is at the barrier is for the guard.
+    both = PlateIndex(["皖AFL605", "皖A0N718"]).match_frame(reads)
+    assert not both.matched and both.refusal == "several_vehicles"
+    assert "皖AFL605" in both.message and "皖A0N718" in both.message
+    # Neither: refused, naming both plates read.
+    neither = PlateIndex(["闽A12345"]).match_frame(reads)
+    assert neither.refusal == "unknown"
+    assert "皖AFL605" in neither.message and "皖A0N718" in neither.message
+
+
+def test_a_frame_match_prefers_the_surer_kind_of_match() -> None:
+    # The same car read twice (two detections of one plate): the exact reading answers.
+    index = PlateIndex(REGISTERED)
+    tolerant, exact = a_read("闽AL2345"), a_read("闽A12345")
+    match = index.match_frame([tolerant, exact])
+    assert match.plate == "闽A12345" and match.how == "exact"
+    assert index.match_frame([]).refusal == "no_read"
+
+
+def gate_frame(name: str, width: int = 1280, height: int = 720) -> np.ndarray:
+    """A scene fitted into a gate camera's frame: its plate gets small."""
+    import cv2
+
+    picture = scene(name)
+    factor = min(height / picture.shape[0], width / picture.shape[1])
+    small = cv2.resize(picture, None, fx=factor, fy=factor)
+    frame = np.full((height, width, 3), 40, dtype=np.uint8)
+    frame[: small.shape[0], : small.shape[1]] = small
+    return frame
+
+
+def test_second_pass_in_a_window_finds_what_the_whole_frame_pass_finds() -> None:
+    from fengchao.vision.plate_onnx import AgentClprConfig, AgentClprReader
+
+    frame = gate_frame("scene_045.jpg")  # a small plate the first pass misses
+    window = AgentClprReader()
+    whole = AgentClprReader(AgentClprConfig(fallback_window=None))
+    (read,) = window.read(frame)
+    assert read.text == "粤A82349"
+    assert window.second_passes == 1 and window.frames_read == 1
+    (again,) = whole.read(frame)
+    assert again.text == read.text
+    # The same plate, within a tenth of its ~80 px width (the anchors fall on another grid).
+    assert np.allclose(np.array(again.corners), np.array(read.corners), atol=8.0)
+    assert AgentClprReader(AgentClprConfig(fallback_side=0)).read(frame) == []
+    # A plate found at once never pays for a second pass.
+    window.read(scene("scene_004.jpg"))
+    assert window.second_passes == 1 and window.frames_read == 2
+
+
 def test_no_plate_in_the_frame(reader: PlateReader) -> None:
     rng = np.random.default_rng(1)
     street = np.clip(rng.normal(120, 30, (720, 1280, 3)), 0, 255).astype(np.uint8)

@@ -10,11 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from fengchao.vision.face_pipeline import Face, FacePipeline, Templates, Timings
+from fengchao.vision.face_pipeline import SAME_PERSON, Face, FacePipeline, Templates, Timings
 from fengchao.vision.faces import Descriptor, FaceDetector
-from fengchao.vision.gallery import FaceGallery, MaskedRule
+from fengchao.vision.gallery import MASKED_PHOTO, FaceGallery, MaskedRule
 from fengchao.vision.images import ImageError, as_rgb, decode_image
 from fengchao.vision.labels import label_rows
+from fengchao.vision.passage import KEEP_FRAMES, PassageFrame, fuse_passage
 
 
 @dataclass
@@ -29,7 +30,11 @@ class Sample:
     paint_ms: float = 0.0
 
 
-def embed_folder(folder: Path, pipeline: FacePipeline) -> tuple[list[Sample], bool]:
+def embed_folder(
+    folder: Path, pipeline: FacePipeline, paint: bool = True
+) -> tuple[list[Sample], bool]:
+    """Every labelled photo's largest face; with ``paint``, masked sets also get the
+    painted descriptor the masked rule needs."""
     rows = label_rows(folder, "file", "identity")
     has_masked = bool(rows) and "masked" in rows[0]
     samples = []
@@ -43,7 +48,7 @@ def embed_folder(folder: Path, pipeline: FacePipeline) -> tuple[list[Sample], bo
             continue
         face = pipeline.largest_face(image, timings)
         sample = Sample(row["file"], row["identity"], masked, face, timings)
-        if has_masked and face is not None:
+        if paint and has_masked and face is not None:
             # The face with the masked rule's paint: what a masked probe costs at the gate
             # beyond the ordinary pass, timed apart from it.
             start = time.perf_counter()
@@ -202,6 +207,187 @@ def gate_with_masks(
     } | strangers
 
 
+def gate_with_masked_enrolment(
+    samples: list[Sample], pipeline: FacePipeline, threshold: float, margin: float
+) -> tuple[dict[str, int], dict[str, int]]:
+    """The gate when residents were also enrolled with their usual mask on.
+
+    Every person with two or more masked photos is enrolled: their unmasked photos (with
+    the synthetic masks) and their first masked photo (as ``MASKED_PHOTO``); their
+    other masked photos are probes (``probes``; ``correct``; ``false_accepts``, placed
+    as someone else; a face not found is a probe not placed). The masked photos of
+    people not enrolled (fewer than two masked photos) are ``stranger_accepts`` when
+    let in. The detail adds the same gate with each enrolled person left out in turn
+    (all their masked photos strangers) and how many first masked photos the
+    enrolment check (``SAME_PERSON``) would have refused.
+    """
+    by_person: dict[str, list[Sample]] = defaultdict(list)
+    for s in samples:
+        by_person[s.identity].append(s)
+    ids = {name: n for n, name in enumerate(sorted(by_person))}
+    enrolled: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    probes: list[Sample] = []
+    flagged = 0
+    for name, group in by_person.items():
+        masked = [s for s in group if s.masked]
+        if len(masked) < 2:
+            continue
+        photos = [pipeline.templates(s.face) for s in group if not s.masked and s.face]
+        entries = [(t.descriptors, t.kinds) for t in photos]
+        first = masked[0].face
+        if first is not None:
+            entries.append((first.descriptor[None, :], np.array([MASKED_PHOTO])))
+            if photos:
+                existing = Templates(
+                    np.concatenate([t.descriptors for t in photos]),
+                    np.concatenate([t.kinds for t in photos]),
+                )
+                distance = pipeline.disagreement(first, True, existing)
+                flagged += distance is not None and distance > SAME_PERSON
+        enrolled[name] = entries
+        probes += masked[1:]
+
+    def gallery_without(left_out: str | None) -> FaceGallery:
+        gallery = FaceGallery(pipeline.encoder.dimension, threshold, margin)
+        gallery.add_many(
+            (ids[name], vectors, kinds)
+            for name, entries in enrolled.items()
+            if name != left_out
+            for vectors, kinds in entries
+        )
+        return gallery
+
+    def placed(gallery: FaceGallery, s: Sample) -> int | None:
+        return gallery.search(s.face.descriptor, s.painted).person_id if s.face else None
+
+    everyone = gallery_without(None) if enrolled else None
+    answers = [placed(everyone, s) if everyone else None for s in probes]
+    strangers = [s for s in samples if s.masked and s.identity not in enrolled]
+    section = {
+        "probes": len(probes),
+        "correct": sum(a == ids[s.identity] for a, s in zip(answers, probes, strict=True)),
+        "false_accepts": sum(
+            a is not None and a != ids[s.identity] for a, s in zip(answers, probes, strict=True)
+        ),
+        "stranger_accepts": sum(
+            everyone is not None and placed(everyone, s) is not None for s in strangers
+        ),
+    }
+    left_out = left_out_accepts = 0
+    for name in enrolled:
+        gallery = gallery_without(name)
+        for s in by_person[name]:
+            if s.masked:
+                left_out += 1
+                left_out_accepts += placed(gallery, s) is not None
+    detail = {
+        "people_enrolled": len(enrolled),
+        "detected": sum(s.face is not None for s in probes),
+        "strangers": len(strangers),
+        "left_out_strangers": left_out,
+        "left_out_stranger_accepts": left_out_accepts,
+        "enrolment_flagged": flagged,
+    }
+    return section, detail
+
+
+def passages(samples: list[Sample], threshold: float, margin: float) -> dict[str, Any]:
+    """Several frames, one passage, with consecutive photos standing in for frames.
+
+    Each person with four or more bare-faced photos is enrolled with the first; every
+    run of ``KEEP_FRAMES`` consecutive other photos is one passage, decided on each frame
+    alone (``frame_acceptance``), frame by frame until one is placed
+    (``passages_any_frame``), and fused (``passage_acceptance``). A passage whose
+    last frame is swapped for a photo of the next person must be refused (``mixed_*``);
+    a passage of a person left out of the gallery must be refused (``stranger_*``).
+    Photos taken years apart differ far more than the frames of one second, so these
+    figures are a floor for the gate.
+    """
+    by_person: dict[str, list[Sample]] = defaultdict(list)
+    for s in samples:
+        if s.face is not None and not s.masked:
+            by_person[s.identity].append(s)
+    names = sorted(by_person)
+    ids = {name: n for n, name in enumerate(names)}
+
+    def frame(s: Sample) -> PassageFrame:
+        assert s.face is not None
+        return PassageFrame.of(s.face)
+
+    def gallery_without(left_out: str | None) -> FaceGallery:
+        gallery = FaceGallery(threshold=threshold, margin=margin, masked=None)
+        gallery.add_many(
+            (ids[name], group[0].face.descriptor, None)
+            for name, group in by_person.items()
+            if name != left_out and group[0].face is not None
+        )
+        return gallery
+
+    everyone = gallery_without(None)
+    figures = dict.fromkeys(
+        [
+            "passages",
+            "frames",
+            "frames_accepted",
+            "passages_any_frame",
+            "passages_accepted",
+            "passage_false_accepts",
+            "passage_two_people",
+            "mixed_passages",
+            "mixed_refused",
+            "mixed_accepts",
+            "stranger_passages",
+            "stranger_passage_accepts",
+            "stranger_any_frame_accepts",
+        ],
+        0,
+    )
+    fuse_ms: list[float] = []
+    for n, name in enumerate(names):
+        group = by_person[name]
+        if len(group) < KEEP_FRAMES + 1:
+            continue
+        other = by_person[names[(n + 1) % len(names)]]
+        without = gallery_without(name)
+        for start in range(1, len(group) - KEEP_FRAMES + 1):
+            window = [frame(s) for s in group[start : start + KEEP_FRAMES]]
+            figures["passages"] += 1
+            alone = [everyone.search(f.descriptor).person_id for f in window]
+            figures["frames"] += len(window)
+            figures["frames_accepted"] += alone.count(ids[name])
+            # A gate deciding frame by frame opens on the first frame placed.
+            first = next((a for a in alone if a is not None), None)
+            figures["passages_any_frame"] += first == ids[name]
+            figures["stranger_any_frame_accepts"] += any(
+                without.search(f.descriptor).person_id is not None for f in window
+            )
+            begin = time.perf_counter()
+            fused = fuse_passage(window)
+            fuse_ms.append((time.perf_counter() - begin) * 1000)
+            if fused.descriptor is None:
+                figures["passage_two_people"] += 1
+            else:
+                placed = everyone.search(fused.descriptor).person_id
+                figures["passages_accepted"] += placed == ids[name]
+                figures["passage_false_accepts"] += placed not in (None, ids[name])
+                figures["stranger_passages"] += 1
+                figures["stranger_passage_accepts"] += (
+                    without.search(fused.descriptor).person_id is not None
+                )
+            mixed = fuse_passage([*window[:-1], frame(other[-1])])
+            figures["mixed_passages"] += 1
+            if mixed.descriptor is None:
+                figures["mixed_refused"] += 1
+            else:
+                figures["mixed_accepts"] += everyone.search(mixed.descriptor).person_id is not None
+    frames, count = figures["frames"], figures["passages"]
+    return figures | {
+        "frame_acceptance": round(figures["frames_accepted"] / frames, 4) if frames else 0.0,
+        "passage_acceptance": round(figures["passages_accepted"] / count, 4) if count else 0.0,
+        "fuse_ms_p50": round(float(np.percentile(fuse_ms, 50)), 3) if fuse_ms else 0.0,
+    }
+
+
 def summarise(
     samples: list[Sample],
     has_masked: bool,
@@ -226,6 +412,7 @@ def summarise(
     }
     figures |= verification(samples, threshold)
     figures |= rank1(samples, threshold)
+    figures["passage"] = passages(samples, threshold, margin)
     figures |= {
         "detect_ms_p50": p([t.detect_ms for t in timed], 50),
         "detect_ms_p95": p([t.detect_ms for t in timed], 95),
@@ -239,4 +426,7 @@ def summarise(
         figures["paint_ms_p50"] = p([s.paint_ms for s in samples if s.painted is not None], 50)
         figures["synthetic_masks"] = synthetic_masks
         figures["masked"] = gate_with_masks(samples, pipeline, threshold, margin, synthetic_masks)
+        section, detail = gate_with_masked_enrolment(samples, pipeline, threshold, margin)
+        figures["masked_enrolled"] = section
+        figures["masked_enrolled_detail"] = detail
     return figures

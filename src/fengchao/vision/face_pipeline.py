@@ -3,7 +3,9 @@
 Enrolment (人脸录入) checks a photo the way a property clerk would want it checked and
 says why a photo is refused. Because residents wear masks at the gate in an outbreak,
 an enrolment also stores descriptors of the same aligned face with a mask drawn over
-the lower half, so that a masked probe has a masked template to be near.
+the lower half, so that a masked probe has a masked template to be near; and the desk
+takes a second photo with the resident's usual mask on (``enrol(..., masked=True)``),
+kept as a template of its own kind and checked against the resident's other templates.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 
 from fengchao.vision.face_dlib import CHIP_SIZE
 from fengchao.vision.faces import AlignedFace, Descriptor, FaceBox, FaceDetector, FaceEncoder
-from fengchao.vision.gallery import FaceGallery, GalleryMatch
+from fengchao.vision.gallery import MASKED_PHOTO, FaceGallery, GalleryMatch, MaskedRule
 from fengchao.vision.images import RGBImage, as_rgb
 
 # Mask colours: light-blue surgical, white, black (RGB); mask k of a template's kind is
@@ -39,6 +41,14 @@ _MASK_OUTLINE = np.array(
         (0.16, 0.76),
     ]
 )
+
+
+# Two descriptors of one person further apart than this are not taken for the same
+# person: dlib's own bound for its descriptor (not tuned on our data). Enrolment
+# refuses a new photo that far from every comparable template of the person.
+SAME_PERSON = 0.6
+# What the enrolment desk asks for after the bare-faced photo.
+MASKED_ENROLMENT_PROMPT = "请再拍一张戴着平时所戴口罩的正面照（口罩盖住口鼻，摘下帽子和墨镜）"
 
 
 @dataclass(frozen=True)
@@ -138,12 +148,24 @@ class FacePipeline:
         return Face(box, aligned.landmarks, descriptor, aligned)
 
     def enrol(
-        self, image: RGBImage, policy: QualityPolicy = QualityPolicy(), masks: bool = True
+        self,
+        image: RGBImage,
+        policy: QualityPolicy = QualityPolicy(),
+        masks: bool = True,
+        *,
+        masked: bool = False,
+        existing: Templates | None = None,
     ) -> Enrolment:
         """Check an enrolment photo and return the descriptors to store.
 
+        ``masked``: the photo shows the resident with their usual mask on; it is kept as
+        one ``MASKED_PHOTO`` template (no synthetic masks). ``existing``: the person's
+        templates already stored; the new photo must agree with them (see
+        :meth:`disagreement`), so that a photo of someone else is caught at the desk.
+
         Raises :class:`EnrolmentRefused` with code ``too_dark``, ``no_face``,
-        ``several_faces``, ``too_small``, ``blurry`` or ``not_frontal``.
+        ``several_faces``, ``too_small``, ``blurry``, ``not_frontal`` or
+        ``not_same_person``.
         """
         frame = as_rgb(image)
         gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
@@ -151,6 +173,8 @@ class FacePipeline:
             raise EnrolmentRefused("too_dark", "照片太暗：请到光线充足的地方重拍")
         boxes = self.detector.detect(frame)
         if not boxes:
+            if masked:
+                raise EnrolmentRefused("no_face", "照片里没有找到人脸：请正对镜头，摘下帽子和墨镜")
             raise EnrolmentRefused("no_face", "照片里没有找到人脸：请正对镜头、摘下口罩和帽子")
         if len(boxes) > 1 and not policy.largest_face:
             raise EnrolmentRefused(
@@ -169,8 +193,37 @@ class FacePipeline:
         yaw, roll = pose(face.landmarks)
         if abs(yaw) > policy.max_yaw or abs(roll) > policy.max_roll_degrees:
             raise EnrolmentRefused("not_frontal", "请正对镜头：头不要偏转或歪斜")
+        if existing is not None:
+            distance = self.disagreement(face, masked, existing)
+            if distance is not None and distance > SAME_PERSON:
+                what = "这张戴口罩的照片" if masked else "这张照片"
+                raise EnrolmentRefused(
+                    "not_same_person",
+                    f"{what}与此人已录入的照片不像同一个人（相差 {distance:.2f}，"
+                    f"同一人一般不超过 {SAME_PERSON:.2f}）：请核对是否本人后重拍",
+                )
+        if masked:
+            return Enrolment(
+                face, Templates(face.descriptor[None, :], np.array([MASKED_PHOTO])), sharpness
+            )
         templates = self.templates(face, masks)
         return Enrolment(face, templates, sharpness, masked_variants=len(templates.kinds) - 1)
+
+    def disagreement(self, face: Face, masked: bool, existing: Templates) -> float | None:
+        """How far a new enrolment photo is from the person's stored templates, compared
+        alike: a bare face against the photos; a masked one, with the white mask painted
+        over its own, against the photos painted the same way (dlib's raw descriptor of
+        a masked face is far even from the right person). None when nothing compares."""
+        descriptors, kinds = existing
+        if masked:
+            kind = MaskedRule().painted_kind
+            probe = self.painted(face, kind)
+        else:
+            kind, probe = 0, face.descriptor
+        alike = np.asarray(descriptors)[np.asarray(kinds) == kind]
+        if alike.size == 0:
+            return None
+        return float(np.linalg.norm(alike - probe, axis=1).min())
 
     def templates(self, face: Face, masks: bool = True) -> Templates:
         """The templates to store for a face: itself, then with each synthetic mask."""

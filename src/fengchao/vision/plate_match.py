@@ -11,7 +11,7 @@ read text, for the guard to decide by hand.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -127,6 +127,36 @@ class PlateIndex:
                 f"识别为 {text}，与多辆登记车辆相近（{listed}），请人工核对",
             )
         return PlateMatch(text, None, None, "unknown", f"{text} 未登记，请人工核对")
+
+    def match_frame(self, reads: Sequence[PlateRead]) -> PlateMatch:
+        """The outcome for a frame that may show several plates (a car behind, a parked
+        one): the registered plate when exactly one vehicle matches, surest kind of match
+        first; two different registered vehicles are refused (``several_vehicles``: the
+        guard sees which one is at the barrier); with none, the refusal of the first
+        (most certain) read, naming every plate read."""
+        if not reads:
+            return PlateMatch("", None, None, "no_read", "未读出车牌，请人工核对")
+        outcomes = [self.match(read) for read in reads]
+        matched = [m for m in outcomes if m.matched]
+        vehicles = sorted({m.plate for m in matched if m.plate})
+        if len(vehicles) > 1:
+            listed = "、".join(vehicles)
+            return PlateMatch(
+                "、".join(m.read for m in outcomes),
+                None,
+                None,
+                "several_vehicles",
+                f"画面里有多辆登记车辆（{listed}），请人工核对哪一辆在道闸前",
+            )
+        if matched:
+            trust: tuple[MatchKind, ...] = ("exact", "local_province", "tolerant")
+            return min(matched, key=lambda m: trust.index(m.how) if m.how else len(trust))
+        first = outcomes[0]
+        if len(outcomes) == 1:
+            return first
+        others = "、".join(m.read for m in outcomes[1:] if m.read)
+        extra = f"（画面里还有 {others}）" if others else ""
+        return PlateMatch(first.read, None, None, first.refusal, first.message + extra)
 
     def _local_province_form(self, read: PlateRead, text: str) -> str | None:
         """The read with the local province, when the province character is unsure."""
