@@ -27,8 +27,10 @@ class SecuritySettings(BaseModel):
     secret_key: str = Field(
         DEV_SECRET,
         description=(
-            "Signs sessions and tokens; at least 32 characters in production. Unset outside "
-            "production: a random one is generated into data_dir/keys.json."
+            "The platform's signing secret, for tokens it hands out (resident codes and visitor "
+            "passes as they come; sessions themselves are random tokens kept hashed); at least "
+            "32 characters in production. Unset outside production: a random one is generated "
+            "into data_dir/keys.json."
         ),
     )
     data_key: str = Field(
@@ -244,7 +246,9 @@ class Settings(BaseSettings):
     env: Literal["development", "test", "production"] = Field(
         "development", description="Deployment kind; production refuses default secrets."
     )
-    data_dir: Path = Field(Path("data"), description="Folder for the SQLite file and uploads.")
+    data_dir: Path = Field(
+        Path("data"), description="Folder for the SQLite file and the development keys."
+    )
     database_url: str = Field(
         "", description="SQLAlchemy URL; empty means SQLite in data_dir/fengchao.db."
     )

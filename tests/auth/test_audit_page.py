@@ -51,3 +51,19 @@ def test_audit_log_exports_what_the_filter_shows(  # type: ignore[no-untyped-def
     assert any(r[2] == "查看" and r[3] == "居民" and r[4] == str(grid.resident5.id) for r in rows)
     assert all(r[2] == "查看" for r in rows[1:])
     assert login_as(worker).get("/audit.xlsx").status_code == 403
+
+
+def test_acts_that_name_no_record_are_filed_under_the_actors_community(live) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from fengchao.auth.models import AuditEvent
+
+    live.client("lead5").get("/registry/search", params={"q": "林"})
+    live.client("guard").get("/registry/rooms", params={"q": "5-1-101"})
+    with Session(live.engine) as session:
+        events = session.scalars(
+            select(AuditEvent).where(AuditEvent.action.in_(("search", "lookup")))
+        ).all()
+    assert {e.action for e in events} == {"search", "lookup"}
+    assert {e.community_id for e in events} == {live.grid.community.id}

@@ -84,3 +84,15 @@ def test_no_personal_data_is_sent_when_its_audit_row_cannot_be_written(live: Liv
     finally:
         _refuse_audit_rows(live.engine, False)
     assert client.get(person).status_code == 200
+
+
+def test_a_500_page_carries_the_security_headers(live: Live) -> None:
+    client = live.client("worker", raise_errors=False)
+    _refuse_audit_rows(live.engine, True)
+    try:
+        response = client.get(f"/registry/people/{live.grid.resident5.id}")
+    finally:
+        _refuse_audit_rows(live.engine, False)
+    assert response.status_code == 500
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    assert response.headers["cache-control"] == "no-store"

@@ -37,6 +37,7 @@ ACTION_LABELS: dict[str, str] = {
     "propose": "提交变更申请",
     "decide": "处理变更申请",
     "export": "导出",
+    "withdraw": "撤回变更申请",
 }
 OBJECT_LABELS: dict[str, str] = {
     "user": "账号",
@@ -50,6 +51,7 @@ OBJECT_LABELS: dict[str, str] = {
     "residents": "居民表",
     "vehicles": "车辆表",
     "audit": "审计日志",
+    "proposals": "变更申请列表",
 }
 # Where a record of each kind is shown; "{id}" is the record's id.
 OBJECT_LINKS: dict[str, str] = {

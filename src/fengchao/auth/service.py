@@ -78,6 +78,10 @@ class Actor:
     display_name: str
     role: Role
     scope: GridScope
+    # The community the scope lies in (None for a street): audit rows of acts that name no
+    # community (a search, a room check) are filed under it, so that an administrator of
+    # one community sees them and those of other communities stay apart.
+    community_id: int | None = None
 
     def can(self, permission: Permission) -> bool:
         return permission in ROLE_PERMISSIONS[self.role]
@@ -116,14 +120,23 @@ class AuthError(Exception):
     """A refused login or account change, with a message fit for the user."""
 
 
-def actor_for(user: User) -> Actor:
-    return Actor(
-        user.id,
-        user.username,
-        user.display_name,
-        user.role,
-        GridScope(user.scope_level, user.scope_id),
-    )
+def actor_for(user: User, session: Session | None = None) -> Actor:
+    """The user as services see them; with a ``session``, also the community their scope
+    lies in."""
+    scope = GridScope(user.scope_level, user.scope_id)
+    community = _community_of(session, scope) if session is not None else None
+    return Actor(user.id, user.username, user.display_name, user.role, scope, community)
+
+
+def _community_of(session: Session, scope: GridScope) -> int | None:
+    if scope.level == ScopeLevel.street:
+        return None
+    if scope.level == ScopeLevel.community:
+        return scope.node_id
+    from fengchao.registry.scope import node_lineage  # the registry imports this module
+
+    lineage = node_lineage(session=session, level=scope.level, node_id=scope.node_id)
+    return next((node for level, node in lineage if level == ScopeLevel.community), None)
 
 
 def normalise_username(username: str) -> str:
@@ -397,7 +410,7 @@ def login_for_token(*, session: Session, token: str) -> Login | None:
     )
     if login is None or login.expires_at <= utcnow() or not login.user.active:
         return None
-    return Login(actor_for(login.user), login.csrf_token)
+    return Login(actor_for(login.user, session), login.csrf_token)
 
 
 def end_session(*, session: Session, token: str, address: str | None = None) -> None:
@@ -441,7 +454,7 @@ def audit(
             action=action,
             object_type=object_type,
             object_id=None if object_id is None else str(object_id),
-            community_id=community_id,
+            community_id=community_id if community_id is not None else actor.community_id,
             detail=detail,
         ),
     )

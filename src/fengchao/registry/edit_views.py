@@ -273,7 +273,7 @@ def proposals_page(
     """Workers: what waits for a decision in their scope. Leads: their own proposals."""
     deciding = actor.can(Permission.registry_write)
     shown = state if state is not None else (ProposalState.pending if deciding else None)
-    views = proposals.list_proposals(session=session, actor=actor, state=shown, mine=not deciding)
+    views = proposals.queue(session=session, actor=actor, state=shown, mine=not deciding)
     return render(
         request,
         "registry/proposals.html",

@@ -208,7 +208,31 @@ def withdraw(*, session: Session, actor: Actor, proposal_id: int) -> ChangePropo
         raise Forbidden("not the proposer")
     proposal.state = ProposalState.withdrawn
     proposal.decided_at = utcnow()
+    audit(
+        session=session,
+        actor=actor,
+        action="withdraw",
+        object_type="proposal",
+        object_id=proposal.id,
+        community_id=proposal.community_id,
+    )
     return proposal
+
+
+def queue(
+    *, session: Session, actor: Actor, state: ProposalState | None, mine: bool
+) -> list[ProposalView]:
+    """The queue page's proposals (names and proposed values: audited as a read)."""
+    views = list_proposals(session=session, actor=actor, state=state, mine=mine)
+    audit(
+        session=session,
+        actor=actor,
+        action="read",
+        object_type="proposals",
+        state=state.value if state else "all",
+        results=len(views),
+    )
+    return views
 
 
 def pending_count(*, session: Session, actor: Actor) -> int:

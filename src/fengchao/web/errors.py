@@ -16,6 +16,7 @@ from fengchao.auth.service import Forbidden, NotFound, Refusal
 from fengchao.settings import get_settings
 from fengchao.web.deps import LANG_COOKIE, CsrfFailed, LoginRequired, identify, render
 from fengchao.web.i18n import _, current_language, pick_language
+from fengchao.web.security import security_headers
 
 log = logging.getLogger("fengchao.web")
 
@@ -156,7 +157,10 @@ def install_error_handlers(app: FastAPI) -> None:
         default = get_settings().default_language
         current_language.set(pick_language(request.cookies.get(LANG_COOKIE), default))
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return error_response(request, 500, _("系统出错了，已记录下来；请稍后重试"))
+        response = error_response(request, 500, _("系统出错了，已记录下来；请稍后重试"))
+        # Outside the middleware that adds them to every other answer.
+        security_headers(response, request.url.path, https=get_settings().security.cookie_secure)
+        return response
 
 
 def _default_phrase(status: int) -> str:
