@@ -419,3 +419,13 @@ def test_a_shift_change_behind_one_address_all_log_in_and_leave_no_count(
     with Session(db) as s:
         assert s.scalars(select(LoginThrottle)).all() == []
         assert len(events(s, "login")) == 20
+
+
+def test_a_phone_typed_as_the_username_is_not_kept_in_clear(session: Session) -> None:
+    service.attempt_login(
+        session=session, username="13812345678", password="wrong-password-1", address="10.9.9.9"
+    )
+    keys = session.scalars(select(LoginThrottle.key)).all()
+    assert keys and all("13812345678" not in key for key in keys)
+    typed = session.scalars(select(AuditEvent.username)).all()
+    assert all("13812345678" not in name for name in typed)

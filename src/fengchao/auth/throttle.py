@@ -34,6 +34,14 @@ from fengchao.settings import LoginSettings
 _COUNT_ABOVE_FREE = 16
 
 
+def account_key(name: str) -> str:
+    """The counter key of an account name as typed: a keyed hash, not the name, since a
+    phone or ID number typed into the username box must not be kept in clear."""
+    from fengchao.auth.crypto import get_cipher
+
+    return "a:" + get_cipher().lookup_hash("login-account:" + name)[:40]
+
+
 def address_key(host: str | None) -> str:
     """The counter key of a client address: IPv4 as it is, IPv6 by its /64 network (one
     household or phone gets a whole /64, so single IPv6 addresses are free to change)."""
@@ -111,7 +119,7 @@ def claim_attempt(
 ) -> Claim:
     """Count one attempt for ``account`` and ``address`` as a failure, or refuse it when
     either is still waiting. The caller commits before checking the password."""
-    keys = sorted([(ThrottleKind.account, account[:64]), (ThrottleKind.address, address)])
+    keys = sorted([(ThrottleKind.account, account_key(account)), (ThrottleKind.address, address)])
     _insert_missing(session, keys, now)
     # Rows locked in one order (kind, key), so two attempts never wait on each other in a
     # circle on PostgreSQL; SQLite already holds its single write lock.
@@ -235,7 +243,8 @@ def unlock(*, session: Session, account: str, now: dt.datetime) -> bool:
     """Forget the failures of an account name; True if it was locked or waiting."""
     row = session.scalar(
         select(LoginThrottle).where(
-            LoginThrottle.kind == ThrottleKind.account, LoginThrottle.key == account
+            LoginThrottle.kind == ThrottleKind.account,
+            LoginThrottle.key == account_key(account),
         )
     )
     if row is None:
@@ -248,12 +257,13 @@ def unlock(*, session: Session, account: str, now: dt.datetime) -> bool:
 
 def locks(*, session: Session, accounts: list[str], now: dt.datetime) -> dict[str, dt.datetime]:
     """The account names among ``accounts`` that are locked now, with the lock's end."""
+    name_of = {account_key(name): name for name in accounts}
     rows = session.scalars(
         select(LoginThrottle).where(
             LoginThrottle.kind == ThrottleKind.account,
-            LoginThrottle.key.in_(accounts),
+            LoginThrottle.key.in_(name_of),
             LoginThrottle.locked.is_(True),
             LoginThrottle.retry_at > now,
         )
     )
-    return {row.key: row.retry_at for row in rows if row.retry_at is not None}
+    return {name_of[row.key]: row.retry_at for row in rows if row.retry_at is not None}
