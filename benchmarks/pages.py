@@ -127,7 +127,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def run(kind: str, seconds: float, clients: int) -> dict[str, object]:
+def run(kind: str, seconds: float, clients: int, workers: int) -> dict[str, object]:
     folder = Path(tempfile.mkdtemp(prefix="fc-bench-pages-"))
     with database(kind, folder) as engine:
         with Session(engine) as session:
@@ -178,14 +178,15 @@ def run(kind: str, seconds: float, clients: int) -> dict[str, object]:
         lead = ["/registry/todo"] * 3 + [f"/registry/buildings/{building5}"]
         guard = [f"/registry/rooms?q={r}" for r in rng.sample(rooms, 20)]
         paths = {"worker": worker, "lead5": lead, "guard": guard}
-        with served_app(engine.url.render_as_string(hide_password=False), folder) as base:
+        url = engine.url.render_as_string(hide_password=False)
+        with served_app(url, folder, workers=workers) as base:
             solo = alone(base)
             timings = load(base, paths, seconds, clients)
 
     every = [ms for values in timings.values() for ms, _ in values]
     errors = sum(1 for values in timings.values() for _, status in values if status >= 500)
     other = sum(1 for values in timings.values() for _, s in values if s != 200 and s < 500)
-    print(f"\n{kind}, {clients} clients for {seconds:.0f} s")
+    print(f"\n{kind}, {clients} clients for {seconds:.0f} s, {workers} server process(es)")
     print(f"{'page':<28}{'requests':>9}{'p50 ms':>9}{'p95 ms':>9}{'5xx':>6}")
     figures: dict[str, object] = {}
     for name, values in sorted(timings.items()):
@@ -212,6 +213,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="10 s of load instead of 60 s")
     parser.add_argument("--clients", type=int, default=20, help="concurrent logged-in clients")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (uvicorn)")
     parser.add_argument(
         "--database", choices=("sqlite", "postgresql", "both"), default="both",
         help="both: SQLite, then PostgreSQL when it is reachable",
@@ -222,8 +224,8 @@ def main() -> None:
     if args.database == "both" and not postgres_available():
         print("PostgreSQL unreachable: SQLite only")
         kinds = ["sqlite"]
-    results = {kind: run(kind, seconds, args.clients) for kind in kinds}
-    emit({"clients": args.clients, "seconds": seconds, **results})
+    results = {kind: run(kind, seconds, args.clients, args.workers) for kind in kinds}
+    emit({"clients": args.clients, "workers": args.workers, "seconds": seconds, **results})
 
 
 if __name__ == "__main__":
