@@ -182,13 +182,14 @@ def child(kind: str, sheet: Path, folder: Path) -> None:
     from fengchao.auth.service import SYSTEM_ACTOR
     from fengchao.registry.demo import build_demo
     from fengchao.registry.imports import ImportReport, import_residents
-    from fengchao.registry.models import BuildingLead, Person
+    from fengchao.registry.models import BuildingLead, Person, RecordChange
 
     with database(kind, folder) as engine:
         with Session(engine) as session:
             # The grid only: households without people, as before a first import.
             summary = build_demo(session)
             session.query(BuildingLead).delete()
+            session.query(RecordChange).delete()
             session.query(Person).delete()
             session.commit()
         content = sheet.read_bytes()
@@ -214,7 +215,8 @@ def child(kind: str, sheet: Path, folder: Path) -> None:
         assert again.unchanged == report.created
         peak_mb = peak_rss_mb()  # before the served part, which runs in another process
         with Session(engine) as session:
-            session.query(Person).delete()  # the served import writes every row again
+            session.query(RecordChange).delete()  # the served import writes every row again
+            session.query(Person).delete()
             session.commit()
         served = served_import(
             engine.url.render_as_string(hide_password=False), summary.community_id, sheet, folder

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from fengchao.auth.crypto import get_cipher
@@ -223,19 +223,34 @@ class _ResidentPlanner:
         )
 
 
+def _created(r: ResidentRecord) -> dict[str, list[Any]]:
+    """A new person's values as history keeps them ({field: [None, value]}). Written out
+    field by field: for 15,000 people a generic loop costs a quarter of a second."""
+    changes: dict[str, list[Any]] = {"name": [None, r.name]}
+    if r.id_number is not None:
+        changes["id_number"] = [None, r.id_number.masked]
+    if r.gender is not None:
+        changes["gender"] = [None, r.gender.value]
+    if r.birth_date is not None:
+        changes["birth_date"] = [None, r.birth_date.isoformat()]
+    if r.phone is not None:
+        changes["phone"] = [None, r.phone]
+    changes["relation"] = [None, r.relation.value]
+    changes["residence_status"] = [None, r.residence_status.value]
+    changes["health_status"] = [None, r.health_status.value]
+    if r.care_tags:
+        changes["care_tags"] = [[], list(r.care_tags)]
+    if r.note is not None:
+        changes["note"] = [None, r.note]
+    return changes
+
+
 def _classify(item: _PlannedPerson) -> RowPlan:
     """New, changed or unchanged; sets the columns an update writes."""
     record, existing = item.record, item.existing
     where = place(record.address) if record.address else ""
     if existing is None:
-        changes = {
-            name: [[] if name == "care_tags" else None, stored_value(getattr(record, name))]
-            for name in _PERSON_FIELDS
-            if getattr(record, name) not in (None, [])
-        }
-        if record.id_number is not None:
-            changes["id_number"] = [None, record.id_number.masked]
-        return RowPlan(record.row, record.name, where, "new", changes)
+        return RowPlan(record.row, record.name, where, "new", _created(record))
     diff = _person_diff(existing, record)
     item.values = {name: new for name, (_old, new) in diff.items()}
     history = {name: [stored_value(old), stored_value(new)] for name, (old, new) in diff.items()}
@@ -245,6 +260,34 @@ def _classify(item: _PlannedPerson) -> RowPlan:
     if not history:
         return RowPlan(record.row, record.name, where, "unchanged")
     return RowPlan(record.row, record.name, where, "changed", history)
+
+
+_PERSON = cast(Table, Person.__table__)
+
+
+def _insert_people(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert ``rows`` and return their ids in order (the history rows need them).
+
+    The ids are reserved first and the rows inserted with them, because RETURNING over a
+    many-row insert costs twice (SQLite) to four times (PostgreSQL) the insert itself:
+    PostgreSQL hands them out from the table's sequence; SQLite has one writer at a time
+    and the import holds the write lock (``begin_write``), so the next ids are free — and
+    should another writer have taken one anyway, the insert fails whole, it never mixes."""
+    if session.get_bind().dialect.name == "postgresql":
+        ids = list(
+            session.scalars(
+                text(
+                    "SELECT nextval(pg_get_serial_sequence('person', 'id'))"
+                    " FROM generate_series(1, :n)"
+                ),
+                {"n": len(rows)},
+            )
+        )
+    else:
+        last = session.scalar(select(func.max(Person.id))) or 0
+        ids = list(range(last + 1, last + 1 + len(rows)))
+    session.execute(insert(_PERSON), [{**row, "id": i} for row, i in zip(rows, ids, strict=True)])
+    return ids
 
 
 def import_residents(
@@ -358,9 +401,9 @@ def _write_residents(
             }
         )
         new_plans.append((plan, household_id))
-    statement = insert(Person).returning(Person.id, sort_by_parameter_order=True)
     for start in range(0, len(new_rows), BATCH):
-        ids = session.execute(statement, new_rows[start : start + BATCH]).scalars().all()
+        batch = new_rows[start : start + BATCH]
+        ids = _insert_people(session, batch)
         for (plan, household_id), person_id in zip(
             new_plans[start : start + BATCH], ids, strict=True
         ):
@@ -368,7 +411,8 @@ def _write_residents(
         if progress:
             progress(min(start + BATCH, len(new_rows)), len(new_rows))
     for start in range(0, len(history), BATCH):
-        session.execute(insert(RecordChange), history[start : start + BATCH])
+        # Core, not the ORM's bulk insert: a third of the time for 15,000 JSON rows.
+        session.execute(insert(cast(Table, RecordChange.__table__)), history[start : start + BATCH])
     report.created = len(new_rows)
     report.new_households = len(created_households)
 
