@@ -188,7 +188,7 @@ class _Row:
 
     def note(self) -> str | None:
         note = self.text("note")[:200] or None
-        if note == EXAMPLE_NOTE:
+        if note == clean_cell_text(EXAMPLE_NOTE):  # as read: full-width commas made half
             self.error("note", _("这是模板里的示例行，导入前请删除这一行"))
         return note
 
