@@ -163,7 +163,7 @@ def test_id_numbers_are_encrypted_at_rest(session: Session, grid: Grid) -> None:
 def test_room_that_does_not_exist(session: Session, grid: Grid) -> None:
     row = ["张伟", "男", "350181198001010017", "13800000009", "华润中央公园", "5", "3", "909", ""]
     report = run(session, grid, xlsx([row]), dry_run=False)
-    assert only(report) == [(2, "building")]
+    assert only(report) == [(2, "unit")]  # building 5 has units 1 and 2
     assert "不存在" in report.errors[0].message and not report.written
     created = run(session, grid, xlsx([row]), dry_run=False, create_missing=True)
     assert created.written and created.new_households == 1

@@ -56,7 +56,7 @@ def test_a_wrong_room_does_not_hide_a_duplicate_id_on_the_same_row(
 ) -> None:
     twice = [*GOOD[0][:7], "909", *GOOD[0][8:]]  # room 5-1-909 does not exist
     report = run(session, grid, xlsx([GOOD[0], twice]))
-    assert {(e.row, e.field) for e in report.errors} == {(3, "building"), (3, "id_number")}
+    assert {(e.row, e.field) for e in report.errors} == {(3, "room"), (3, "id_number")}
     assert all(e.name == "许国平" for e in report.errors)
 
 
@@ -67,7 +67,7 @@ def test_every_problem_of_a_row_is_listed_with_its_name(session: Session, grid: 
     assert [(p.row, p.name) for p in rows] == [(3, "许文彬")]
     fields = [e.field for e in rows[0].problems]
     # The gender against the ID, the phone, the room, and the ID given twice: all at once.
-    assert sorted(fields) == sorted(["gender", "phone", "building", "id_number"])
+    assert sorted(fields) == sorted(["gender", "phone", "room", "id_number"])
     assert report.problem_rows == 1 and report.valid == 1
 
 
@@ -212,7 +212,7 @@ def test_vehicle_check_classifies_and_lists_every_problem(session: Session, grid
     ]
     report = service.import_vehicles(content=xlsx(rows, header=header), dry_run=True, **common)
     assert actions(report) == {2: "unchanged", 3: "new"}
-    assert {(e.row, e.field) for e in report.errors} == {(4, "plate"), (4, "address")}
+    assert {(e.row, e.field) for e in report.errors} == {(4, "plate"), (4, "room")}
     assert all(e.name == "闽AD12345" for e in report.errors)
     owner = session.scalar(select(Vehicle.owner_person_id).where(Vehicle.plate == "闽A12345"))
     assert owner == grid.resident5.id

@@ -14,6 +14,16 @@ from fengchao.registry.validation import Address, clip
 from fengchao.web.i18n import _
 
 
+class GridMiss(LookupError):
+    """An address the grid (or the importer's part of it) does not have; ``field`` is the
+    column at fault: compound, building, unit or room."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
 class GridIndex:
     """The community's grid in memory, so that 15,000 rows resolve without 15,000 queries,
     and the part of it the importer is responsible for (``scope``; None: all of it)."""
@@ -59,50 +69,60 @@ class GridIndex:
             building_id=building_id,
         )
 
-    def building_for(self, address: Address) -> Building | str:
-        """The building, or the reason it cannot be found."""
+    def building_for(self, address: Address) -> Building:
+        """The building; :class:`GridMiss` saying why it cannot be found."""
         if address.compound:
             compound = self.compounds.get(address.compound)
             if compound is None:
                 known = "、".join(self.compounds) or "—"
-                return _("小区“{c}”不在本社区（本社区有：{known}）").format(
-                    c=clip(address.compound), known=known
+                raise GridMiss(
+                    _("小区“{c}”不在本社区（本社区有：{known}）").format(
+                        c=clip(address.compound), known=known
+                    ),
+                    "compound",
                 )
             building = self.buildings.get((compound.id, address.building))
             if building is None:
-                return _("{c} 没有 {b} 号楼").format(
-                    c=clip(address.compound), b=clip(address.building)
+                raise GridMiss(
+                    _("{c} 没有 {b} 号楼").format(
+                        c=clip(address.compound), b=clip(address.building)
+                    ),
+                    "building",
                 )
             return building
         candidates = self.buildings_by_name.get(address.building, [])
         if len(candidates) == 1:
             return candidates[0]
         if not candidates:
-            return _("本社区没有 {b} 号楼").format(b=clip(address.building))
-        return _("{b} 号楼在多个小区都有，请填写“小区”列").format(b=clip(address.building))
+            raise GridMiss(_("本社区没有 {b} 号楼").format(b=clip(address.building)), "building")
+        raise GridMiss(
+            _("{b} 号楼在多个小区都有，请填写“小区”列").format(b=clip(address.building)),
+            "compound",
+        )
 
     def resolve(self, address: Address, create_missing: bool) -> tuple[int | None, str | None]:
-        """(household id, None), or (None, a planned new household key), or an error."""
+        """(household id, None), or (None, a planned new household key); :class:`GridMiss`
+        when the place is not in the grid or not in the importer's part of it."""
         building = self.building_for(address)
-        if isinstance(building, str):
-            raise LookupError(building)
         if not self.covers(building):
-            raise LookupError(
+            raise GridMiss(
                 _("{c} {b}号楼不在您负责的范围内（您负责：{scope}）").format(
                     c=self.compound_names.get(building.compound_id, ""),
                     b=building.name,
                     scope=self.scope_name,
-                )
+                ),
+                "building",
             )
         unit = self.units.get((building.id, address.unit))
         household = self.households.get((unit.id, address.room)) if unit else None
         if household is not None:
             return household.id, None
         if not create_missing:
-            raise LookupError(
+            raise GridMiss(
                 _(
                     "{b}号楼{u}单元{r}室 在网格中不存在（如确是新房号，请勾选“自动创建缺少的单元和房号”）"  # noqa: E501
-                ).format(b=building.name, u=clip(address.unit), r=clip(address.room))
+                ).format(b=building.name, u=clip(address.unit), r=clip(address.room)),
+                "room" if unit else "unit",
             )
         return None, f"{building.id}|{address.unit}|{address.room}"
 

@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fengchao.auth.service import Actor, Permission, require
-from fengchao.registry.import_grid import GridIndex
+from fengchao.registry.import_grid import GridIndex, GridMiss
 from fengchao.registry.import_report import (
     Action,
     ImportReport,
@@ -65,7 +65,9 @@ def import_vehicles(
     planned: list[tuple[VehicleRecord, int, int | None]] = []
     seen: dict[str, int] = {}
     for record in records:
-        problems, household_id = _check_vehicle(session, grid, existing, seen, record)
+        problems, household_id = _check_vehicle(
+            session, grid, existing, seen, record, table.columns
+        )
         report.errors.extend(RowError(record.row, f, m, record.plate) for f, m in problems)
         if problems or not record.valid or household_id is None:
             continue
@@ -122,6 +124,7 @@ def _check_vehicle(
     existing: dict[str, Vehicle],
     seen: dict[str, int],
     record: VehicleRecord,
+    columns: dict[str, int],
 ) -> tuple[list[tuple[str, str]], int | None]:
     """The row's problems against the grid and the file, and its household."""
     problems: list[tuple[str, str]] = []
@@ -129,8 +132,9 @@ def _check_vehicle(
     if record.address is not None:
         try:
             household_id, _new = grid.resolve(record.address, create_missing=False)
-        except LookupError as exc:
-            problems.append(("address", str(exc)))
+        except GridMiss as miss:
+            field = miss.field if miss.field in columns else "address"
+            problems.append((field, miss.message))
     if not record.plate:
         return problems, household_id
     if record.plate in seen:

@@ -7,7 +7,7 @@ name within the household. What the check page promises is what the import does.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
@@ -18,7 +18,7 @@ from fengchao.auth.crypto import get_cipher
 from fengchao.auth.service import Actor, Permission, require
 from fengchao.db import begin_write, utcnow
 from fengchao.registry.edits import PERSON_CREATE, PERSON_UPDATE
-from fengchao.registry.import_grid import GridIndex
+from fengchao.registry.import_grid import GridIndex, GridMiss
 from fengchao.registry.import_report import (
     ImportReport,
     ProblemRow,
@@ -103,8 +103,10 @@ class _ResidentPlanner:
         community_id: int,
         records: list[ResidentRecord],
         create_missing: bool,
+        columns: Iterable[str] = (),
     ) -> None:
         self.session = session
+        self.columns = set(columns)  # a place is blamed on its own column, if the sheet has one
         self.community_id = community_id
         self.create_missing = create_missing
         self.grid = GridIndex(session, community_id, import_scope(actor))
@@ -154,9 +156,9 @@ class _ResidentPlanner:
             try:
                 household_id, new_key = self.grid.resolve(record.address, self.create_missing)
                 placed = True
-            except LookupError as exc:
+            except GridMiss as miss:
                 problems.append(
-                    ("address" if not record.address.compound else "building", str(exc))
+                    (miss.field if miss.field in self.columns else "address", miss.message)
                 )
         id_hash = self.hashes.get(record.row)
         existing: Person | None = None
@@ -317,7 +319,7 @@ def import_residents(
             _("表格里没有“身份证号”列：这些人都将没有身份证号，在应录尽录报告中计为缺身份证号")
         )
     records, report.errors = validate_resident_rows(table)
-    planner = _ResidentPlanner(session, actor, community_id, records, create_missing)
+    planner = _ResidentPlanner(session, actor, community_id, records, create_missing, table.columns)
     planned: list[_PlannedPerson] = []
     for done, record in enumerate(records, start=1):
         if progress and done % 500 == 0:

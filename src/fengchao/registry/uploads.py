@@ -119,7 +119,9 @@ def kept_error_file(upload: ImportUpload, now: dt.datetime | None = None) -> byt
 
 
 def has_error_file(upload: ImportUpload) -> bool:
-    return bool(upload.error_file) and upload.imported_at is not None
+    """Whether :func:`kept_error_file` would give the file now."""
+    imported = upload.imported_at
+    return bool(upload.error_file) and imported is not None and imported >= utcnow() - keep()
 
 
 def purge_expired_uploads(*, session: Session, now: dt.datetime | None = None) -> int:
