@@ -19,11 +19,11 @@ from fengchao.settings import get_settings
 Action = Literal["new", "changed", "unchanged"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RowPlan:
-    """What the import does with one valid row. ``changes`` holds {field: [old, new]} as
-    history keeps them (enum values, ISO dates, ID numbers masked); for a new row, its
-    values."""
+    """What the import does with one valid row. ``changes`` holds, for a changed row,
+    {field: [old, new]} as history keeps them (enum values, ISO dates, ID numbers masked);
+    for a vehicle also its new values."""
 
     row: int
     name: str

@@ -96,7 +96,7 @@ def field_label(name: str) -> str:
     return _(FIELD_LABELS.get(name, name))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RowError:
     """One problem in one row; ``row`` is the row number Excel shows (header is its own),
     ``name`` the person's name (a vehicle's plate) as the sheet writes it."""
@@ -110,7 +110,7 @@ class RowError:
         return {"row": self.row, "field": self.field, "message": self.message, "name": self.name}
 
 
-@dataclass
+@dataclass(slots=True)
 class ResidentRecord:
     """One data row as read. ``valid`` is False when the row has problems of its own (they
     are among the errors): it is still checked against the grid and for duplicates, never
@@ -133,7 +133,7 @@ class ResidentRecord:
     valid: bool = True
 
 
-@dataclass
+@dataclass(slots=True)
 class VehicleRecord:
     """One data row of a vehicle sheet; ``valid`` and ``given`` as for residents."""
 
