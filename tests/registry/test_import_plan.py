@@ -7,6 +7,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from fengchao.auth.models import AuditEvent
 from fengchao.auth.service import SYSTEM_ACTOR
 from fengchao.registry import imports as service
 from fengchao.registry.models import (
@@ -185,6 +186,10 @@ def test_skipped_rows_are_counted_after_the_write(session: Session, grid: Grid) 
     assert report.written and report.created == 1 and report.skipped == 1
     assert report.as_json()["skipped"] == 1
     assert set(report.problem_cells) == {3}
+    event = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "import").order_by(AuditEvent.id.desc())
+    ).first()
+    assert event is not None and event.detail["skipped_rows"] == 1
 
 
 def test_template_example_row_left_in_is_a_problem(session: Session, grid: Grid) -> None:

@@ -169,7 +169,7 @@ def audit_import(
         created=report.created,
         updated=report.updated,
         unchanged=report.unchanged,
-        skipped_rows=report.skipped,
+        skipped_rows=report.problem_rows,  # written or not, the rows left out
         new_households=report.new_households,
     )
 
