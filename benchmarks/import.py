@@ -1,6 +1,7 @@
-"""Import of a full community's resident sheet (15,000 people): validate + write; and how
-long /healthz waits while the same sheet is uploaded and imported through the served app's
-upload wizard (goal: at most 100 ms — the import must not hold up other requests).
+"""Import of a full community's resident sheet (15,000 people): validate + write, with a
+history row per person created; and how long /healthz waits while the same sheet is
+uploaded and imported through the served app's upload wizard (goal: at most 100 ms — the
+import must not hold up other requests).
 
 Each database runs in its own child process so that peak memory is that import's alone.
     python benchmarks/import.py [--quick]
@@ -182,13 +183,14 @@ def child(kind: str, sheet: Path, folder: Path) -> None:
     from fengchao.auth.service import SYSTEM_ACTOR
     from fengchao.registry.demo import build_demo
     from fengchao.registry.imports import ImportReport, import_residents
-    from fengchao.registry.models import BuildingLead, Person
+    from fengchao.registry.models import BuildingLead, Person, RecordChange
 
     with database(kind, folder) as engine:
         with Session(engine) as session:
             # The grid only: households without people, as before a first import.
             summary = build_demo(session)
             session.query(BuildingLead).delete()
+            session.query(RecordChange).delete()
             session.query(Person).delete()
             session.commit()
         content = sheet.read_bytes()
@@ -214,7 +216,11 @@ def child(kind: str, sheet: Path, folder: Path) -> None:
         assert again.unchanged == report.created
         peak_mb = peak_rss_mb()  # before the served part, which runs in another process
         with Session(engine) as session:
-            session.query(Person).delete()  # the served import writes every row again
+            # One history row per person the first import created (none for the second).
+            history_rows = session.query(RecordChange).count()
+            assert history_rows == report.created, history_rows
+            session.query(RecordChange).delete()  # the served import writes every row again
+            session.query(Person).delete()
             session.commit()
         served = served_import(
             engine.url.render_as_string(hide_password=False), summary.community_id, sheet, folder
@@ -224,6 +230,7 @@ def child(kind: str, sheet: Path, folder: Path) -> None:
             {
                 "rows": report.rows,
                 "created": report.created,
+                "history_rows": history_rows,
                 "seconds": seconds,
                 "reimport_seconds": reimport_seconds,
                 "peak_mb": peak_mb,
@@ -286,6 +293,7 @@ def main() -> None:
         "rows_per_s": round(first["rows"] / first["seconds"]),
         "peak_mb": round(first["peak_mb"], 1),
         "reimport_seconds": round(first["reimport_seconds"], 3),
+        "history_rows": first["history_rows"],
         "healthz_max_ms": round(max(r["healthz_max_ms"] for r in results.values()), 1),
         "healthz_p95_ms": round(max(r["healthz_p95_ms"] for r in results.values()), 1),
     }

@@ -26,6 +26,7 @@ from fengchao.auth.service import SYSTEM_ACTOR, Actor, AuthError, Forbidden, Gri
 from fengchao.db import get_engine, session_scope
 from fengchao.migrate import schema_drift, upgrade
 from fengchao.registry import demo as demo_module
+from fengchao.registry import exports as registry_exports
 from fengchao.registry import imports as registry_imports
 from fengchao.registry import jobs as registry_jobs
 from fengchao.registry import scope as registry_scope
@@ -255,6 +256,7 @@ def _import(
     skip_invalid: bool,
     community_name: str | None,
     username: str | None,
+    errors_file: Path | None = None,
 ) -> None:
     if not file.is_file():
         console.print(f"[red]{file}: no such file[/red]")
@@ -295,24 +297,45 @@ def _import(
             except Forbidden:
                 console.print(f"[red]{actor.username} ({actor.role.value}) may not import[/red]")
                 raise typer.Exit(2) from None
+    if errors_file is not None and report.problem_cells:
+        errors_file.write_bytes(registry_exports.error_report_xlsx(report))
     if as_json:
         print(json.dumps(report.as_json(), ensure_ascii=False))
     else:
-        table = Table("row", "field", "problem", title=f"{len(report.errors)} problem(s)")
-        for error in report.errors[:200]:
-            table.add_row(str(error.row), error.field, error.message)
-        if report.errors:
-            console.print(table)
-        console.print(f"rows {report.rows}, valid {report.valid}, errors {len(report.errors)}")
-        if report.written:
-            console.print(
-                f"created {report.created}, updated {report.updated}, "
-                f"unchanged {report.unchanged}, new households {report.new_households}"
-            )
-        elif not dry_run:
-            console.print("[yellow]nothing written: fix the errors or pass --skip-invalid[/yellow]")
+        _print_report(report, dry_run, errors_file)
     if report.errors and not report.written:
         raise typer.Exit(1)
+
+
+def _print_report(
+    report: registry_imports.ImportReport, dry_run: bool, errors_file: Path | None
+) -> None:
+    table = Table("row", "name", "field", "problem", title=f"{len(report.errors)} problem(s)")
+    for error in report.errors[:200]:
+        table.add_row(str(error.row), error.name, error.field, error.message)
+    if report.errors:
+        console.print(table)
+    console.print(
+        f"rows {report.rows}, valid {report.valid} (new {report.new}, changed "
+        f"{report.changed}, unchanged {report.unchanged}), rows with problems "
+        f"{report.problem_rows}"
+    )
+    for plan in report.plans:
+        if plan.action == "changed":
+            fields = "; ".join(f"{k}: {old} → {new}" for k, (old, new) in plan.changes.items())
+            console.print(f"  row {plan.row} {plan.name} {plan.where}: {fields}", highlight=False)
+    if report.written:
+        console.print(
+            f"created {report.created}, updated {report.updated}, "
+            f"unchanged {report.unchanged}, new households {report.new_households}, "
+            f"skipped {report.skipped} row(s) with problems"
+        )
+    elif report.errors and not dry_run:
+        console.print("[yellow]nothing written: fix the errors or pass --skip-invalid[/yellow]")
+    elif report.valid and not report.would_change:
+        console.print("nothing to change: everyone in the sheet is registered as it says")
+    if errors_file is not None and report.problem_cells:
+        console.print(f"rows with problems, to fix and import again: {errors_file}")
 
 
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Validate only; write nothing.")]
@@ -320,6 +343,14 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 CreateMissing = Annotated[bool, typer.Option(help="Create missing units and households.")]
 SkipInvalid = Annotated[bool, typer.Option(help="Import the valid rows even if others fail.")]
 CommunityName = Annotated[str | None, typer.Option("--community", help="Community name.")]
+ErrorsFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--errors-file",
+        help="Write the rows with problems to this XLSX: the sheet's own columns and a "
+        "column of problems, to fix and import again.",
+    ),
+]
 AsUser = Annotated[
     str | None,
     typer.Option(
@@ -339,9 +370,20 @@ def import_residents(
     skip_invalid: SkipInvalid = False,
     community: CommunityName = None,
     as_user: AsUser = None,
+    errors_file: ErrorsFile = None,
 ) -> None:
     """Import residents from FILE (.xlsx or .csv in UTF-8/GBK)."""
-    _import("residents", file, dry_run, as_json, create_missing, skip_invalid, community, as_user)
+    _import(
+        "residents",
+        file,
+        dry_run,
+        as_json,
+        create_missing,
+        skip_invalid,
+        community,
+        as_user,
+        errors_file,
+    )
 
 
 @import_app.command("vehicles")
@@ -352,9 +394,12 @@ def import_vehicles(
     skip_invalid: SkipInvalid = False,
     community: CommunityName = None,
     as_user: AsUser = None,
+    errors_file: ErrorsFile = None,
 ) -> None:
     """Import vehicles from FILE (.xlsx or .csv)."""
-    _import("vehicles", file, dry_run, as_json, False, skip_invalid, community, as_user)
+    _import(
+        "vehicles", file, dry_run, as_json, False, skip_invalid, community, as_user, errors_file
+    )
 
 
 @app.command()

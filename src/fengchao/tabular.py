@@ -29,6 +29,14 @@ def safe_cell(value: object) -> object:
     return value
 
 
+def unneutralised(value: object) -> object:
+    """The reverse of :func:`safe_cell` for a sheet read back: ``'+86 137…`` is
+    ``+86 137…`` again (an apostrophe before any other character stays)."""
+    if isinstance(value, str) and value.startswith("'") and value[1:2] in FORMULA_TRIGGERS:
+        return value[1:]
+    return value
+
+
 @dataclass
 class Sheet:
     """One worksheet to write: a bold header row, then ``rows``.

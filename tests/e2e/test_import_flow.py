@@ -39,15 +39,25 @@ def test_worker_imports_sheet_and_sees_completeness(
         page.set_input_files("input[type=file]", str(sheet))
         page.click("button.primary")
         expect(page.locator("h1")).to_have_text("检查结果")
-        errors = page.locator("table.errors tbody tr")
-        expect(errors).to_have_count(3)
-        expect(page.locator("table.errors")).to_contain_text("文本")
-        page.screenshot(path=str(tmp_path / "report.png"))
+        # Each row with problems by its number and name, with all its problems.
+        problems = page.locator("ul.problems .import-row")
+        expect(problems).to_have_count(3)
+        expect(problems.first).to_contain_text("第 5 行")
+        expect(problems.first).to_contain_text("许文彬")
+        expect(problems.first).to_contain_text("文本")
+        confirm = page.locator("form[action$='/confirm'] button.primary")
+        expect(confirm).to_have_text("确认导入：新增 33 人")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
 
         page.check("input[name=skip_invalid]")
-        page.click("form[action$='/confirm'] button.primary")
+        confirm.click()
         expect(page.locator("h1")).to_have_text("导入完成")
         expect(page.locator(".stat.ok b")).to_have_text("33")
+        expect(page.locator(".notice")).to_contain_text("有问题的 3 行没有导入")
+        with page.expect_download() as download:
+            page.click("text=下载没有导入的行")
+        assert download.value.suggested_filename.endswith(".xlsx")
 
         page.click("text=查看应录尽录报告")
         expect(page.locator("h1")).to_contain_text("应录尽录")

@@ -49,10 +49,22 @@ def test_completeness_workbook_has_no_formula(  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("lead", TRIGGERS)
 def test_error_report_has_no_formula(lead: str) -> None:
-    report = ImportReport(kind="residents", errors=[RowError(2, "name", lead + EVIL)])
+    # The error file gives the sheet's own cells back, the name among them.
+    report = ImportReport(
+        kind="residents",
+        header=["姓名", "手机"],
+        columns={"name": 0, "phone": 1},
+        errors=[
+            RowError(2, "phone", "手机号应为11位", lead + EVIL),
+            RowError(1, "address", lead + EVIL),  # a problem of the header: on its own sheet
+        ],
+        problem_cells={2: [lead + EVIL, "123"]},
+    )
     written = cells(exports.error_report_xlsx(report))
     assert all(cell.data_type != "f" for cell in written)
-    assert shown("'" + lead + EVIL) in {cell.value for cell in written}
+    texts = {cell.value for cell in written}
+    assert shown("'" + lead + EVIL) in texts
+    assert shown(lead + EVIL) not in texts
 
 
 def test_template_still_keeps_id_columns_as_text() -> None:

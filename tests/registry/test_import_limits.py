@@ -139,7 +139,7 @@ def test_declared_width_of_16384_columns_does_not_pad_every_row(
     # openpyxl pads each row to the declared width: today 2,000 rows of 16,384 values.
     content = crafted.with_sheet_xml(crafted.sheet_xml(_people_rows(2000), dimension="A1:XFD2001"))
     report, peak_mb = traced(lambda: run(session, grid, content))
-    assert report.rows == 2000 and report.errors[0].field == "building"  # rooms 102-2101
+    assert report.rows == 2000 and report.errors[0].field == "room"  # rooms 102-2101
     assert peak_mb < 30, peak_mb  # today: 250 MB
 
 
@@ -149,7 +149,7 @@ def test_a_too_small_declared_dimension_loses_no_rows_or_columns(
     # Some writers declare A1:A1 for any sheet; openpyxl would read just that one cell.
     content = crafted.with_sheet_xml(crafted.sheet_xml(_people_rows(50), dimension="A1:A1"))
     report = run(session, grid, content)
-    assert report.rows == 50 and {e.field for e in report.errors} == {"building"}
+    assert report.rows == 50 and {e.field for e in report.errors} == {"room"}
 
 
 def test_row_numbered_far_below_is_refused_without_walking_every_blank_row(

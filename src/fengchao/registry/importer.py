@@ -1,7 +1,9 @@
 """Row-by-row validation of resident and vehicle sheets, before any database work.
 
-Pure: takes a :class:`~fengchao.registry.sheets.Table` and returns records and errors.
-The service resolves addresses and duplicates against the database afterwards.
+Pure: takes a :class:`~fengchao.registry.sheets.Table` and returns a record for every data
+row and every problem of every row (not only the first: a user fixes a row once). The
+service resolves addresses and duplicates against the database afterwards, for rows with
+problems too, so that a wrong phone does not hide a duplicate ID on the same row.
 """
 
 from __future__ import annotations
@@ -86,27 +88,38 @@ FIELD_LABELS = {
 }
 
 
+# The templates' example row says this in its 备注; left in, it is a problem, not a person.
+EXAMPLE_NOTE = "示例行，导入前请删除"
+
+
 def field_label(name: str) -> str:
     return _(FIELD_LABELS.get(name, name))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RowError:
-    """One problem in one row; ``row`` is the row number Excel shows (header is its own)."""
+    """One problem in one row; ``row`` is the row number Excel shows (header is its own),
+    ``name`` the person's name (a vehicle's plate) as the sheet writes it."""
 
     row: int
     field: str
     message: str
+    name: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"row": self.row, "field": self.field, "message": self.message}
+        return {"row": self.row, "field": self.field, "message": self.message, "name": self.name}
 
 
-@dataclass
+@dataclass(slots=True)
 class ResidentRecord:
+    """One data row as read. ``valid`` is False when the row has problems of its own (they
+    are among the errors): it is still checked against the grid and for duplicates, never
+    written. ``given`` names the fields the sheet gives a value for; a person already
+    registered keeps the others (an absent column or an empty cell erases nothing)."""
+
     row: int
     name: str
-    address: Address
+    address: Address | None
     id_number: IdNumber | None
     gender: Gender | None
     birth_date: dt.date | None
@@ -116,15 +129,21 @@ class ResidentRecord:
     health_status: HealthStatus
     care_tags: list[str] = field(default_factory=list)
     note: str | None = None
+    given: frozenset[str] = frozenset()
+    valid: bool = True
 
 
-@dataclass
+@dataclass(slots=True)
 class VehicleRecord:
+    """One data row of a vehicle sheet; ``valid`` and ``given`` as for residents."""
+
     row: int
     plate: str
-    address: Address
+    address: Address | None
     owner_name: str | None
     note: str | None
+    given: frozenset[str] = frozenset()
+    valid: bool = True
 
 
 def missing_columns(table: Table, required: tuple[str, ...]) -> list[RowError]:
@@ -149,13 +168,33 @@ def missing_columns(table: Table, required: tuple[str, ...]) -> list[RowError]:
 
 
 class _Row:
-    """Cell access for one row that collects errors instead of raising."""
+    """Cell access for one row that collects every problem instead of raising."""
 
     def __init__(self, number: int, values: list[object], columns: dict[str, int]) -> None:
         self.number = number
         self.values = values
         self.columns = columns
-        self.errors: list[RowError] = []
+        self.problems: list[tuple[str, str]] = []
+        self.given: set[str] = set()
+
+    def has(self, name: str) -> bool:
+        """Whether the cell holds something (a formula without a value counts: it is wrong,
+        not empty)."""
+        index = self.columns.get(name)
+        if index is None or index >= len(self.values):
+            return False
+        value = self.values[index]
+        return value is not None and not (isinstance(value, str) and not value.strip())
+
+    def note(self) -> str | None:
+        note = self.text("note")[:200] or None
+        if note == clean_cell_text(EXAMPLE_NOTE):  # as read: full-width commas made half
+            self.error("note", _("这是模板里的示例行，导入前请删除这一行"))
+        return note
+
+    def errors(self, label: str) -> list[RowError]:
+        """The row's problems, each naming the row by ``label`` (the name as written)."""
+        return [RowError(self.number, f, m, label) for f, m in self.problems]
 
     def raw(self, name: str) -> object:
         index = self.columns.get(name)
@@ -179,7 +218,7 @@ class _Row:
         return "" if value is None else clean_cell_text(value)
 
     def error(self, name: str, message: str) -> None:
-        self.errors.append(RowError(self.number, name, message))
+        self.problems.append((name, message))
 
     def address(self) -> Address | None:
         building = grid_part(self.raw("building"), BUILDING_SUFFIXES)
@@ -196,16 +235,19 @@ class _Row:
                 self.error("address" if "address" in self.columns else "room", exc.message)
                 return None
             return Address(compound or parsed.compound, parsed.building, parsed.unit, parsed.room)
-        for name, value in (("building", building), ("unit", unit), ("room", room)):
-            if not value:
-                self.error(name, _("{col}为空").format(col=field_label(name)))
-                break
+        missing = [n for n, v in (("building", building), ("unit", unit), ("room", room)) if not v]
+        if len(missing) == 3:
+            self.error("address", _("没有填写地址（楼栋、单元、房号）"))
+        for name in missing if len(missing) < 3 else ():
+            self.error(name, _("{col}为空").format(col=field_label(name)))
         return None
 
 
 def validate_resident_rows(table: Table) -> tuple[list[ResidentRecord], list[RowError]]:
+    """A record for every data row (``valid`` False when it has problems) and every
+    problem of every row; no records when a required column is missing."""
     records: list[ResidentRecord] = []
-    errors = missing_columns(table, ("name", "id_number"))
+    errors = missing_columns(table, ("name",))
     if errors:
         return records, errors
     for number, values in table.rows:
@@ -220,13 +262,17 @@ def validate_resident_rows(table: Table) -> tuple[list[ResidentRecord], list[Row
         id_number: IdNumber | None = None
         raw_id = row.raw("id_number")
         if raw_id is not None:
+            row.given.add("id_number")
             try:
                 id_number = parse_id_number(raw_id)
             except FieldError as exc:
                 row.error("id_number", exc.message)
+            else:
+                row.given.update(("gender", "birth_date"))
 
         gender: Gender | None = id_number.gender if id_number else None
         if row.raw("gender") is not None:
+            row.given.add("gender")
             try:
                 stated = parse_gender(row.raw("gender"))
             except FieldError as exc:
@@ -244,6 +290,7 @@ def validate_resident_rows(table: Table) -> tuple[list[ResidentRecord], list[Row
 
         birth_date = id_number.birth_date if id_number else None
         if row.raw("birth_date") is not None:
+            row.given.add("birth_date")
             try:
                 stated_birth = parse_date(row.raw("birth_date"))
             except FieldError as exc:
@@ -260,6 +307,7 @@ def validate_resident_rows(table: Table) -> tuple[list[ResidentRecord], list[Row
 
         phone: str | None = None
         if row.raw("phone") is not None:
+            row.given.add("phone")
             try:
                 phone = parse_mobile(row.raw("phone"))
             except FieldError as exc:
@@ -272,15 +320,18 @@ def validate_resident_rows(table: Table) -> tuple[list[ResidentRecord], list[Row
             ("care_tags", parse_care_tags, []),
         ):
             value = row.raw(name_)
+            if value is not None:
+                row.given.add(name_)
             try:
                 parsed[name_] = default if value is None else parser(value)
             except FieldError as exc:
                 row.error(name_, exc.message)
-        note = row.text("note")[:200] or None
+                parsed[name_] = default
+        relation = row.raw("relation")
+        note = row.note()
+        row.given.update(n for n, v in (("relation", relation), ("note", note)) if v is not None)
 
-        if row.errors or address is None:
-            errors.extend(row.errors)
-            continue
+        errors.extend(row.errors(name))
         records.append(
             ResidentRecord(
                 row=number,
@@ -290,17 +341,20 @@ def validate_resident_rows(table: Table) -> tuple[list[ResidentRecord], list[Row
                 gender=gender,
                 birth_date=birth_date,
                 phone=phone,
-                relation=parse_relation(row.raw("relation") or ""),
+                relation=parse_relation(relation or ""),
                 residence_status=parsed["residence_status"],
                 health_status=parsed["health_status"],
-                care_tags=parsed["care_tags"],
+                care_tags=sorted(parsed["care_tags"]),
                 note=note,
+                given=frozenset(row.given | {"name"}),
+                valid=not row.problems and address is not None,
             )
         )
     return records, errors
 
 
 def validate_vehicle_rows(table: Table) -> tuple[list[VehicleRecord], list[RowError]]:
+    """As :func:`validate_resident_rows`, for vehicles (a row is named by its plate)."""
     records: list[VehicleRecord] = []
     errors = missing_columns(table, ("plate",))
     if errors:
@@ -320,16 +374,19 @@ def validate_vehicle_rows(table: Table) -> tuple[list[VehicleRecord], list[RowEr
                 )
             plate = check.text
         address = row.address()
-        if row.errors or address is None:
-            errors.extend(row.errors)
-            continue
+        owner = row.text("owner_name") or None
+        note = row.note()
+        given = {n for n, v in (("owner_name", owner), ("note", note)) if v is not None}
+        errors.extend(row.errors(plate_text))
         records.append(
             VehicleRecord(
                 number,
                 plate,
                 address,
-                row.text("owner_name") or None,
-                row.text("note")[:200] or None,
+                owner,
+                note,
+                given=frozenset(given),
+                valid=not row.problems and address is not None,
             )
         )
     return records, errors

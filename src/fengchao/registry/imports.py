@@ -1,244 +1,54 @@
 """Importing residents and vehicles from the spreadsheets offices keep: plan against the
-grid and the importer's scope, validate, then write in one transaction."""
+grid and the importer's scope, validate, then write in one transaction.
+
+The plan is the same for a dry run and for the write: every valid row is new, changed (with
+the fields that change, old → new) or unchanged, matched by ID number, or without one by
+name within the household. What the check page promises is what the import does."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from fengchao.auth.crypto import get_cipher
-from fengchao.auth.service import (
-    SYSTEM_ACTOR,
-    Actor,
-    GridScope,
-    Permission,
-    audit,
-    require,
+from fengchao.auth.service import Actor, Permission, require
+from fengchao.db import begin_write, utcnow
+from fengchao.registry.edits import PERSON_CREATE, PERSON_UPDATE
+from fengchao.registry.import_grid import GridIndex, GridMiss
+from fengchao.registry.import_report import (
+    ImportReport,
+    ProblemRow,
+    RowPlan,
+    audit_import,
+    finish_check,
+    import_scope,
+    place,
+    read_sheet,
+    stored_value,
 )
-from fengchao.db import begin_write
+from fengchao.registry.import_vehicles import import_vehicles
 from fengchao.registry.importer import (
     RESIDENT_ALIASES,
-    VEHICLE_ALIASES,
     ResidentRecord,
     RowError,
-    VehicleRecord,
     validate_resident_rows,
-    validate_vehicle_rows,
 )
-from fengchao.registry.models import (
-    Building,
-    Community,
-    Compound,
-    Household,
-    Person,
-    Unit,
-    Vehicle,
-)
-from fengchao.registry.scope import covers, scope_label
-from fengchao.registry.service import room_key
-from fengchao.registry.sheets import SheetError, SheetLimits, Table, read_table
-from fengchao.registry.validation import Address, clip, mask_id_number
-from fengchao.settings import get_settings
+from fengchao.registry.models import ChangeVia, Household, Person, RecordChange
+from fengchao.registry.validation import mask_id_number
 from fengchao.web.i18n import _
 
+__all__ = ["ImportKind", "ImportReport", "ProblemRow", "RowPlan", "import_residents",
+           "import_sheet", "import_vehicles"]  # fmt: skip
+
 Progress = Callable[[int, int], None]
+BATCH = 2000
 
 
-@dataclass
-class ImportReport:
-    """What a dry run found, or what an import wrote."""
-
-    kind: str
-    rows: int = 0
-    valid: int = 0
-    errors: list[RowError] = field(default_factory=list)
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    new_households: int = 0
-    written: bool = False
-    sheet: str = ""
-    header_row: int = 0
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "rows": self.rows,
-            "valid": self.valid,
-            "errors": [e.as_dict() for e in self.errors],
-            "created": self.created,
-            "updated": self.updated,
-            "unchanged": self.unchanged,
-            "new_households": self.new_households,
-            "written": self.written,
-        }
-
-
-class _GridIndex:
-    """The community's grid in memory, so that 15,000 rows resolve without 15,000 queries,
-    and the part of it the importer is responsible for (``scope``; None: all of it)."""
-
-    def __init__(self, session: Session, community_id: int, scope: GridScope | None) -> None:
-        self.session = session
-        self.community_id = community_id
-        self.scope = scope
-        community = session.get(Community, community_id)
-        self.street_id = community.street_id if community else 0
-        self.scope_name = scope_label(session=session, scope=scope) if scope else ""
-        self.compounds = {
-            c.name: c
-            for c in session.scalars(select(Compound).where(Compound.community_id == community_id))
-        }
-        self.compound_names = {c.id: c.name for c in self.compounds.values()}
-        self.buildings: dict[tuple[int, str], Building] = {}
-        self.buildings_by_name: dict[str, list[Building]] = {}
-        for b in session.scalars(select(Building).where(Building.community_id == community_id)):
-            self.buildings[(b.compound_id, b.name)] = b
-            self.buildings_by_name.setdefault(b.name, []).append(b)
-        self.units = {
-            (u.building_id, u.name): u
-            for u in session.scalars(select(Unit).where(Unit.community_id == community_id))
-        }
-        self.households = {
-            (h.unit_id, h.room): h
-            for h in session.scalars(
-                select(Household).where(Household.community_id == community_id)
-            )
-        }
-
-    def covers(self, household: Household | Building) -> bool:
-        """Whether the importer is responsible for this household or building."""
-        if self.scope is None:
-            return True
-        building_id = household.id if isinstance(household, Building) else household.building_id
-        return covers(
-            self.scope,
-            street_id=self.street_id,
-            community_id=household.community_id,
-            compound_id=household.compound_id,
-            building_id=building_id,
-        )
-
-    def building_for(self, address: Address) -> Building | str:
-        """The building, or the reason it cannot be found."""
-        if address.compound:
-            compound = self.compounds.get(address.compound)
-            if compound is None:
-                known = "、".join(self.compounds) or "—"
-                return _("小区“{c}”不在本社区（本社区有：{known}）").format(
-                    c=clip(address.compound), known=known
-                )
-            building = self.buildings.get((compound.id, address.building))
-            if building is None:
-                return _("{c} 没有 {b} 号楼").format(
-                    c=clip(address.compound), b=clip(address.building)
-                )
-            return building
-        candidates = self.buildings_by_name.get(address.building, [])
-        if len(candidates) == 1:
-            return candidates[0]
-        if not candidates:
-            return _("本社区没有 {b} 号楼").format(b=clip(address.building))
-        return _("{b} 号楼在多个小区都有，请填写“小区”列").format(b=clip(address.building))
-
-    def resolve(self, address: Address, create_missing: bool) -> tuple[int | None, str | None]:
-        """(household id, None), or (None, a planned new household key), or an error."""
-        building = self.building_for(address)
-        if isinstance(building, str):
-            raise LookupError(building)
-        if not self.covers(building):
-            raise LookupError(
-                _("{c} {b}号楼不在您负责的范围内（您负责：{scope}）").format(
-                    c=self.compound_names.get(building.compound_id, ""),
-                    b=building.name,
-                    scope=self.scope_name,
-                )
-            )
-        unit = self.units.get((building.id, address.unit))
-        household = self.households.get((unit.id, address.room)) if unit else None
-        if household is not None:
-            return household.id, None
-        if not create_missing:
-            raise LookupError(
-                _(
-                    "{b}号楼{u}单元{r}室 在网格中不存在（如确是新房号，请勾选“自动创建缺少的单元和房号”）"  # noqa: E501
-                ).format(b=building.name, u=clip(address.unit), r=clip(address.room))
-            )
-        return None, f"{building.id}|{address.unit}|{address.room}"
-
-    def create(self, key: str) -> int:
-        building_id_s, unit_name, room = key.split("|")
-        building = self.session.get(Building, int(building_id_s))
-        assert building is not None
-        unit = self.units.get((building.id, unit_name))
-        if unit is None:
-            unit = Unit(
-                community_id=self.community_id,
-                building_id=building.id,
-                name=unit_name,
-                sort_key=room_key(unit_name)[0],
-            )
-            self.session.add(unit)
-            self.session.flush()
-            self.units[(building.id, unit_name)] = unit
-        household = Household(
-            community_id=self.community_id,
-            compound_id=building.compound_id,
-            building_id=building.id,
-            unit_id=unit.id,
-            room=room,
-        )
-        self.session.add(household)
-        self.session.flush()
-        self.households[(unit.id, room)] = household
-        return household.id
-
-
-def _read(
-    report: ImportReport,
-    content: bytes,
-    filename: str,
-    aliases: dict[str, tuple[str, ...]],
-    key: str,
-) -> Table | None:
-    """The sheet's table, or None with the file-level problem added to ``report``."""
-    settings = get_settings().imports
-    limits = SheetLimits(
-        max_bytes=settings.max_bytes,
-        max_rows=settings.max_rows,
-        max_uncompressed_bytes=settings.max_uncompressed_bytes,
-        max_compression_ratio=settings.max_compression_ratio,
-        max_cell_chars=settings.max_cell_chars,
-    )
-    try:
-        table = read_table(content, filename, aliases=aliases, key=key, limits=limits)
-    except SheetError as exc:
-        report.errors.append(RowError(exc.row, "file", exc.message))
-        return None
-    report.rows, report.sheet, report.header_row = len(table.rows), table.sheet, table.header_row
-    return table
-
-
-def _audit_import(
-    session: Session, actor: Actor, community_id: int, filename: str, report: ImportReport
-) -> None:
-    audit(
-        session=session,
-        actor=actor,
-        action="import",
-        object_type=report.kind,
-        community_id=community_id,
-        filename=filename,
-        created=report.created,
-        updated=report.updated,
-        unchanged=report.unchanged,
-        skipped_rows=len(report.errors),
-        new_households=report.new_households,
-    )
-
+# --- residents -------------------------------------------------------------------------
 
 _PERSON_FIELDS = (
     "name", "gender", "birth_date", "phone", "relation", "residence_status", "health_status",
@@ -246,121 +56,249 @@ _PERSON_FIELDS = (
 )  # fmt: skip
 
 
-@dataclass
+@dataclass(slots=True)
 class _PlannedPerson:
     record: ResidentRecord
     household_id: int | None
     new_household_key: str | None
     existing: Person | None
     id_hash: str | None
+    # Columns to set on an existing person (the values as the database takes them).
+    values: dict[str, Any] = field(default_factory=dict)
 
 
-def _import_scope(actor: Actor) -> GridScope | None:
-    """The part of the grid the importer answers for; the system actor (the command line
-    without ``--as``) imports anywhere."""
-    return None if actor == SYSTEM_ACTOR else actor.scope
-
-
-def _plan_residents(
-    session: Session,
-    actor: Actor,
-    community_id: int,
-    records: list[ResidentRecord],
-    create_missing: bool,
-    errors: list[RowError],
-    progress: Progress | None,
-) -> tuple[list[_PlannedPerson], _GridIndex]:
-    grid = _GridIndex(session, community_id, _import_scope(actor))
-    cipher = get_cipher()
-    hashes = {
-        r.row: cipher.lookup_hash(r.id_number.number) for r in records if r.id_number is not None
-    }
-    # One scan of the community rather than IN-lists of hashes: right after a bulk load the
-    # planner's statistics are stale and PostgreSQL compared every row with every hash.
-    wanted = set(hashes.values())
-    existing_by_hash: dict[str, Person] = {}
-    if wanted:
-        for person in session.scalars(
-            select(Person).where(
-                Person.community_id == community_id, Person.id_number_hash.is_not(None)
-            )
-        ):
-            if person.id_number_hash in wanted:
-                existing_by_hash[person.id_number_hash] = person
-    planned: list[_PlannedPerson] = []
-    first_row_of: dict[str, int] = {}
-    no_id_people: dict[tuple[int, str], Person] | None = None
-    for done, record in enumerate(records, start=1):
-        if progress and done % 500 == 0:
-            progress(done, len(records))
-        try:
-            household_id, new_key = grid.resolve(record.address, create_missing)
-        except LookupError as exc:
-            field_name = "address" if not record.address.compound else "building"
-            errors.append(RowError(record.row, field_name, str(exc)))
+def _person_diff(existing: Person, record: ResidentRecord) -> dict[str, tuple[Any, Any]]:
+    """{field: (old, new)} for the fields the sheet gives whose value differs; a field the
+    sheet leaves out or empty keeps what is registered."""
+    diff: dict[str, tuple[Any, Any]] = {}
+    for name in _PERSON_FIELDS:
+        if name not in record.given:
             continue
-        id_hash = hashes.get(record.row)
+        old, new = getattr(existing, name), getattr(record, name)
+        if name == "care_tags":
+            old = sorted(old or [])
+        if old != new:
+            diff[name] = (old, new)
+    return diff
+
+
+def _id_columns(record: ResidentRecord, id_hash: str | None) -> dict[str, Any]:
+    number = record.id_number.number if record.id_number else None
+    return {
+        "id_number_enc": get_cipher().encrypt(number) if number else None,
+        "id_number_hash": id_hash,
+        "id_mask": mask_id_number(number) if number else None,
+        "id_last4": number[-4:] if number else None,
+    }
+
+
+class _ResidentPlanner:
+    """Matches each row to the person it names (by ID number; without one, by name within
+    the household) and records every problem of the row against the grid and the file."""
+
+    def __init__(
+        self,
+        session: Session,
+        actor: Actor,
+        community_id: int,
+        records: list[ResidentRecord],
+        create_missing: bool,
+        columns: Iterable[str] = (),
+    ) -> None:
+        self.session = session
+        self.columns = set(columns)  # a place is blamed on its own column, if the sheet has one
+        self.community_id = community_id
+        self.create_missing = create_missing
+        self.grid = GridIndex(session, community_id, import_scope(actor))
+        cipher = get_cipher()
+        self.hashes = {
+            r.row: cipher.lookup_hash(r.id_number.number)
+            for r in records
+            if r.id_number is not None
+        }
+        # One scan of the community rather than IN-lists of hashes: right after a bulk load
+        # the planner's statistics are stale and PostgreSQL compared every row with every
+        # hash.
+        wanted = set(self.hashes.values())
+        self.by_hash: dict[str, Person] = {}
+        if wanted:
+            for person in session.scalars(
+                select(Person).where(
+                    Person.community_id == community_id, Person.id_number_hash.is_not(None)
+                )
+            ):
+                if person.id_number_hash in wanted:
+                    self.by_hash[person.id_number_hash] = person
+        self._no_id: dict[tuple[int, str], Person] | None = None
+        self.first_row_of: dict[str, int] = {}
+        self.claimed: dict[int, int] = {}  # person id → the row that matched it
+
+    def no_id_person(self, household_id: int, name: str) -> Person | None:
+        """A registered person of the household with this name and no ID number."""
+        if self._no_id is None:
+            self._no_id = {
+                (p.household_id, p.name): p
+                for p in self.session.scalars(
+                    select(Person).where(
+                        Person.community_id == self.community_id,
+                        Person.id_number_hash.is_(None),
+                    )
+                )
+            }
+        return self._no_id.get((household_id, name))
+
+    def plan(self, record: ResidentRecord, errors: list[RowError]) -> _PlannedPerson | None:
+        problems: list[tuple[str, str]] = []
+        household_id: int | None = None
+        new_key: str | None = None
+        placed = False
+        if record.address is not None:
+            try:
+                household_id, new_key = self.grid.resolve(record.address, self.create_missing)
+                placed = True
+            except GridMiss as miss:
+                problems.append(
+                    (miss.field if miss.field in self.columns else "address", miss.message)
+                )
+        id_hash = self.hashes.get(record.row)
         existing: Person | None = None
         if id_hash is not None:
-            if id_hash in first_row_of:
-                errors.append(
-                    RowError(
-                        record.row,
+            if id_hash in self.first_row_of:
+                problems.append(
+                    (
                         "id_number",
                         _("与第 {row} 行是同一个身份证号（同一个人填了两次）").format(
-                            row=first_row_of[id_hash]
+                            row=self.first_row_of[id_hash]
                         ),
                     )
                 )
-                continue
-            first_row_of[id_hash] = record.row
-            existing = existing_by_hash.get(id_hash)
-            if existing is not None and existing.household_id != household_id:
-                current = session.get(Household, existing.household_id)
-                if current is None or not grid.covers(current):
-                    # Outside the importer's scope: say neither where nor who.
-                    message = _(
-                        "此身份证号已登记在本社区的其他住户，不在您负责的范围内；"
-                        "如此人已搬家，请联系负责原住户的社区干部先把此人标为迁出"
-                    )
-                else:
-                    message = _(
-                        "此身份证号已登记在 {where}（{name}）；如已搬家，请先在原户把此人标为迁出"
-                    ).format(where=current.address, name=existing.name)
-                errors.append(RowError(record.row, "id_number", message))
-                continue
-        else:
+            else:
+                self.first_row_of[id_hash] = record.row
+                existing = self.by_hash.get(id_hash)
+                if existing is not None and placed and existing.household_id != household_id:
+                    problems.append(("id_number", self._elsewhere(existing)))
+                    existing = None
+                elif existing is None and household_id is not None:
+                    # Registered before without an ID number: this row gives it one.
+                    existing = self.no_id_person(household_id, record.name)
+        elif "id_number" not in record.given and placed:
             name_key = f"{household_id or new_key}|{record.name}"
-            if name_key in first_row_of:
-                errors.append(
-                    RowError(
-                        record.row,
+            if name_key in self.first_row_of:
+                problems.append(
+                    (
                         "name",
                         _("与第 {row} 行同户同名且都没有身份证号（同一个人填了两次？）").format(
-                            row=first_row_of[name_key]
+                            row=self.first_row_of[name_key]
                         ),
                     )
                 )
-                continue
-            first_row_of[name_key] = record.row
-            if household_id is not None:
-                if no_id_people is None:
-                    no_id_people = {
-                        (p.household_id, p.name): p
-                        for p in session.scalars(
-                            select(Person).where(
-                                Person.community_id == community_id,
-                                Person.id_number_hash.is_(None),
-                            )
-                        )
-                    }
-                existing = no_id_people.get((household_id, record.name))
-        planned.append(_PlannedPerson(record, household_id, new_key, existing, id_hash))
-    return planned, grid
+            else:
+                self.first_row_of[name_key] = record.row
+                if household_id is not None:
+                    existing = self.no_id_person(household_id, record.name)
+        if existing is not None:
+            first = self.claimed.setdefault(existing.id, record.row)
+            if first != record.row:
+                problems.append(
+                    (
+                        "name",
+                        _("与第 {row} 行是同一户的同一个人（同一个人填了两次？）").format(
+                            row=first
+                        ),
+                    )
+                )
+        errors.extend(RowError(record.row, f, m, record.name) for f, m in problems)
+        if problems or not record.valid:
+            return None
+        return _PlannedPerson(record, household_id, new_key, existing, id_hash)
+
+    def _elsewhere(self, existing: Person) -> str:
+        current = self.session.get(Household, existing.household_id)
+        if current is None or not self.grid.covers(current):
+            # Outside the importer's scope: say neither where nor who.
+            return _(
+                "此身份证号已登记在本社区的其他住户，不在您负责的范围内；"
+                "如此人已搬家，请联系负责原住户的社区干部先把此人标为迁出"
+            )
+        return _("此身份证号已登记在 {where}（{name}）；如已搬家，请先在原户把此人标为迁出").format(
+            where=current.address, name=existing.name
+        )
 
 
-def _person_values(record: ResidentRecord) -> dict[str, Any]:
-    return {name: getattr(record, name) for name in _PERSON_FIELDS}
+def _created(r: ResidentRecord) -> dict[str, list[Any]]:
+    """A new person's values as history keeps them ({field: [None, value]}). Written out
+    field by field: for 15,000 people a generic loop costs a quarter of a second."""
+    changes: dict[str, list[Any]] = {"name": [None, r.name]}
+    if r.id_number is not None:
+        changes["id_number"] = [None, r.id_number.masked]
+    if r.gender is not None:
+        changes["gender"] = [None, r.gender.value]
+    if r.birth_date is not None:
+        changes["birth_date"] = [None, r.birth_date.isoformat()]
+    if r.phone is not None:
+        changes["phone"] = [None, r.phone]
+    changes["relation"] = [None, r.relation.value]
+    changes["residence_status"] = [None, r.residence_status.value]
+    changes["health_status"] = [None, r.health_status.value]
+    if r.care_tags:
+        changes["care_tags"] = [[], list(r.care_tags)]
+    if r.note is not None:
+        changes["note"] = [None, r.note]
+    return changes
+
+
+def _classify(item: _PlannedPerson) -> RowPlan:
+    """New, changed or unchanged; sets the columns an update writes."""
+    record, existing = item.record, item.existing
+    where = place(record.address) if record.address else ""
+    if existing is None:
+        # Its values go to history when it is written (kept for every new row of a
+        # 15,000-row sheet, they would cost the garbage collector more than the insert).
+        return RowPlan(record.row, record.name, where, "new")
+    diff = _person_diff(existing, record)
+    item.values = {name: new for name, (_old, new) in diff.items()}
+    history = {name: [stored_value(old), stored_value(new)] for name, (old, new) in diff.items()}
+    if record.id_number is not None and existing.id_number_hash is None:
+        item.values.update(_id_columns(record, item.id_hash))
+        history["id_number"] = [None, record.id_number.masked]
+    if not history:
+        return RowPlan(record.row, record.name, where, "unchanged")
+    return RowPlan(record.row, record.name, where, "changed", history)
+
+
+_PERSON = cast(Table, Person.__table__)
+_RECORD_CHANGE = cast(Table, RecordChange.__table__)
+
+
+def _insert_history(session: Session, rows: list[dict[str, Any]]) -> None:
+    """History rows through Core, not the ORM's bulk insert: a third of the time."""
+    for start in range(0, len(rows), BATCH):
+        session.execute(insert(_RECORD_CHANGE), rows[start : start + BATCH])
+
+
+def _insert_people(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert ``rows`` and return their ids in order (the history rows need them).
+
+    The ids are reserved first and the rows inserted with them, because RETURNING over a
+    many-row insert costs twice (SQLite) to four times (PostgreSQL) the insert itself:
+    PostgreSQL hands them out from the table's sequence; SQLite has one writer at a time
+    and the import holds the write lock (``begin_write``), so the next ids are free — and
+    should another writer have taken one anyway, the insert fails whole, it never mixes."""
+    if session.get_bind().dialect.name == "postgresql":
+        ids = list(
+            session.scalars(
+                text(
+                    "SELECT nextval(pg_get_serial_sequence('person', 'id'))"
+                    " FROM generate_series(1, :n)"
+                ),
+                {"n": len(rows)},
+            )
+        )
+    else:
+        last = session.scalar(select(func.max(Person.id))) or 0
+        ids = list(range(last + 1, last + 1 + len(rows)))
+    session.execute(insert(_PERSON), [{**row, "id": i} for row, i in zip(rows, ids, strict=True)])
+    return ids
 
 
 def import_residents(
@@ -378,162 +316,119 @@ def import_residents(
     """Validate a resident sheet and, unless ``dry_run``, write it in one transaction.
 
     Nothing is written while errors remain, unless ``skip_invalid`` is given. Re-importing
-    the same file changes nothing: people are matched by ID number (or, without one, by
-    name within the household).
+    the same file changes nothing. Every person created or changed gets a history row.
     """
     require(actor, Permission.registry_write)
     report = ImportReport(kind="residents")
-    table = _read(report, content, filename, RESIDENT_ALIASES, "name")
+    table = read_sheet(report, content, filename, RESIDENT_ALIASES, "name")
     if table is None:
         return report
-    records, errors = validate_resident_rows(table)
-    report.errors = errors
-    planned, grid = _plan_residents(
-        session, actor, community_id, records, create_missing, report.errors, progress
-    )
-    report.errors.sort(key=lambda e: (e.row, e.field))
-    report.valid = len(planned)
+    if table.columns and "id_number" not in table.columns and report.rows:
+        report.warnings.append(
+            _("表格里没有“身份证号”列：这些人都将没有身份证号，在应录尽录报告中计为缺身份证号")
+        )
+    records, report.errors = validate_resident_rows(table)
+    planner = _ResidentPlanner(session, actor, community_id, records, create_missing, table.columns)
+    planned: list[_PlannedPerson] = []
+    for done, record in enumerate(records, start=1):
+        if progress and done % 500 == 0:
+            progress(done, len(records))
+        item = planner.plan(record, report.errors)
+        if item is not None:
+            planned.append(item)
+            report.plans.append(_classify(item))
+    report.new_households = len({p.new_household_key for p in planned if p.new_household_key})
+    finish_check(report, table)
     if dry_run or (report.errors and not skip_invalid):
         return report
-
-    cipher = get_cipher()
     with session.begin_nested():
-        new_rows: list[dict[str, Any]] = []
-        changes: list[dict[str, Any]] = []
-        created_households: dict[str, int] = {}
-        for item in planned:
-            household_id = item.household_id
-            if household_id is None:
-                assert item.new_household_key is not None
-                key = item.new_household_key
-                if key not in created_households:
-                    created_households[key] = grid.create(key)
-                household_id = created_households[key]
-            values = _person_values(item.record)
-            if item.existing is not None:
-                diff = {k: v for k, v in values.items() if getattr(item.existing, k) != v}
-                if diff:
-                    changes.append({"id": item.existing.id, **diff})
-                else:
-                    report.unchanged += 1
-                continue
-            id_number = item.record.id_number
-            new_rows.append(
-                {
-                    **values,
-                    "community_id": community_id,
-                    "household_id": household_id,
-                    "id_number_enc": cipher.encrypt(id_number.number) if id_number else None,
-                    "id_number_hash": item.id_hash,
-                    "id_mask": mask_id_number(id_number.number) if id_number else None,
-                    "id_last4": id_number.number[-4:] if id_number else None,
-                }
-            )
-        for start in range(0, len(new_rows), 2000):
-            session.execute(insert(Person), new_rows[start : start + 2000])
-            if progress:
-                progress(min(start + 2000, len(new_rows)), len(new_rows))
-        for change in changes:
-            # Rows differ in which columns changed, so each is its own UPDATE.
-            session.execute(
-                update(Person)
-                .where(Person.id == change["id"])
-                .values({k: v for k, v in change.items() if k != "id"})
-            )
-        report.created, report.updated = len(new_rows), len(changes)
-        report.new_households = len(created_households)
-        _audit_import(session, actor, community_id, filename, report)
+        _write_residents(session, actor, community_id, planner.grid, planned, report, progress)
+        audit_import(session, actor, community_id, filename, report)
     session.expire_all()
     report.written = True
     return report
 
 
-def import_vehicles(
-    *,
+def _write_residents(
     session: Session,
     actor: Actor,
     community_id: int,
-    content: bytes,
-    filename: str,
-    dry_run: bool,
-    skip_invalid: bool = False,
-) -> ImportReport:
-    """Validate a vehicle sheet and, unless ``dry_run``, write it; idempotent by plate."""
-    require(actor, Permission.registry_write)
-    report = ImportReport(kind="vehicles")
-    table = _read(report, content, filename, VEHICLE_ALIASES, "plate")
-    if table is None:
-        return report
-    records, report.errors = validate_vehicle_rows(table)
-    grid = _GridIndex(session, community_id, _import_scope(actor))
-    existing = {
-        v.plate: v
-        for v in session.scalars(select(Vehicle).where(Vehicle.community_id == community_id))
-    }
-    planned: list[tuple[VehicleRecord, int]] = []
-    seen: dict[str, int] = {}
-    for record in records:
-        try:
-            household_id, _new = grid.resolve(record.address, create_missing=False)
-        except LookupError as exc:
-            report.errors.append(RowError(record.row, "address", str(exc)))
+    grid: GridIndex,
+    planned: list[_PlannedPerson],
+    report: ImportReport,
+    progress: Progress | None,
+) -> None:
+    """Update the changed people, insert the new ones, and keep a history row for each,
+    in bulk (15,000 people in a few seconds). New rows are built and written a batch at a
+    time: kept all at once, 15,000 rows of small dicts and lists cost more in the garbage
+    collector's full passes than in the database."""
+    created_households: dict[str, int] = {}
+    creating: list[tuple[ResidentRecord, str | None, RowPlan, int]] = []
+    at = utcnow()
+
+    def history_row(household_id: int, person_id: int, action: str, changes: Any) -> dict[str, Any]:
+        return {
+            "community_id": community_id,
+            "household_id": household_id,
+            "person_id": person_id,
+            "action": action,
+            "changes": changes,
+            "via": ChangeVia.import_,
+            "proposal_id": None,
+            "user_id": actor.user_id or None,
+            "username": actor.username,
+            "at": at,
+        }
+
+    updates: list[dict[str, Any]] = []
+    for item, plan in zip(planned, report.plans, strict=True):
+        if plan.action == "unchanged":
             continue
-        assert household_id is not None
-        if record.plate in seen:
-            report.errors.append(
-                RowError(
-                    record.row, "plate", _("与第 {row} 行车牌相同").format(row=seen[record.plate])
+        if item.existing is not None:
+            # Rows differ in which columns changed, so each is its own UPDATE.
+            session.execute(
+                update(Person)
+                .where(Person.id == item.existing.id)
+                .values({**item.values, "version": Person.version + 1})
+            )
+            updates.append(
+                history_row(
+                    item.existing.household_id, item.existing.id, PERSON_UPDATE, plan.changes
                 )
             )
             continue
-        seen[record.plate] = record.row
-        current = existing.get(record.plate)
-        if current is not None and current.household_id != household_id:
-            holder = session.get(Household, current.household_id)
-            if holder is None or not grid.covers(holder):
-                message = _("车牌 {p} 已登记在本社区的另一户，不在您负责的范围内").format(
-                    p=record.plate
-                )
-            else:
-                message = _("车牌 {p} 已登记在另一户（{where}）").format(
-                    p=record.plate, where=holder.address
-                )
-            report.errors.append(RowError(record.row, "plate", message))
-            continue
-        planned.append((record, household_id))
-    report.errors.sort(key=lambda e: (e.row, e.field))
-    report.valid = len(planned)
-    if dry_run or (report.errors and not skip_invalid):
-        return report
-    with session.begin_nested():
-        for record, household_id in planned:
-            owner_id = None
-            if record.owner_name:
-                owner_id = session.scalar(
-                    select(Person.id).where(
-                        Person.household_id == household_id, Person.name == record.owner_name
-                    )
-                )
-            current = existing.get(record.plate)
-            if current is None:
-                session.add(
-                    Vehicle(
-                        community_id=community_id,
-                        household_id=household_id,
-                        plate=record.plate,
-                        owner_person_id=owner_id,
-                        note=record.note,
-                    )
-                )
-                report.created += 1
-            elif (current.owner_person_id, current.note) != (owner_id, record.note):
-                current.owner_person_id, current.note = owner_id, record.note
-                report.updated += 1
-            else:
-                report.unchanged += 1
-        _audit_import(session, actor, community_id, filename, report)
-    report.written = True
-    return report
+        household_id = item.household_id
+        if household_id is None:
+            key = item.new_household_key
+            assert key is not None
+            if key not in created_households:
+                created_households[key] = grid.create(key)
+            household_id = created_households[key]
+        creating.append((item.record, item.id_hash, plan, household_id))
+    _insert_history(session, updates)
+    for start in range(0, len(creating), BATCH):
+        batch = creating[start : start + BATCH]
+        rows = [
+            {
+                **{name: getattr(record, name) for name in _PERSON_FIELDS},
+                "community_id": community_id,
+                "household_id": household_id,
+                **_id_columns(record, id_hash),
+            }
+            for record, id_hash, _plan, household_id in batch
+        ]
+        ids = _insert_people(session, rows)
+        _insert_history(
+            session,
+            [
+                history_row(household_id, person_id, PERSON_CREATE, _created(record))
+                for (record, _h, _plan, household_id), person_id in zip(batch, ids, strict=True)
+            ],
+        )
+        if progress:
+            progress(min(start + BATCH, len(creating)), len(creating))
+    report.created, report.updated = len(creating), len(updates)
+    report.new_households = len(created_households)
 
 
 ImportKind = Literal["residents", "vehicles"]

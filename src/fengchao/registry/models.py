@@ -325,7 +325,8 @@ class ChangeProposal(Base):
 
 class ImportUpload(Base):
     """A spreadsheet waiting for the user to confirm its import (kept in the database so
-    any web process can finish the wizard)."""
+    any web process can finish the wizard); once imported, the error file of the rows it
+    skipped, for a while."""
 
     __tablename__ = "import_upload"
 
@@ -339,6 +340,8 @@ class ImportUpload(Base):
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     imported_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # After the import: the skipped rows as an error file to fix and upload again (sealed).
+    error_file: Mapped[bytes | None] = mapped_column()
 
 
 Index("ix_person_community_name", Person.community_id, Person.name)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 
@@ -67,6 +69,16 @@ class ImportErrorRead(BaseModel):
     row: int
     field: str
     message: str
+    name: str = Field("", description="The person's name (a vehicle's plate) as the sheet has it.")
+
+
+class ImportChangeRead(BaseModel):
+    row: int
+    name: str
+    where: str
+    fields: dict[str, list[Any]] = Field(
+        description="{field: [registered value, value in the sheet]}; ID numbers masked."
+    )
 
 
 class ImportReportRead(BaseModel):
@@ -78,6 +90,12 @@ class ImportReportRead(BaseModel):
     unchanged: int
     new_households: int
     written: bool
+    new: int = Field(0, description="Valid rows naming nobody registered yet.")
+    changed: int = Field(0, description="Valid rows that change a registered record.")
+    problem_rows: int = Field(0, description="Rows with at least one problem.")
+    skipped: int = Field(0, description="Rows with problems the import left out (written).")
+    changes: list[ImportChangeRead] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
 
 
 class CoverageRead(BaseModel):

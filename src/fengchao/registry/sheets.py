@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 from xml.etree.ElementTree import ParseError
 
+from fengchao.tabular import unneutralised
 from fengchao.web.i18n import _
 
 if TYPE_CHECKING:
@@ -79,13 +80,16 @@ class FormulaWithoutValue:
 
 @dataclass
 class Table:
-    """Data rows under a recognised header; ``rows`` pairs Excel's row number with values."""
+    """Data rows under a recognised header; ``rows`` pairs Excel's row number with values
+    (every cell up to the row's last non-empty one, so that an error file can give the row
+    back as it was); ``header_cells`` is the header row as written."""
 
     columns: dict[str, int]
     header_row: int
     headers: list[str]
     rows: list[tuple[int, list[object]]] = field(default_factory=list)
     sheet: str = ""
+    header_cells: list[object] = field(default_factory=list)
 
 
 Rows = Iterator[tuple[int, list[object]]]
@@ -456,6 +460,16 @@ def _blank(values: list[object]) -> bool:
     return all(v is None or v == "" for v in values)
 
 
+def _trimmed(values: list[object]) -> list[object]:
+    """The row without its trailing empty cells, and with the apostrophe that
+    :func:`fengchao.tabular.safe_cell` puts before text such as ``+86 137…`` taken off
+    again, so that an error file the platform wrote reads back as the sheet it came from."""
+    end = len(values)
+    while end and (values[end - 1] is None or values[end - 1] == ""):
+        end -= 1
+    return [unneutralised(v) for v in values[:end]]
+
+
 def _cell_too_long(row: int, column: int | None, length: int | None, limits: SheetLimits) -> str:
     if column is None or length is None:
         return _("第 {row} 行有一个单元格超过 {limit} 个字符，系统拒绝读取这个文件").format(
@@ -488,7 +502,6 @@ def _table(rows: Rows, title: str, aliases: dict[str, tuple[str, ...]], key: str
     if found is None:
         return None
     position, headers, columns = found
-    width = max(columns.values()) + 1
 
     def data_rows() -> Iterable[tuple[int, list[object]]]:
         yield from head[position + 1 :]
@@ -498,7 +511,7 @@ def _table(rows: Rows, title: str, aliases: dict[str, tuple[str, ...]], key: str
 
     data: list[tuple[int, list[object]]] = []
     for number, values in data_rows():
-        kept = values[:width]
+        kept = _trimmed(values)
         _check_cells(number, kept, limits)
         if len(data) == limits.max_rows:
             raise SheetError(
@@ -508,7 +521,7 @@ def _table(rows: Rows, title: str, aliases: dict[str, tuple[str, ...]], key: str
                 number,
             )
         data.append((number, kept))
-    return Table(columns, head[position][0], headers, data, title)
+    return Table(columns, head[position][0], headers, data, title, _trimmed(head[position][1]))
 
 
 def read_table(

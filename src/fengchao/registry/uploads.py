@@ -1,6 +1,10 @@
 """The upload wizard's stored sheets: sealed with the data key, refused once expired, and
 purged on a schedule (``jobs.py``, ``fengchao purge``) rather than whenever somebody
-happens to upload again. A sheet is a whole community's personal data."""
+happens to upload again. A sheet is a whole community's personal data.
+
+Once imported, the sheet goes; what stays, sealed the same way and for as long as an
+unconfirmed sheet may wait, is the error file of the rows the import skipped — the rows
+the user still has to fix."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import secrets
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from fengchao.auth.crypto import get_cipher
@@ -33,6 +37,10 @@ def keep() -> dt.timedelta:
 
 def _context(token: str) -> bytes:
     return b"import_upload:" + token.encode()
+
+
+def _errors_context(token: str) -> bytes:
+    return b"import_errors:" + token.encode()
 
 
 def store_upload(
@@ -85,15 +93,41 @@ def upload_content(upload: ImportUpload) -> bytes:
         raise UploadExpired(upload.token) from None
 
 
-def mark_upload_imported(upload: ImportUpload) -> None:
-    """Once imported, the sheet itself is no longer kept; the row stays to refuse replays."""
+def mark_upload_imported(upload: ImportUpload, error_file: bytes | None = None) -> None:
+    """Once imported, the sheet itself is no longer kept; the row stays to refuse replays,
+    with the error file of the skipped rows (if any), sealed, for :func:`keep`."""
     upload.imported_at = utcnow()
     upload.content = b""
+    upload.error_file = (
+        get_cipher().encrypt_bytes(error_file, context=_errors_context(upload.token))
+        if error_file
+        else None
+    )
+
+
+def kept_error_file(upload: ImportUpload, now: dt.datetime | None = None) -> bytes:
+    """The error file of an imported upload's skipped rows; :class:`UploadExpired` when it
+    had none, is older than :func:`keep`, or cannot be opened."""
+    now = now or utcnow()
+    imported = upload.imported_at
+    if not upload.error_file or imported is None or imported < now - keep():
+        raise UploadExpired(upload.token)
+    try:
+        return get_cipher().decrypt_bytes(upload.error_file, context=_errors_context(upload.token))
+    except (InvalidTag, ValueError):
+        raise UploadExpired(upload.token) from None
+
+
+def has_error_file(upload: ImportUpload) -> bool:
+    """Whether :func:`kept_error_file` would give the file now."""
+    imported = upload.imported_at
+    return bool(upload.error_file) and imported is not None and imported >= utcnow() - keep()
 
 
 def purge_expired_uploads(*, session: Session, now: dt.datetime | None = None) -> int:
     """Delete unconfirmed uploads older than :func:`keep` and imported ones older than a
-    day; returns how many rows went."""
+    day, and empty error files kept longer than :func:`keep`; returns how many rows went
+    or were emptied."""
     now = now or utcnow()
     result = session.execute(
         delete(ImportUpload).where(
@@ -103,4 +137,9 @@ def purge_expired_uploads(*, session: Session, now: dt.datetime | None = None) -
             )
         )
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    emptied = session.execute(
+        update(ImportUpload)
+        .where(ImportUpload.error_file.is_not(None), ImportUpload.imported_at < now - keep())
+        .values(error_file=None)
+    )
+    return sum(int(getattr(r, "rowcount", 0) or 0) for r in (result, emptied))

@@ -3,6 +3,7 @@ completeness report."""
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
@@ -292,6 +293,12 @@ def import_template(actor: CurrentActor) -> Response:
     return _download(exports.resident_template_xlsx(), "居民信息导入模板.xlsx")
 
 
+@router.get("/import/vehicle-template.xlsx")
+def import_vehicle_template(actor: CurrentActor) -> Response:
+    require(actor, Permission.registry_read)
+    return _download(exports.vehicle_template_xlsx(), "车辆信息导入模板.xlsx")
+
+
 def _run(
     session: Session, actor: Actor, upload: ImportUpload, content: bytes, dry_run: bool
 ) -> imports.ImportReport:
@@ -309,14 +316,54 @@ def _run(
     )
 
 
-def _expired(request: Request) -> Response:
-    """The page for a token whose sheet is gone: purged, expired, or never the user's."""
+def _expired(request: Request, imported: bool = False) -> Response:
+    """The page for a token whose sheet is gone: purged, expired, or never the user's; or,
+    after the import, whose error file is."""
     return render(
         request,
         "registry/import_expired.html",
-        {"keep_minutes": get_settings().imports.upload_keep_minutes},
+        {"keep_minutes": get_settings().imports.upload_keep_minutes, "imported": imported},
         status_code=410,
     )
+
+
+def _report_page(
+    request: Request,
+    report: imports.ImportReport,
+    upload: ImportUpload | None,
+    filename: str,
+    status_code: int = 200,
+) -> Response:
+    return render(
+        request,
+        "registry/import_report.html",
+        {
+            "report": report,
+            "upload": upload,
+            "filename": filename,
+            "field_label": field_label,
+            "shown": SHOWN_ROWS,
+        },
+        status_code=status_code,
+    )
+
+
+# Rows the check page lists in each group; the error file has them all.
+SHOWN_ROWS = 500
+
+
+def import_summary(report: imports.ImportReport) -> str:
+    """What an import does, as its confirm button and done page say it: “新增 2 人，更新 1
+    人，30 人无变化” (parts that are zero are left out)."""
+    if report.kind == "vehicles":
+        words = (_("新增 {n} 辆"), _("更新 {n} 辆"), _("{n} 辆无变化"))
+    else:
+        words = (_("新增 {n} 人"), _("更新 {n} 人"), _("{n} 人无变化"))
+    counts = (report.new, report.changed, report.unchanged)
+    return _("，").join(w.format(n=n) for w, n in zip(words, counts, strict=True) if n)
+
+
+templates.env.globals["import_summary"] = import_summary
 
 
 # Plain ``def`` routes: FastAPI runs them in its thread pool, so that parsing a sheet and
@@ -348,7 +395,9 @@ def import_upload(
         create_missing=create_missing,
     )
     upload = None
-    if report.rows and len(content) <= limit:
+    # Kept only when there is something to confirm or rows to fix: a sheet that changes
+    # nothing is not stored at all.
+    if report.rows and len(content) <= limit and (report.would_change or report.problem_rows):
         begin_write(session)
         uploads.purge_expired_uploads(session=session)
         upload = uploads.store_upload(
@@ -361,11 +410,7 @@ def import_upload(
             options={"create_missing": create_missing},
         )
         session.flush()
-    return render(
-        request,
-        "registry/import_report.html",
-        {"report": report, "upload": upload, "filename": filename, "field_label": field_label},
-    )
+    return _report_page(request, report, upload, filename)
 
 
 @router.post("/import/{token}/confirm", response_class=HTMLResponse)
@@ -383,42 +428,58 @@ def import_confirm(
         upload = uploads.find_upload(session=session, actor=actor, token=token)
         if upload.imported_at is not None:
             # A second click (or a replayed form) must not import twice.
-            return render(request, "registry/import_done.html", {"report": None, "upload": upload})
+            return render(
+                request,
+                "registry/import_done.html",
+                {
+                    "report": None,
+                    "upload": upload,
+                    "errors_kept": uploads.has_error_file(upload),
+                    "keep_minutes": get_settings().imports.upload_keep_minutes,
+                },
+            )
         content = uploads.upload_content(upload)
     except uploads.UploadExpired:
         return _expired(request)
     upload.options = {**(upload.options or {}), "skip_invalid": skip_invalid}
     report = _run(session, actor, upload, content, dry_run=False)
     if report.written:
-        uploads.mark_upload_imported(upload)
-        return render(request, "registry/import_done.html", {"report": report, "upload": upload})
-    return render(
-        request,
-        "registry/import_report.html",
-        {
-            "report": report,
-            "upload": upload,
-            "filename": upload.filename,
-            "field_label": field_label,
-        },
-        status_code=422,
-    )
+        # The skipped rows are what is left to do: their error file outlives the sheet.
+        error_file = exports.error_report_xlsx(report) if report.errors else None
+        uploads.mark_upload_imported(upload, error_file)
+        return render(
+            request,
+            "registry/import_done.html",
+            {
+                "report": report,
+                "upload": upload,
+                "errors_kept": error_file is not None,
+                "keep_minutes": get_settings().imports.upload_keep_minutes,
+            },
+        )
+    return _report_page(request, report, upload, upload.filename, status_code=422)
 
 
 @router.get("/import/{token}/errors.xlsx")
 def import_errors(
     token: str, request: Request, session: DbSession, actor: CurrentActor
 ) -> Response:
+    """The rows with problems as the sheet holds them, with a column of their problems:
+    before the import from a new check, after it the rows the import skipped."""
     require(actor, Permission.registry_write)
     try:
         upload = uploads.find_upload(session=session, actor=actor, token=token)
+        name = f"{_('需修改的行')}-{PurePath(upload.filename).stem}.xlsx"
         if upload.imported_at is not None:
-            raise uploads.UploadExpired(token)
+            try:
+                return _download(uploads.kept_error_file(upload), name)
+            except uploads.UploadExpired:
+                return _expired(request, imported=True)
         content = uploads.upload_content(upload)
     except uploads.UploadExpired:
         return _expired(request)
     report = _run(session, actor, upload, content, dry_run=True)
-    return _download(exports.error_report_xlsx(report), f"导入错误-{upload.filename}.xlsx")
+    return _download(exports.error_report_xlsx(report), name)
 
 
 # --- completeness ----------------------------------------------------------------------
