@@ -52,6 +52,7 @@ OBJECT_LABELS: dict[str, str] = {
     "vehicles": "车辆表",
     "audit": "审计日志",
     "proposals": "变更申请列表",
+    "import_errors": "导入需修改的行",
 }
 # Where a record of each kind is shown; "{id}" is the record's id.
 OBJECT_LINKS: dict[str, str] = {

@@ -17,7 +17,7 @@ from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from fengchao.auth.crypto import get_cipher
-from fengchao.auth.service import Actor
+from fengchao.auth.service import Actor, audit
 from fengchao.db import utcnow
 from fengchao.registry.models import ImportUpload
 from fengchao.settings import get_settings
@@ -143,3 +143,16 @@ def purge_expired_uploads(*, session: Session, now: dt.datetime | None = None) -
         .values(error_file=None)
     )
     return sum(int(getattr(r, "rowcount", 0) or 0) for r in (result, emptied))
+
+
+def audit_error_file(*, session: Session, actor: Actor, upload: ImportUpload) -> None:
+    """The error file holds the sheet's own rows (names, numbers): its download is a read."""
+    audit(
+        session=session,
+        actor=actor,
+        action="export",
+        object_type="import_errors",
+        object_id=upload.id,
+        community_id=upload.community_id,
+        filename=upload.filename,
+    )

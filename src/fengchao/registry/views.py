@@ -469,6 +469,7 @@ def import_errors(
     require(actor, Permission.registry_write)
     try:
         upload = uploads.find_upload(session=session, actor=actor, token=token)
+        uploads.audit_error_file(session=session, actor=actor, upload=upload)
         name = f"{_('需修改的行')}-{PurePath(upload.filename).stem}.xlsx"
         if upload.imported_at is not None:
             try:
