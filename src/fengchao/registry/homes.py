@@ -151,17 +151,27 @@ def overview(*, session: Session, actor: Actor) -> Overview:
     """Counts by health, residence and care need, and today's changes, in scope."""
     require(actor, Permission.registry_read)
     scope = household_in_scope(actor.scope)
-    people = select(Person).join(Household, Household.id == Person.household_id).where(scope)
-    counted = people.subquery()
-
-    def by(column: str) -> dict[str, int]:
-        rows = session.execute(
-            select(counted.c[column], func.count()).group_by(counted.c[column])
-        ).all()
-        return {str(value): n for value, n in rows}
-
-    health = by("health_status")
-    residence = by("residence_status")
+    # One pass over the people in scope gives the health and residence counts and three of
+    # the coverage figures.
+    health: dict[str, int] = {}
+    residence: dict[str, int] = {}
+    n = phones = faces = ids = 0
+    for health_status, residence_status, count, phone, face, id_number in session.execute(
+        select(
+            Person.health_status,
+            Person.residence_status,
+            func.count(),
+            func.count(Person.phone),
+            func.count(Person.face_enrolled_at),
+            func.count(Person.id_number_hash),
+        )
+        .join(Household, Household.id == Person.household_id)
+        .where(scope)
+        .group_by(Person.health_status, Person.residence_status)
+    ):
+        health[str(health_status)] = health.get(str(health_status), 0) + count
+        residence[str(residence_status)] = residence.get(str(residence_status), 0) + count
+        n, phones, faces, ids = n + count, phones + phone, faces + face, ids + id_number
     # The four coverage figures need no duplicate search: cheaper than the full report.
     has_people = select(Person.id).where(Person.household_id == Household.id).exists()
     total, occupied, registered = session.execute(
@@ -173,21 +183,15 @@ def overview(*, session: Session, actor: Actor) -> Overview:
             ),
         ).where(scope)
     ).one()
-    n, phones, faces, ids = session.execute(
-        select(
-            func.count(counted.c.id),
-            func.count(counted.c.phone),
-            func.count(counted.c.face_enrolled_at),
-            func.count(counted.c.id_number_hash),
-        )
-    ).one()
     coverage = completeness.Figures.from_counts(
         households=total, occupied=int(occupied), registered=int(registered), people=n,
         with_phone=phones, with_face=faces, with_id=ids, duplicates=0, living_in_vacant=0,
     )  # fmt: skip
     care: dict[CareTag, int] = dict.fromkeys(CareTag, 0)
     for tags in session.scalars(
-        select(counted.c.care_tags).where(cast(counted.c.care_tags, String) != "[]")
+        select(Person.care_tags)
+        .join(Household, Household.id == Person.household_id)
+        .where(scope, cast(Person.care_tags, String) != "[]")
     ):
         for tag in tags:
             if tag in care:
