@@ -92,3 +92,26 @@ def test_figures_counted_by_the_database_match_the_rows(session, grid, worker) -
     # Drilling into one building still judges duplicates across the whole scope.
     only6 = service.summarise_rows(session, grid.community.id, scope, grid.b6.id)
     assert {i.name for i in only6.items if i.gap == Gap.duplicate} == {"林国平"}
+
+
+def test_kept_figures_follow_every_change(login_as, session, grid, worker) -> None:  # type: ignore[no-untyped-def]
+    from fengchao.registry.models import Person
+
+    browser = login_as(worker)
+
+    def phone_coverage() -> float:
+        rows = browser.get("/api/registry/completeness").json()
+        return float(rows[-1]["phone_coverage"])
+
+    first = phone_coverage()
+    assert phone_coverage() == first  # kept
+    nobody = Person(community_id=grid.community.id, household_id=grid.h5_101.id, name="新来")
+    session.add(nobody)
+    session.flush()
+    added = phone_coverage()
+    assert added < first  # a new person without a phone
+    nobody.phone = "13900000009"
+    session.flush()
+    assert phone_coverage() == first  # an update moves the version
+    overview = browser.get("/registry/overview").text
+    assert f"{first}%" in overview

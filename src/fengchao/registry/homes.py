@@ -7,11 +7,12 @@ import datetime as dt
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import String, and_, case, cast, func, select
+from sqlalchemy import ColumnElement, String, and_, case, cast, func, select
 from sqlalchemy.orm import Session, joinedload
 
 from fengchao.auth.service import Actor, Permission, audit, require
 from fengchao.registry import completeness, proposals
+from fengchao.registry import figures as figures_cache
 from fengchao.registry.models import (
     CareTag,
     ChangeProposal,
@@ -147,10 +148,18 @@ def local_midnight() -> dt.datetime:
     return now.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(dt.UTC)
 
 
-def overview(*, session: Session, actor: Actor) -> Overview:
-    """Counts by health, residence and care need, and today's changes, in scope."""
-    require(actor, Permission.registry_read)
-    scope = household_in_scope(actor.scope)
+@dataclass(frozen=True)
+class _Counts:
+    households: int
+    health: dict[str, int]
+    residence: dict[str, int]
+    coverage: completeness.Figures
+    care: dict[CareTag, int]
+
+
+def _count(session: Session, scope: ColumnElement[bool]) -> _Counts:
+    """The overview's counts: one pass over the people, one over the households, one over
+    the people with care tags."""
     # One pass over the people in scope gives the health and residence counts and three of
     # the coverage figures.
     health: dict[str, int] = {}
@@ -196,6 +205,20 @@ def overview(*, session: Session, actor: Actor) -> Overview:
         for tag in tags:
             if tag in care:
                 care[CareTag(tag)] += 1
+    return _Counts(total, health, residence, coverage, care)
+
+
+def overview(*, session: Session, actor: Actor) -> Overview:
+    """Counts by health, residence and care need, and today's changes, in scope."""
+    require(actor, Permission.registry_read)
+    scope = household_in_scope(actor.scope)
+    counts = figures_cache.cached(
+        ("overview", actor.scope.level, actor.scope.node_id),
+        figures_cache.fingerprint(session, scope),
+        lambda: _count(session, scope),
+    )
+    health, residence, total = counts.health, counts.residence, counts.households
+    coverage, care = counts.coverage, counts.care
     since = local_midnight()
     today = (
         select(RecordChange, Household, Person.name)
@@ -222,7 +245,7 @@ def overview(*, session: Session, actor: Actor) -> Overview:
         people=sum(health.values()),
         health={s: health.get(s.value, 0) for s in HealthStatus},
         residence={s: residence.get(s.value, 0) for s in ResidenceStatus},
-        care=care,
+        care=dict(care),
         changes_today=changes_today,
         coverage=coverage,
         recent_changes=recent,

@@ -19,6 +19,7 @@ from fengchao.auth.service import (
     require,
 )
 from fengchao.registry import completeness, id_numbers
+from fengchao.registry import figures as figures_cache
 from fengchao.registry.models import (
     Building,
     BuildingLead,
@@ -466,7 +467,13 @@ def completeness_report(
             .where(Building.community_id == community_id, building_in_scope(actor.scope))
         )
     }
-    figures = count_figures(session, community_id, scope)
+    # The same counts for everyone in this scope until a person or household changes.
+    key = ("completeness", community_id, actor.scope.level, actor.scope.node_id)
+    figures = figures_cache.cached(
+        key,
+        figures_cache.fingerprint(session, scope),
+        lambda: count_figures(session, community_id, scope),
+    )
     listed = summarise_rows(session, community_id, scope, building_id).items if items else []
     report = completeness.roll_up(
         figures, {b.id: b.compound_id for b in buildings.values()}, listed
