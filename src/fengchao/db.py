@@ -226,10 +226,14 @@ def get_sessionmaker() -> sessionmaker[Session]:
 
 
 @contextmanager
-def session_scope(*, write: bool = False) -> Iterator[Session]:
-    """A session that commits on success and rolls back on error (for the CLI);
-    ``write`` opens it for writing at once (see :func:`begin_write`)."""
-    session = get_sessionmaker()()
+def session_scope(
+    *, write: bool = False, sessions: sessionmaker[Session] | None = None
+) -> Iterator[Session]:
+    """One unit of work: a session committed by :func:`finish` on success, rolled back on
+    error, closed either way (requests, commands, the worker). ``write`` opens it for
+    writing at once (see :func:`begin_write`); ``sessions`` defaults to the settings'
+    database."""
+    session = (sessions or get_sessionmaker())()
     try:
         if write:
             begin_write(session)

@@ -22,9 +22,9 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import httpx
@@ -32,7 +32,7 @@ from sqlalchemy import Engine, delete
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from fengchao.db import begin_write, finish, get_engine, utcnow
+from fengchao.db import begin_write, get_engine, session_scope, utcnow
 from fengchao.notify import channels as chans
 from fengchao.notify import outbox, scheduler
 from fengchao.notify.models import WorkerLease
@@ -91,17 +91,8 @@ class Worker:
 
     # --- sessions and the lease --------------------------------------------------------
 
-    @contextmanager
-    def _session(self) -> Iterator[Session]:
-        session = self.sessions()
-        try:
-            yield session
-            finish(session)
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
+    def _session(self) -> AbstractContextManager[Session]:
+        return session_scope(sessions=self.sessions)
 
     def _renew_lease(self) -> bool:
         """Take or renew this worker's lease; False when another live worker holds the

@@ -48,17 +48,18 @@ def _done(url: str, outcome: edits.EditResult) -> RedirectResponse:
     return RedirectResponse(f"{url}?done={'saved' if outcome.applied else 'proposed'}", 303)
 
 
-def _form_values(
-    name: str,
-    gender: str,
-    relation: str,
-    phone: str,
-    residence_status: str,
-    health_status: str,
-    care_tags: list[str],
-    note: str,
-    id_number: str,
+def person_form(
+    name: Text = "",
+    gender: Text = "",
+    relation: Text = "",
+    phone: Text = "",
+    residence_status: Text = "",
+    health_status: Text = "",
+    care_tags: Annotated[list[str] | None, Form(max_length=10)] = None,
+    note: Text = "",
+    id_number: Text = "",
 ) -> dict[str, Any]:
+    """The person form's fields as submitted (the services check them)."""
     return {
         "name": name,
         "gender": gender,
@@ -66,10 +67,13 @@ def _form_values(
         "phone": phone,
         "residence_status": residence_status,
         "health_status": health_status,
-        "care_tags": care_tags,
+        "care_tags": care_tags or [],
         "note": note,
         "id_number": id_number,
     }
+
+
+PersonForm = Annotated[dict[str, Any], Depends(person_form)]
 
 
 def _form_page(
@@ -146,21 +150,9 @@ def edit_person(
     request: Request,
     session: DbSession,
     actor: CurrentActor,
+    values: PersonForm,
     version: Version = None,
-    name: Text = "",
-    gender: Text = "",
-    relation: Text = "",
-    phone: Text = "",
-    residence_status: Text = "",
-    health_status: Text = "",
-    care_tags: Annotated[list[str] | None, Form(max_length=10)] = None,
-    note: Text = "",
-    id_number: Text = "",
 ) -> Response:
-    values = _form_values(
-        name, gender, relation, phone, residence_status, health_status, care_tags or [],
-        note, id_number,
-    )  # fmt: skip
     try:
         outcome = edits.edit_person(
             session=session, actor=actor, person_id=person_id, version=version, submitted=values
@@ -215,20 +207,8 @@ def add_person(
     request: Request,
     session: DbSession,
     actor: CurrentActor,
-    name: Text = "",
-    gender: Text = "",
-    relation: Text = "",
-    phone: Text = "",
-    residence_status: Text = "",
-    health_status: Text = "",
-    care_tags: Annotated[list[str] | None, Form(max_length=10)] = None,
-    note: Text = "",
-    id_number: Text = "",
+    values: PersonForm,
 ) -> Response:
-    values = _form_values(
-        name, gender, relation, phone, residence_status, health_status, care_tags or [],
-        note, id_number,
-    )  # fmt: skip
     try:
         outcome = edits.add_person(
             session=session, actor=actor, household_id=household_id, submitted=values

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from fengchao.auth import service as auth_service
 from fengchao.auth.models import ROLE_LABELS
 from fengchao.auth.service import Actor, Login, Permission
-from fengchao.db import finish, get_sessionmaker
+from fengchao.db import get_sessionmaker, session_scope
 from fengchao.settings import get_settings
 from fengchao.web.i18n import LANGUAGES, current_language, gettext, ngettext
 from fengchao.web.icons import icon
@@ -80,15 +80,8 @@ def sessions_of(request: Request) -> sessionmaker[Session]:
 def get_session(request: Request) -> Iterator[Session]:
     """One session per request, committed (audit rows included) before the response is
     sent; closed before any error page is rendered, so error pages never touch it."""
-    session = sessions_of(request)()
-    try:
+    with session_scope(sessions=sessions_of(request)) as session:
         yield session
-        finish(session)
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 # scope="function": the code after ``yield`` (the commit) runs before the response is sent.
