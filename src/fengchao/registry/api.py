@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, File, Query, Response, UploadFile
 
 from fengchao.registry import id_numbers, imports, schemas, search, service
 from fengchao.registry.completeness import Figures
-from fengchao.registry.models import CareTag, HealthStatus, Household, Person, ResidenceStatus
-from fengchao.registry.views import pick_community
+from fengchao.registry.models import Household, Person
+from fengchao.registry.views import SearchWanted, pick_community
 from fengchao.settings import get_settings
 from fengchao.web.deps import (
     CurrentActor,
@@ -121,21 +121,12 @@ def search_people(
     response: Response,
     session: DbSession,
     actor: CurrentActor,
-    q: Annotated[str, Query(max_length=64)] = "",
-    building: OptionalRowId = None,
-    health: Annotated[HealthStatus | None, Query()] = None,
-    residence: Annotated[ResidenceStatus | None, Query()] = None,
-    care: Annotated[CareTag | None, Query()] = None,
-    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+    wanted: SearchWanted,
 ) -> list[schemas.PersonBrief]:
     """People matching ``q`` and the filters, one page; the true count is in the
     ``X-Total-Count`` header."""
     result = search.search(
-        session=session,
-        actor=actor,
-        query=q,
-        filters=search.Filters(building, health, residence, care),
-        page=page,
+        session=session, actor=actor, query=wanted.q, filters=wanted.filters, page=wanted.page
     )
     response.headers["X-Total-Count"] = str(result.total)
     return [_brief(p, p.id_mask) for p in result.people]

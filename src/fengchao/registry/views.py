@@ -3,6 +3,7 @@ completeness report."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Annotated, Literal
 
@@ -204,27 +205,41 @@ def reveal_id_number(
     return render(request, template, context)
 
 
-@router.get("/search", response_class=HTMLResponse)
-def search_page(
-    request: Request,
-    session: DbSession,
-    actor: CurrentActor,
+@dataclass(frozen=True)
+class SearchRequest:
+    """What the search page and the search API take from the address."""
+
+    q: str
+    filters: search.Filters
+    page: int
+
+
+def search_request(
     q: Annotated[str, Query(max_length=64)] = "",
     building: OptionalRowId = None,
     health: Annotated[HealthStatus | None, Query()] = None,
     residence: Annotated[ResidenceStatus | None, Query()] = None,
     care: Annotated[CareTag | None, Query()] = None,
     page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+) -> SearchRequest:
+    return SearchRequest(q, search.Filters(building, health, residence, care), page)
+
+
+SearchWanted = Annotated[SearchRequest, Depends(search_request)]
+
+
+@router.get("/search", response_class=HTMLResponse)
+def search_page(
+    request: Request,
+    session: DbSession,
+    actor: CurrentActor,
+    wanted: SearchWanted,
 ) -> Response:
     result = search.search(
-        session=session,
-        actor=actor,
-        query=q,
-        filters=search.Filters(building, health, residence, care),
-        page=page,
+        session=session, actor=actor, query=wanted.q, filters=wanted.filters, page=wanted.page
     )
     context = {
-        "q": q,
+        "q": wanted.q,
         "result": result,
         "buildings": search.buildings_in_scope(session=session, actor=actor),
         "healths": list(HealthStatus),
