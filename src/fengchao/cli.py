@@ -24,6 +24,7 @@ from fengchao.auth import service as auth_service
 from fengchao.auth.models import Role, ScopeLevel, User
 from fengchao.auth.service import SYSTEM_ACTOR, Actor, AuthError, Forbidden, GridScope
 from fengchao.db import get_engine, session_scope
+from fengchao.duty import cli as duty_cli
 from fengchao.migrate import schema_drift, upgrade
 from fengchao.registry import demo as demo_module
 from fengchao.registry import exports as registry_exports
@@ -43,6 +44,7 @@ eval_app = typer.Typer(help="Measure face and plate recognition on a labelled fo
 app.add_typer(import_app, name="import")
 app.add_typer(users_app, name="users")
 app.add_typer(eval_app, name="eval")
+app.add_typer(duty_cli.app, name="duty")
 console = Console(stderr=True)
 
 
