@@ -43,6 +43,8 @@ def solve_command(
         result = solver.solve(problem, time_limit=time_limit, workers=workers)
     except solver.ProblemError as error:
         _fail(as_json, error.problems)
+    except (TypeError, ValueError, KeyError) as error:  # a value of the wrong kind
+        _fail(as_json, [("problem", f"malformed: {error}")])
     if as_json:
         sys.stdout.write(json.dumps(solver.result_to_json(result), ensure_ascii=False) + "\n")
         return
@@ -63,7 +65,10 @@ def solve_command(
 
 def _fail(as_json: bool, problems: list[tuple[str, str]]) -> None:
     if as_json:
-        out = {"error": "invalid problem", "problems": [{"field": f, "message": m} for f, m in problems]}
+        out = {
+            "error": "invalid problem",
+            "problems": [{"field": f, "message": m} for f, m in problems],
+        }
         sys.stdout.write(json.dumps(out, ensure_ascii=False) + "\n")
     else:
         for where, what in problems:

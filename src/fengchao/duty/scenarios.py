@@ -35,8 +35,14 @@ def community_shifts(prefix: str, first: date, days: int, gates: int = 2) -> lis
                 shifts.append(_shift(f"{prefix}gate{g + 1}", name, day, start, hours, min=2, max=3))
         shifts.append(
             _shift(
-                f"{prefix}sampling", "am", day, SAMPLING[0], SAMPLING[1],
-                min=3, max=4, skills=frozenset({"medical"}),
+                f"{prefix}sampling",
+                "am",
+                day,
+                SAMPLING[0],
+                SAMPLING[1],
+                min=3,
+                max=4,
+                skills=frozenset({"medical"}),
             )
         )
         shifts.append(_shift(f"{prefix}patrol", "eve", day, PATROL[0], PATROL[1], min=2, max=2))

@@ -31,7 +31,8 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time as dtime, timedelta
+from datetime import date, datetime, timedelta
+from datetime import time as dtime
 
 NIGHT_HOUR = dtime(2, 0)
 MORNING_FROM, MORNING_TO = dtime(4, 0), dtime(12, 0)
@@ -195,9 +196,11 @@ def validate(problem: Problem) -> list[str]:
             errors.append((where, f"min {shift.min} is more than max {shift.max}"))
     if rules.max_shifts_per_day > 1 and problem.shifts:
         shortest = min(s.minutes for s in problem.shifts) / 60
-        if rules.max_shifts_per_day * shortest + (rules.max_shifts_per_day - 1) * (
-            rules.min_rest_hours
-        ) > 24 + shortest:
+        if (
+            rules.max_shifts_per_day * shortest
+            + (rules.max_shifts_per_day - 1) * (rules.min_rest_hours)
+            > 24 + shortest
+        ):
             warnings.append(
                 f"max_shifts_per_day {rules.max_shifts_per_day} cannot be reached with "
                 f"min_rest_hours {rules.min_rest_hours:g}: nobody will work that often"
@@ -505,8 +508,9 @@ def _solve_one(
         by_shift[si].append(vi)
 
     # Coverage: at most max; below min only with a hole.
-    missing: list[cp_model.LinearExpr] = []
+    missing: list[cp_model.IntVar] = []
     extra: list[cp_model.IntVar] = []
+    hole_of: dict[int, tuple[cp_model.IntVar, cp_model.IntVar]] = {}
     for si, shift in enumerate(shifts):
         staffed = sum(x[si, vi] for vi in by_shift[si])
         if shift.id in frozen:
@@ -518,6 +522,7 @@ def _solve_one(
         over = model.new_int_var(0, max(0, shift.max - shift.min), f"over{si}")
         model.add(staffed - shift.min <= over)
         extra.append(over)
+        hole_of[si] = (hole, over)
 
     # Per person: conflicts as cliques. Pairwise conflict (overlap or rest) is an interval
     # overlap of [start, end + rest), so every maximal clique contains some shift's start.
@@ -540,9 +545,7 @@ def _solve_one(
         seen: set[frozenset[int]] = set()
         for si in mine:
             t = shifts[si].start
-            clique = frozenset(
-                sj for sj in mine if shifts[sj].start <= t < shifts[sj].end + rest
-            )
+            clique = frozenset(sj for sj in mine if shifts[sj].start <= t < shifts[sj].end + rest)
             if len(clique) > 1 and clique not in seen and movable:
                 seen.add(clique)
                 if any(shifts[s].id not in frozen for s in clique):
@@ -611,10 +614,18 @@ def _solve_one(
         hint_pairs = set(problem.current)
     else:
         hint_pairs = set(greedy(problem))
+    hint_valid = bool(hint_pairs) and not check(problem, hint_pairs)
     if hint_pairs:
         for (si, vi), var in x.items():
             if shifts[si].id not in frozen:
                 model.add_hint(var, (shifts[si].id, people[vi].id) in hint_pairs)
+        staffed_hint: dict[str, int] = defaultdict(int)
+        for shift_id, _ in hint_pairs:
+            staffed_hint[shift_id] += 1
+        for si, (hole, over) in hole_of.items():
+            n = staffed_hint[shifts[si].id]
+            model.add_hint(hole, max(0, shifts[si].min - n))
+            model.add_hint(over, max(0, n - shifts[si].min))
     status_names = {
         cp_model.OPTIMAL: "optimal",
         cp_model.FEASIBLE: "feasible",
@@ -628,20 +639,30 @@ def _solve_one(
         model.minimize(total_missing)
         solver.parameters.max_time_in_seconds = max(0.2, time_limit * 0.4)
         status = solver.solve(model)
-        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            best_missing = round(solver.objective_value)
+            lower = math.ceil(solver.best_objective_bound - 1e-6)
+            phase1_gap = (best_missing - lower) / max(1, best_missing)
+            fallback = [
+                (shifts[si].id, people[vi].id) for (si, vi), v in x.items() if solver.value(v)
+            ]
+            model.clear_hints()  # type: ignore[no-untyped-call]
+            for (si, _vi), var in x.items():
+                if shifts[si].id not in frozen:
+                    model.add_hint(var, bool(solver.value(var)))
+        elif hint_valid:  # out of time: keep the hint's holes
+            best_missing, phase1_gap = cost(problem, hint_pairs)[0], 1.0
+            fallback = sorted(hint_pairs)
+        else:
             raise ProblemError(
                 [("problem", f"no roster keeps the frozen shifts ({status_names[status]})")]
             )
-        best_missing = round(solver.objective_value)
-        lower = math.ceil(solver.best_objective_bound - 1e-6)
-        phase1_gap = (best_missing - lower) / max(1, best_missing)
-        model.clear_hints()
-        for (si, vi), var in x.items():
-            if shifts[si].id not in frozen:
-                model.add_hint(var, bool(solver.value(var)))
         model.add(total_missing <= best_missing)
     elif missing:
         model.add(total_missing <= 0)
+        fallback = sorted(hint_pairs) if hint_valid else []
+    else:
+        fallback = []
     # Phase 2 with the holes settled: changes, fairness, posts, preferences.
     terms: list[cp_model.LinearExprT] = []
     if people:
@@ -680,15 +701,26 @@ def _solve_one(
     solver.parameters.max_time_in_seconds = max(0.1, time_limit - (time.perf_counter() - began))
     solver.parameters.relative_gap_limit = gap_limit
     status = solver.solve(model)
-    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        objective = solver.objective_value
+        bound = solver.best_objective_bound
+        gap = (
+            0.0 if status == cp_model.OPTIMAL else abs(objective - bound) / max(1.0, abs(objective))
+        )
+        gap = max(gap, phase1_gap)  # holes not proven fewest count as a gap too
+        chosen = sorted(
+            (shifts[si].id, people[vi].id) for (si, vi), var in x.items() if solver.value(var)
+        )
+    elif fallback or not missing:
+        # Out of time before the fairness phase found anything: the first phase's roster.
+        status, gap, chosen = cp_model.FEASIBLE, 1.0, sorted(fallback)
+        objective = float(cost(problem, chosen)[1])
+    else:
         raise ProblemError([("problem", f"no roster found ({status_names[status]})")])
-    objective = solver.objective_value
-    bound = solver.best_objective_bound
-    gap = 0.0 if status == cp_model.OPTIMAL else abs(objective - bound) / max(1.0, abs(objective))
-    gap = max(gap, phase1_gap)  # holes not proven fewest count as a gap too
-    chosen = sorted(
-        (shifts[si].id, people[vi].id) for (si, vi), var in x.items() if solver.value(var)
-    )
+    if hint_valid and cost(problem, hint_pairs) < cost(problem, chosen):
+        # Out of time with a roster worse than the hint (the greedy one): keep the hint.
+        chosen, gap = sorted(hint_pairs), max(gap, 1.0)
+        objective = float(cost(problem, chosen)[1])
     holes = explain_holes(problem, chosen)
     spread = fairness(problem, chosen)
     chosen_set = set(chosen)
@@ -918,6 +950,13 @@ def problem_from_json(data: dict[str, object]) -> Problem:
             return default
         return float(value)
 
+    def strings(obj: dict[str, object], key: str, where: str) -> frozenset[str]:
+        value = obj.get(key) or []
+        if not isinstance(value, list):
+            errors.append((f"{where}.{key}", "must be a list"))
+            return frozenset()
+        return frozenset(str(v) for v in value)
+
     if not isinstance(data, dict):
         raise ProblemError([("problem", "must be a JSON object")])
     raw_shifts = data.get("shifts", [])
@@ -947,7 +986,7 @@ def problem_from_json(data: dict[str, object]) -> Problem:
                 end=when(end, where + ".end"),
                 min=int(number(raw, "min", 1, where)),
                 max=int(number(raw, "max", max(1, int(number(raw, "min", 1, where))), where)),
-                skills=frozenset(str(s) for s in raw.get("skills", []) or []),  # type: ignore[attr-defined]
+                skills=strings(raw, "skills", where),
             )
         )
     volunteers = []
@@ -958,15 +997,18 @@ def problem_from_json(data: dict[str, object]) -> Problem:
                 errors.append((where, "must be an object"))
             continue
         available = raw.get("available")
-        prefs = raw.get("preferences", {}) or {}
+        prefs = raw.get("preferences") or {}
+        if not isinstance(prefs, dict):
+            errors.append((where + ".preferences", "must be an object"))
+            prefs = {}
         volunteers.append(
             Volunteer(
                 id=str(raw["id"]),
-                skills=frozenset(str(s) for s in raw.get("skills", []) or []),
-                available=None if available is None else frozenset(str(s) for s in available),
+                skills=strings(raw, "skills", where),
+                available=None if available is None else strings(raw, "available", where),
                 max_hours_week=number(raw, "max_hours_week", 40.0, where),
                 preferences={str(k): int(v) for k, v in dict(prefs).items()},
-                preferred_posts=frozenset(str(p) for p in raw.get("preferred_posts", []) or []),
+                preferred_posts=strings(raw, "preferred_posts", where),
             )
         )
     rules = Rules(

@@ -1,0 +1,262 @@
+"""The roster solver: every hard rule in every roster, holes named, fairness, repair."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from fengchao.cli import app
+from fengchao.duty import scenarios, solver
+from fengchao.duty.solver import Problem, ProblemError, Rules, Shift, Volunteer
+
+MONDAY = datetime(2026, 12, 7)
+# Start hours and lengths of the shifts a problem is drawn from: the gate's three shifts
+# (night 00–08 covers 02:00), the sampling site, a patrol, a 22:00–06:00 night.
+KINDS = [(0, 8), (8, 8), (16, 8), (7.5, 6), (19, 3), (22, 8)]
+
+
+def at(day: int, hour: float) -> datetime:
+    return MONDAY + timedelta(days=day, hours=hour)
+
+
+@st.composite
+def problems(draw: st.DrawFn) -> Problem:
+    days = draw(st.integers(1, 9))
+    shifts = []
+    for d in range(days):
+        for k in draw(st.sets(st.integers(0, len(KINDS) - 1), min_size=1, max_size=3)):
+            start, hours = KINDS[k]
+            low = draw(st.integers(0, 2))
+            shifts.append(
+                Shift(
+                    id=f"s{d}-{k}",
+                    post=draw(st.sampled_from(["east", "west", "sampling"])),
+                    start=at(d, start),
+                    end=at(d, start + hours),
+                    min=low,
+                    max=low + draw(st.integers(0, 1)),
+                    skills=frozenset(draw(st.sets(st.sampled_from(["medical"]), max_size=1))),
+                )
+            )
+    ids = [s.id for s in shifts]
+    people = []
+    for i in range(draw(st.integers(0, 7))):
+        available = draw(st.one_of(st.none(), st.sets(st.sampled_from(ids))))
+        people.append(
+            Volunteer(
+                id=f"v{i}",
+                skills=frozenset(draw(st.sets(st.sampled_from(["medical", "tracing"])))),
+                available=None if available is None else frozenset(available),
+                max_hours_week=draw(st.sampled_from([8, 16, 24, 40])),
+                preferences={
+                    s: draw(st.integers(-2, 2)) for s in draw(st.sets(st.sampled_from(ids)))
+                },
+            )
+        )
+    rules = Rules(
+        min_rest_hours=draw(st.sampled_from([0, 8, 10, 12])),
+        max_shifts_per_day=draw(st.integers(1, 2)),
+        max_consecutive_nights=draw(st.integers(0, 3)),
+    )
+    return Problem(shifts=tuple(shifts), volunteers=tuple(people), rules=rules)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problems())
+def test_every_hard_rule_holds_and_every_hole_is_named(problem: Problem) -> None:
+    result = solver.solve(problem, time_limit=5)
+    assert solver.check(problem, result.assignments) == []
+    staffed: dict[str, int] = {}
+    for shift_id, _ in result.assignments:
+        staffed[shift_id] = staffed.get(shift_id, 0) + 1
+    below = {s.id: s.min - staffed.get(s.id, 0) for s in problem.shifts}
+    assert {h.shift: h.missing for h in result.holes} == {k: v for k, v in below.items() if v > 0}
+    assert all(h.reason for h in result.holes)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problems())
+def test_never_worse_than_the_greedy_baseline(problem: Problem) -> None:
+    result = solver.solve(problem, time_limit=5)
+    baseline = solver.greedy(problem)
+    assert solver.check(problem, baseline) == []
+    ours, theirs = solver.cost(problem, result.assignments), solver.cost(problem, baseline)
+    assert ours[0] <= theirs[0]  # never more missing people
+    if ours[0] == theirs[0]:
+        assert ours[1] <= theirs[1]  # and then never less fair (the weighted spreads)
+
+
+def test_the_reference_week_is_fairer_than_greedy() -> None:
+    problem = scenarios.reference_week()
+    result = solver.solve(problem, time_limit=4)
+    baseline = solver.greedy(problem)
+    assert solver.check(problem, result.assignments) == []
+    assert not result.holes
+    assert result.hours_spread <= solver.fairness(problem, baseline)["hours_spread"]
+    assert result.nights_spread <= solver.fairness(problem, baseline)["nights_spread"]
+
+
+def _gate(day: int, start: float, hours: float, name: str, **kw: object) -> Shift:
+    return Shift(id=name, post="east", start=at(day, start), end=at(day, start + hours), **kw)  # type: ignore[arg-type]
+
+
+def test_definitions_night_morning_day() -> None:
+    assert _gate(0, 0, 8, "a").is_night
+    assert _gate(0, 22, 8, "b").is_night
+    assert not _gate(0, 18, 8, "c").is_night  # ends at 02:00: does not cover it
+    assert _gate(0, 2, 6, "d").is_night
+    assert _gate(0, 7.5, 6, "e").is_morning and not _gate(0, 0, 8, "f").is_morning
+    assert _gate(5, 8, 8, "g").is_weekend
+
+
+def test_a_skill_nobody_has_is_a_named_hole_not_a_crash() -> None:
+    problem = Problem(
+        shifts=(_gate(0, 7.5, 6, "sampling", min=2, max=2, skills=frozenset({"medical"})),),
+        volunteers=(Volunteer("v1"), Volunteer("v2")),
+    )
+    result = solver.solve(problem, time_limit=2)
+    assert result.assignments == []
+    assert [(h.shift, h.missing, h.code) for h in result.holes] == [("sampling", 2, "no_skill")]
+    assert "medical" in result.holes[0].reason
+
+
+def test_nobody_with_the_skill_available_and_everyone_busy_are_told_apart() -> None:
+    shifts = (
+        _gate(1, 7.5, 6, "tue-sampling", min=1, max=1, skills=frozenset({"medical"})),
+        _gate(1, 8, 8, "tue-day", min=3, max=3),
+        _gate(1, 16, 8, "tue-evening", min=1, max=1),
+    )
+    people = (
+        Volunteer("nurse", skills=frozenset({"medical"}), available=frozenset({"tue-day"})),
+        Volunteer("a", available=frozenset({"tue-day", "tue-evening"})),
+        Volunteer("b", available=frozenset({"tue-day", "tue-evening"})),
+    )
+    result = solver.solve(Problem(shifts=shifts, volunteers=people), time_limit=2)
+    holes = {h.shift: h for h in result.holes}
+    assert holes["tue-sampling"].reason == "nobody with skill medical is available"
+    (other,) = (h for name, h in holes.items() if name != "tue-sampling")
+    assert other.missing == 1 and other.code == "same_day"
+    assert other.reason.endswith("already works that day")
+
+
+def test_a_volunteer_with_no_availability_is_never_rostered() -> None:
+    problem = Problem(
+        shifts=(_gate(0, 8, 8, "day", min=1, max=1),),
+        volunteers=(Volunteer("idle", available=frozenset()),),
+    )
+    result = solver.solve(problem, time_limit=2)
+    assert result.assignments == []
+    assert result.holes[0].code == "unavailable"
+    assert "idle has no availability" in " ".join(result.warnings)
+
+
+@pytest.mark.parametrize(
+    ("shift", "rules", "field"),
+    [
+        (_gate(0, 8, 8, "x", min=3, max=2), Rules(), "shifts[x]"),
+        (_gate(0, 8, 8, "x", min=-1, max=2), Rules(), "shifts[x].min"),
+        (Shift("x", "east", at(0, 8), at(0, 6)), Rules(), "shifts[x]"),
+        (_gate(0, 8, 8, "x"), Rules(max_shifts_per_day=0), "rules.max_shifts_per_day"),
+        (_gate(0, 8, 8, "x"), Rules(min_rest_hours=-1), "rules.min_rest_hours"),
+        (_gate(0, 8, 8, "x"), Rules(max_consecutive_nights=-2), "rules.max_consecutive_nights"),
+    ],
+)
+def test_contradictory_limits_are_named(shift: Shift, rules: Rules, field: str) -> None:
+    with pytest.raises(ProblemError) as caught:
+        solver.solve(Problem(shifts=(shift,), volunteers=(Volunteer("v"),), rules=rules))
+    assert field in [where for where, _ in caught.value.problems]
+
+
+def test_repair_after_a_cancellation_changes_little_and_never_the_past() -> None:
+    problem = scenarios.reference_week()
+    roster = solver.solve(problem, time_limit=3)
+    night = next(s for s in problem.shifts if s.id == "gate1-2026-12-09-night")
+    person = next(v for s, v in roster.assignments if s == night.id)
+    now = night.start - timedelta(hours=2)  # 22:00 the evening before
+    current = replace_current(problem, roster.assignments)
+    fixed = solver.repair(current, [(night.id, person)], now=now, time_limit=3)
+    assert (night.id, person) not in fixed.assignments
+    assert solver.check(current, fixed.assignments) == []
+    assert not any(h.shift == night.id for h in fixed.holes)
+    assert 1 <= fixed.changes <= 3
+    past = {s.id for s in problem.shifts if s.start < now}
+    assert {p for p in fixed.assignments if p[0] in past} == {
+        p for p in roster.assignments if p[0] in past
+    }
+
+
+def replace_current(problem: Problem, pairs: list[tuple[str, str]]) -> Problem:
+    from dataclasses import replace
+
+    return replace(problem, current=frozenset(pairs))
+
+
+def test_a_cancellation_for_a_shift_already_past_is_refused() -> None:
+    problem = Problem(
+        shifts=(_gate(0, 0, 8, "night", min=1, max=1),),
+        volunteers=(Volunteer("v"),),
+        current=frozenset({("night", "v")}),
+    )
+    with pytest.raises(ProblemError, match="already started"):
+        solver.repair(problem, [("night", "v")], now=at(0, 3))
+
+
+def test_cli_solves_the_documented_json(tmp_path: pytest.TempPathFactory) -> None:
+    data = {
+        "shifts": [
+            {
+                "id": "east-2026-12-07-night",
+                "post": "east-gate",
+                "start": "2026-12-07T00:00",
+                "end": "2026-12-07T08:00",
+                "min": 1,
+                "max": 2,
+                "skills": [],
+            }
+        ],
+        "volunteers": [
+            {
+                "id": "v01",
+                "skills": ["medical"],
+                "available": ["east-2026-12-07-night"],
+                "max_hours_week": 40,
+            }
+        ],
+        "rules": {"min_rest_hours": 10, "max_shifts_per_day": 1, "max_consecutive_nights": 3},
+    }
+    path = tmp_path / "problem.json"  # type: ignore[operator]
+    path.write_text(json.dumps(data))
+    out = CliRunner().invoke(app, ["duty", "solve", str(path), "--time-limit", "2", "--json"])
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["assignments"] == [{"shift": "east-2026-12-07-night", "volunteer": "v01"}]
+    assert result["holes"] == []
+    assert {"gap", "seconds", "hours_spread", "nights_spread"} <= result.keys()
+
+
+def test_cli_names_a_contradiction(tmp_path: pytest.TempPathFactory) -> None:
+    data = {
+        "shifts": [
+            {
+                "id": "s",
+                "post": "p",
+                "start": "2026-12-07T08:00",
+                "end": "2026-12-07T16:00",
+                "min": 3,
+                "max": 1,
+            }
+        ],
+        "volunteers": [],
+    }
+    path = tmp_path / "problem.json"  # type: ignore[operator]
+    path.write_text(json.dumps(data))
+    out = CliRunner().invoke(app, ["duty", "solve", str(path), "--json"])
+    assert out.exit_code == 2
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["problems"][0]["field"] == "shifts[s]"
+    assert "min 3 is more than max 1" in result["problems"][0]["message"]
