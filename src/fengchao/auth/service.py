@@ -39,6 +39,8 @@ class Permission(enum.StrEnum):
     users_manage = "users.manage"
     notify_manage = "notify.manage"
     codes_issue = "codes.issue"  # print and rotate residents' gate codes
+    duty_manage = "duty.manage"  # the volunteer register, posts, rosters, check-in at a post
+    duty_self = "duty.self"  # a volunteer's own sign-up, availability and shifts
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -51,17 +53,23 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.id_number_unmasked,
             Permission.notify_manage,
             Permission.codes_issue,
+            Permission.duty_manage,
         }
     ),
     Role.building_lead: frozenset(
-        {Permission.registry_read, Permission.registry_propose, Permission.registry_lookup}
+        {
+            Permission.registry_read,
+            Permission.registry_propose,
+            Permission.registry_lookup,
+            Permission.duty_self,
+        }
     ),
     Role.property_staff: frozenset(
         {Permission.registry_read, Permission.registry_lookup, Permission.codes_issue}
     ),
     Role.guard: frozenset({Permission.registry_lookup}),
     Role.sampler: frozenset(),
-    Role.volunteer: frozenset(),
+    Role.volunteer: frozenset({Permission.duty_self}),
 }
 
 
