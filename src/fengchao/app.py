@@ -15,6 +15,7 @@ from fengchao import __version__
 from fengchao.access import views as access_views
 from fengchao.auth import views as auth_views
 from fengchao.auth.service import Actor, Permission
+from fengchao.duty import views as duty_views
 from fengchao.lifespan import lifespan
 from fengchao.notify import api as notify_api
 from fengchao.notify import views as notify_views
@@ -46,6 +47,8 @@ def first_page(actor: Actor) -> str | None:
         return "/registry"
     if actor.can(Permission.registry_lookup):
         return "/registry/rooms"
+    if actor.can(Permission.duty_self):
+        return "/duty/me"
     return None
 
 
@@ -112,6 +115,7 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
     app.include_router(notify_views.router)
     app.include_router(notify_api.router)
     app.include_router(access_views.router)
+    app.include_router(duty_views.router)
 
     @app.get("/", include_in_schema=False)
     def home(request: Request, actor: CurrentActor) -> Response:
