@@ -174,7 +174,7 @@ def test_duty_pages_on_the_served_app_and_in_english(live: Live) -> None:
             "name": "East gate",
             "kind": "gate",
             "community": c,
-            "csrf_token": worker.cookies.get("fc_csrf") or "",
+            "csrf_token": csrf,
         },
     ).status_code in (303, 422)
     names = [live.grid.community.name, live.grid.street.name, "East gate"]

@@ -471,3 +471,33 @@ def me_away(
         session=session, actor=actor, volunteer_id=volunteer.id, day=when, available=False
     )
     return RedirectResponse("/duty/me?saved=1", status_code=303)
+
+
+def _catalog_texts() -> list[str]:
+    """Never called: lists the label texts above for scripts/update_translations.py (the
+    templates translate them with ``_()`` when they show them)."""
+    return [
+        _("党员"),
+        _("退役军人"),
+        _("退休干部"),
+        _("教师"),
+        _("居民"),
+        _("物业"),
+        _("社区工作者"),
+        _("卡口"),
+        _("核酸采样点"),
+        _("巡逻"),
+        _("扫楼"),
+        _("流调"),
+        _("其他"),
+        _("凌晨 0–8 点"),
+        _("白天 8–16 点"),
+        _("晚上 16–24 点"),
+        _("周一"),
+        _("周二"),
+        _("周三"),
+        _("周四"),
+        _("周五"),
+        _("周六"),
+        _("周日"),
+    ]
