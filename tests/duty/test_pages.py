@@ -87,7 +87,7 @@ def test_worker_builds_posts_and_a_roster_with_a_named_hole(
     assert response.status_code == 303
     page = browser.get(f"/duty/roster?week={WEEK}")
     assert page.status_code == 200
-    assert "nobody has the skill medical" in page.text  # the hole and its reason
+    assert "没有人具备技能“medical”" in page.text  # the hole and its reason
     assert "覆盖 21/21" in page.text
     # XLSX: a sheet per post.
     xlsx = browser.get(f"/duty/roster.xlsx?week={WEEK}")

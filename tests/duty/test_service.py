@@ -97,7 +97,8 @@ def test_a_week_without_a_medical_certificate_names_the_hole(
         session=session, actor=worker.actor, community_id=grid.community.id, monday=MONDAY
     )
     assert len(view.holes) == 7
-    assert all("medical" in h.shift.hole_reason for h in view.holes)
+    assert all(h.shift.hole["code"] == "no_skill" for h in view.holes)
+    assert service.hole_text(view.holes[0].shift.hole) == "没有人具备技能“medical”（或证书已过期）"
     gate_coverage = view.coverage[view.posts[0].id]
     assert gate_coverage == (21, 21)
 

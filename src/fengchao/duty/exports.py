@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from icalendar import Calendar, Event
 
 from fengchao.duty.models import Volunteer
-from fengchao.duty.service import RosterView, ShiftView
+from fengchao.duty.service import RosterView, ShiftView, hole_text
 from fengchao.tabular import Sheet, xlsx_bytes
 from fengchao.web.i18n import _
 
@@ -34,7 +34,7 @@ def roster_xlsx(view: RosterView) -> bytes:
                         "、".join(v.name for v in cell.people),
                         cell.shift.min_people,
                         cell.missing,
-                        cell.shift.hole_reason if cell.missing else "",
+                        hole_text(cell.shift.hole) if cell.missing else "",
                     ]
                 )
         # Sheet titles: at most 31 characters, unique, none of []:*?/\

@@ -197,8 +197,9 @@ class Shift(Base):
     max_people: Mapped[int] = mapped_column(Integer, default=2)
     skills: Mapped[list[str]] = mapped_column(JSON, default=list)
     lead_id: Mapped[int | None] = mapped_column(ForeignKey("duty_volunteer.id"))
-    # Why the solver left it short, kept from the last computation (shown on the roster).
-    hole_reason: Mapped[str] = mapped_column(String(300), default="")
+    # Why the solver left it short, kept from the last computation: the reason's code and
+    # figures (``solver.Hole``), worded in the reader's language by ``service.hole_text``.
+    hole: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     post: Mapped[Post] = relationship()
     assignments: Mapped[list[Assignment]] = relationship(

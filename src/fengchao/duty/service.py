@@ -641,10 +641,15 @@ def compute_roster(
             Assignment(shift_id=shift_id, volunteer_id=volunteer_id, source="solver")
         )
     session.flush()
-    reasons = {int(h.shift): h.reason for h in result.holes}
+    reasons = {int(h.shift): h for h in result.holes}
     for shift in shifts:
         if shift.id not in frozen:
-            shift.hole_reason = reasons.get(shift.id, "")[:300]
+            hole = reasons.get(shift.id)
+            shift.hole = (
+                {"code": hole.code, "missing": hole.missing, "reason": hole.reason, **hole.detail}
+                if hole
+                else None
+            )
             _choose_lead(session, shift)
     audit(
         session=session,
@@ -769,6 +774,40 @@ def roster(*, session: Session, actor: Actor, community_id: int, monday: dt.date
         load=load,
         holes=holes,
     )
+
+
+def hole_text(hole: dict[str, object] | None) -> str:
+    """Why a shift is short, in the reader's language (from the solver's code and figures)."""
+    if not hole:
+        return ""
+    code, skill = hole.get("code"), str(hole.get("skill") or "")
+    available = hole.get("available", 0)
+    if code == "no_skill":
+        return _("没有人具备技能“{s}”（或证书已过期）").format(s=skill)
+    if code == "no_volunteers":
+        return _("还没有志愿者")
+    if code == "unavailable":
+        if skill:
+            return _("具备技能“{s}”的人这个时段都没空").format(s=skill)
+        return _("这个时段没有人有空")
+    if code == "too_few":
+        return _("这个时段有空的只有 {n} 人，都已排在本班").format(n=available)
+    if code == "started":
+        return _("班次已开始")
+    wording = {
+        "same_day": _("{n} 人当天已有班次"),
+        "rest": _("{n} 人休息时间不足"),
+        "night_morning": _("{n} 人刚值完夜班"),
+        "week_hours": _("{n} 人本周时长已满"),
+        "nights": _("{n} 人连续夜班已达上限"),
+        "not_found": _("{n} 人未能排入（计算时间用完）"),
+    }
+    parts = [text.format(n=hole[key]) for key, text in wording.items() if hole.get(key)]
+    if parts:
+        return _("这个时段有空的 {n} 人都排不开：{parts}").format(
+            n=available, parts="；".join(parts)
+        )
+    return str(hole.get("reason", ""))
 
 
 # --------------------------------------------------------------------------- repair

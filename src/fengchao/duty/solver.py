@@ -140,6 +140,9 @@ class Hole:
     missing: int
     code: str
     reason: str
+    # For rewording the reason in another language: "skill", "available" (people with the
+    # skill who are free then) and, for busy people, a count per blocking reason.
+    detail: dict[str, object] = field(default_factory=dict, compare=False)
 
 
 @dataclass
@@ -811,7 +814,13 @@ def explain_holes(problem: Problem, assignments: Iterable[tuple[str, str]]) -> l
         skilled = [v for v in problem.volunteers if shift.skills <= v.skills]
         if not skilled:
             holes.append(
-                Hole(shift.id, short, "no_skill", f"nobody has the skill {skill_text}")
+                Hole(
+                    shift.id,
+                    short,
+                    "no_skill",
+                    f"nobody has the skill {skill_text}",
+                    {"skill": skill_text},
+                )
                 if shift.skills
                 else Hole(shift.id, short, "no_volunteers", "there are no volunteers")
             )
@@ -819,7 +828,15 @@ def explain_holes(problem: Problem, assignments: Iterable[tuple[str, str]]) -> l
         free = [v for v in skilled if v.available is None or shift.id in v.available]
         if not free:
             who = f"with skill {skill_text} " if shift.skills else ""
-            holes.append(Hole(shift.id, short, "unavailable", f"nobody {who}is available"))
+            holes.append(
+                Hole(
+                    shift.id,
+                    short,
+                    "unavailable",
+                    f"nobody {who}is available",
+                    {"skill": skill_text},
+                )
+            )
             continue
         why: dict[str, int] = defaultdict(int)
         for volunteer in free:
@@ -833,7 +850,8 @@ def explain_holes(problem: Problem, assignments: Iterable[tuple[str, str]]) -> l
                 f"only {len(free)} volunteer{'s' if len(free) > 1 else ''} {who}"
                 f"{'are' if len(free) > 1 else 'is'} available, already on this shift"
             )
-            holes.append(Hole(shift.id, short, "too_few", text))
+            detail = {"skill": skill_text, "available": len(free)}
+            holes.append(Hole(shift.id, short, "too_few", text, detail))
             continue
         everyone = (
             f"all {blocked} available volunteers {who}"
@@ -848,7 +866,8 @@ def explain_holes(problem: Problem, assignments: Iterable[tuple[str, str]]) -> l
             parts = [f"{n} {_REASONS[c]}" for c, n in sorted(why.items(), key=lambda i: -i[1])]
             text = everyone + "are busy: " + ", ".join(parts)
             code = "busy"
-        holes.append(Hole(shift.id, short, code, text))
+        detail = {"skill": skill_text, "available": len(free), **why}
+        holes.append(Hole(shift.id, short, code, text, detail))
     return holes
 
 

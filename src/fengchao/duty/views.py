@@ -17,10 +17,11 @@ from fengchao.duty import exports, service
 from fengchao.duty.models import Identity, PostKind
 from fengchao.duty.service import DutyRefused
 from fengchao.registry.models import Community
-from fengchao.web.deps import CurrentActor, DbSession, RowId, render, require_csrf
+from fengchao.web.deps import CurrentActor, DbSession, RowId, render, require_csrf, templates
 from fengchao.web.i18n import _
 
 router = APIRouter(prefix="/duty", dependencies=[Depends(require_csrf)], include_in_schema=False)
+templates.env.filters["hole_text"] = service.hole_text
 
 IDENTITY_LABELS = {
     Identity.party_member: "党员",

@@ -1,8 +1,8 @@
 """duty volunteers posts shifts roster
 
-Revision ID: d343dab784cd
+Revision ID: 8d232a9805e6
 Revises: 98e044b2a610
-Create Date: 2026-11-29 20:50:50.043330
+Create Date: 2026-11-29 21:04:02.107227
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from alembic import op
 
 import fengchao.db
 
-revision: str = "d343dab784cd"
+revision: str = "8d232a9805e6"
 down_revision: str | None = "98e044b2a610"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -189,7 +189,7 @@ def upgrade() -> None:
         sa.Column("max_people", sa.Integer(), nullable=False),
         sa.Column("skills", sa.JSON(), nullable=False),
         sa.Column("lead_id", sa.Integer(), nullable=True),
-        sa.Column("hole_reason", sa.String(length=300), nullable=False),
+        sa.Column("hole", sa.JSON(), nullable=True),
         sa.ForeignKeyConstraint(
             ["community_id"], ["community.id"], name=op.f("fk_duty_shift_community_id_community")
         ),
