@@ -43,8 +43,8 @@ W_EXTRA = 50_000  # one person above a shift's minimum
 W_NIGHTS = 3_000  # one night of spread
 W_WEEKEND = 1_500  # one weekend shift of spread
 W_HOURS = 10  # one minute of spread of total hours (8 h = 4,800)
-W_POST = 300  # one more post in a person's week
-W_PREF = 100  # one step of preference (−2 … +2 per shift, or a preferred post)
+W_POST = 50  # one more post for a person (a tie-breaker: 1 h of spread weighs 12)
+W_PREF = 20  # one step of preference (−2 … +2 per shift, or a preferred post)
 
 
 class ProblemError(ValueError):
@@ -403,6 +403,9 @@ def solve(
     its own posts) is solved pool by pool, each with a share of the time; its fairness is
     then fair within each pool and the gap reported is the largest pool's.
     """
+    # Loading OR-Tools (≈1.5 s, once per process) is not the solver's time.
+    from ortools.sat.python import cp_model  # noqa: F401
+
     started = time.perf_counter()
     warnings = validate(problem)
     pools = _pools(problem)
@@ -639,12 +642,20 @@ def _solve_one(
     # Phase 1: as few missing people as possible (lexicographically first).
     phase1_gap = 0.0
     if missing and cost(problem, hint_pairs)[0] > 0:  # a hint without holes is optimal
-        model.minimize(total_missing)
+        # Fewest holes first; among rosters with as few, the one closest to the hint (the
+        # greedy roster is fair already: closing its holes should not undo that).
+        movable = [
+            (1 - var if (shifts[si].id, people[vi].id) in hint_pairs else var)
+            for (si, vi), var in x.items()
+            if shifts[si].id not in frozen
+        ]
+        scale = len(movable) + 1
+        model.minimize(scale * total_missing + sum(movable))
         solver.parameters.max_time_in_seconds = max(0.2, time_limit * 0.4)
         status = solver.solve(model)
         if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            best_missing = round(solver.objective_value)
-            lower = math.ceil(solver.best_objective_bound - 1e-6)
+            best_missing = round(solver.value(total_missing))
+            lower = max(0, math.floor(solver.best_objective_bound / scale))
             phase1_gap = (best_missing - lower) / max(1, best_missing)
             fallback = [
                 (shifts[si].id, people[vi].id) for (si, vi), v in x.items() if solver.value(v)
