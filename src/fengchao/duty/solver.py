@@ -644,13 +644,13 @@ def _solve_one(
     if missing and cost(problem, hint_pairs)[0] > 0:  # a hint without holes is optimal
         # Fewest holes first; among rosters with as few, the one closest to the hint (the
         # greedy roster is fair already: closing its holes should not undo that).
-        movable = [
+        deviations = [
             (1 - var if (shifts[si].id, people[vi].id) in hint_pairs else var)
             for (si, vi), var in x.items()
             if shifts[si].id not in frozen
         ]
-        scale = len(movable) + 1
-        model.minimize(scale * total_missing + sum(movable))
+        scale = len(deviations) + 1
+        model.minimize(scale * total_missing + sum(deviations))
         solver.parameters.max_time_in_seconds = max(0.2, time_limit * 0.4)
         status = solver.solve(model)
         if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
