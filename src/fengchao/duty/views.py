@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -61,13 +62,15 @@ def _community(session: DbSession, actor: CurrentActor, community: int | None) -
     raise NotFound(f"community {community}")
 
 
-def _week(week: str | None) -> dt.date:
+def _week(week: str | None, community: Community) -> dt.date:
+    """The Monday of the week asked for; by default next week in the community's time."""
     if week:
         try:
             return service.monday_of(dt.date.fromisoformat(week))
         except ValueError:
             raise DutyRefused(_("日期格式应为 YYYY-MM-DD"), field="week") from None
-    return service.monday_of(utcnow().date() + dt.timedelta(days=7))
+    today = utcnow().astimezone(ZoneInfo(community.timezone or "Asia/Shanghai")).date()
+    return service.monday_of(today + dt.timedelta(days=7))
 
 
 Community_ = Annotated[int | None, Query(ge=1)]
@@ -270,7 +273,7 @@ def roster_page(
     community: Community_ = None,
 ) -> Response:
     row = _community(session, actor, community)
-    monday = _week(week)
+    monday = _week(week, row)
     view = service.roster(session=session, actor=actor, community_id=row.id, monday=monday)
     return render(
         request,
@@ -294,7 +297,7 @@ def roster_compute(
     community: Annotated[int | None, Form(ge=1)] = None,
 ) -> Response:
     row = _community(session, actor, community)
-    monday = _week(week)
+    monday = _week(week, row)
     service.compute_roster(
         session=session, actor=actor, community_id=row.id, monday=monday, time_limit=10
     )
@@ -311,7 +314,7 @@ def roster_xlsx(
     community: Community_ = None,
 ) -> Response:
     row = _community(session, actor, community)
-    monday = _week(week)
+    monday = _week(week, row)
     view = service.roster(session=session, actor=actor, community_id=row.id, monday=monday)
     return Response(
         exports.roster_xlsx(view),

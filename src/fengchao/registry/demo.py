@@ -318,6 +318,9 @@ def build_demo(
                 )
             )
     session.flush()
+    from fengchao.duty.demo import build_duty_demo  # the duty slice's posts and volunteers
+
+    build_duty_demo(session, cid)
     seconds = (dt.datetime.now() - started).total_seconds()
     return DemoSummary(
         cid, len(rooms), len(people), len(vehicles), len(layout), party_members, seconds
