@@ -324,3 +324,20 @@ def test_a_building_lead_cannot_manage_the_register(
         service.create_post(
             session=session, actor=lead5.actor, community_id=grid.community.id, name="x"
         )
+
+
+def test_the_roster_is_posted_to_the_group_chats_without_phones(
+    session: Session, grid: Grid, worker: Persona
+) -> None:
+    _roster(session, grid, worker)
+    for row in service.register(
+        session=session, actor=worker.actor, community_id=grid.community.id
+    ):
+        row.volunteer.phone = "13912345678"
+    lines = service.post_roster(
+        session=session, actor=worker.actor, community_id=grid.community.id, monday=MONDAY
+    )
+    assert lines == 28
+    message = session.scalars(select(Notification).where(Notification.kind == "duty_roster")).one()
+    assert "东门" in message.body and "13912345678" not in message.body
+    assert "缺 1 人" in message.body or "缺" not in message.body

@@ -810,6 +810,48 @@ def hole_text(hole: dict[str, object] | None) -> str:
     return str(hole.get("reason", ""))
 
 
+def post_roster(*, session: Session, actor: Actor, community_id: int, monday: dt.date) -> int:
+    """Send the week's roster to the community's group chats (and those below it): one line
+    per shift with the names on it and any hole; no phone numbers. Returns the lines sent."""
+    from fengchao.notify import service as notify
+
+    view = roster(session=session, actor=actor, community_id=community_id, monday=monday)
+    begin_write(session)
+    lines = []
+    for post in view.posts:
+        for day in view.days:
+            for cell in view.cells.get((post.id, day), []):
+                names = "、".join(v.name for v in cell.people) or "—"
+                short = _("（缺 {n} 人）").format(n=cell.missing) if cell.missing else ""
+                lines.append(
+                    f"{post.name} {day:%m-%d} {cell.shift.name} "
+                    f"{cell.start:%H:%M}–{cell.end:%H:%M}：{names}{short}"
+                )
+    if not lines:
+        raise DutyRefused(_("本周还没有排班"), field="week")
+    notify.send(
+        session=session,
+        community_id=community_id,
+        kind="duty_roster",
+        title=_("{w} 起一周值班表").format(w=monday.strftime("%m-%d")),
+        to=[f"group@community:{community_id}+below"],
+        body="\n".join(lines)[:19_000],
+        link=f"/duty/roster?week={monday.isoformat()}",
+        key=f"duty-roster-{community_id}-{monday.isoformat()}-{utcnow():%Y%m%d%H%M}",
+        source="duty",
+    )
+    audit(
+        session=session,
+        actor=actor,
+        action="duty.roster_post",
+        object_type="community",
+        object_id=community_id,
+        community_id=community_id,
+        week=monday.isoformat(),
+    )
+    return len(lines)
+
+
 # --------------------------------------------------------------------------- repair
 
 

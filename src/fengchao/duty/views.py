@@ -306,6 +306,21 @@ def roster_compute(
     )
 
 
+@router.post("/roster/post")
+def roster_post(
+    session: DbSession,
+    actor: CurrentActor,
+    week: Annotated[str, Form(max_length=10)],
+    community: Annotated[int | None, Form(ge=1)] = None,
+) -> Response:
+    row = _community(session, actor, community)
+    monday = _week(week, row)
+    service.post_roster(session=session, actor=actor, community_id=row.id, monday=monday)
+    return RedirectResponse(
+        f"/duty/roster?week={monday.isoformat()}&community={row.id}&posted=1", status_code=303
+    )
+
+
 @router.get("/roster.xlsx")
 def roster_xlsx(
     session: DbSession,
