@@ -544,25 +544,40 @@ def _problem(
         )
         for s in shifts
     ]
-    people = []
-    for volunteer in volunteers:
-        available = frozenset(
-            p.id for p in plan if available_for(volunteer, p.start) and p.start >= local(now, zone)
-        )
-        people.append(
-            solver.Volunteer(
-                id=str(volunteer.id),
-                skills=valid_skills(volunteer, local(now, zone).date()),
-                available=available,
-                max_hours_week=volunteer.max_hours_week,
-            )
-        )
     pairs = frozenset(
         (str(a.shift_id), str(a.volunteer_id))
         for s in shifts
         for a in s.assignments
         if a.status == AssignmentStatus.assigned
     )
+    dropped = {
+        (str(a.shift_id), str(a.volunteer_id))
+        for s in shifts
+        for a in s.assignments
+        if a.status == AssignmentStatus.cancelled
+    }
+    # Certificates must still be valid on the last day planned (a conservative reading).
+    last_day = max((p.start.date() for p in plan), default=local(now, zone).date())
+    people = []
+    for volunteer in volunteers:
+        mine = str(volunteer.id)
+        available = frozenset(
+            p.id
+            for p in plan
+            if p.start >= local(now, zone)
+            and (p.id, mine) not in dropped  # someone who dropped out is not asked again
+            # A standing assignment stays possible in a repair even if the weekly pattern
+            # changed since: only the person who cancelled moves.
+            and (available_for(volunteer, p.start) or (current and (p.id, mine) in pairs))
+        )
+        people.append(
+            solver.Volunteer(
+                id=mine,
+                skills=valid_skills(volunteer, last_day),
+                available=available,
+                max_hours_week=volunteer.max_hours_week,
+            )
+        )
     known = {p.id for p in people}
     return solver.Problem(
         shifts=tuple(plan),
@@ -594,8 +609,8 @@ def compute_roster(
 ) -> RosterOutcome:
     """Compute (or recompute) a week's roster through the solver and save it.
 
-    Shifts already started keep their people; every later assignment the solver made before
-    is replaced (manual ones are kept as the solver's starting point).
+    Shifts already started keep their people; every later assignment is computed afresh
+    (volunteers who dropped out of a shift are not put back on it).
     """
     community = _community(session, actor, community_id)
     now = now or utcnow()

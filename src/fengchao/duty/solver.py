@@ -217,8 +217,8 @@ def validate(problem: Problem) -> list[str]:
         if volunteer.max_hours_week < 0:
             errors.append((where + ".max_hours_week", "must not be negative"))
         unknown = sorted((volunteer.available or frozenset()) - ids)
-        if unknown:
-            errors.append((where + ".available", f"unknown shifts: {', '.join(unknown[:5])}"))
+        if unknown:  # harmless (availability for shifts of another problem): said, not refused
+            warnings.append(f"{where}.available names unknown shifts: {', '.join(unknown[:5])}")
         if volunteer.available is not None and not volunteer.available:
             warnings.append(f"volunteer {volunteer.id} has no availability")
     for shift_id, person in sorted(problem.current):
