@@ -29,6 +29,7 @@ from fengchao.auth.models import AuditEvent, Role, ScopeLevel
 from fengchao.auth.service import GridScope
 from fengchao.cli import app
 from fengchao.db import Base, get_engine, get_sessionmaker, make_engine
+from fengchao.duty import models as duty
 from fengchao.migrate import upgrade
 from fengchao.models import load_all_models
 from fengchao.notify import service as notify_service
@@ -149,6 +150,53 @@ def build_community(engine: Engine, audit_events: int = 300) -> None:
         s.flush()
         s.add(BuildingLead(building_id=b5.id, community_id=community.id, person_id=lin.id))
         s.add(ResidentCode(person_id=lin.id, community_id=community.id, version=2))
+        # Duty: a volunteer on the night shift of the east gate, checked in, one repair.
+        volunteer = duty.Volunteer(
+            community_id=community.id,
+            name="林国平",
+            person_id=lin.id,
+            building_id=b5.id,
+            identity=duty.Identity.party_member,
+            skills=["lead"],
+            weekly=["0-night"],
+        )
+        post = duty.Post(community_id=community.id, name="东门卡口")
+        s.add_all([volunteer, post])
+        s.flush()
+        template = duty.ShiftTemplate(
+            post_id=post.id, name="值大夜", starts=dt.time(0), ends=dt.time(8), skills=[]
+        )
+        s.add_all(
+            [
+                template,
+                duty.Certificate(
+                    volunteer_id=volunteer.id, skill="medical", expires_on=dt.date(2027, 6, 30)
+                ),
+                duty.AvailabilityException(volunteer_id=volunteer.id, day=dt.date(2026, 12, 8)),
+            ]
+        )
+        s.flush()
+        shift = duty.Shift(
+            community_id=community.id,
+            post_id=post.id,
+            template_id=template.id,
+            name="值大夜",
+            starts_at=dt.datetime(2026, 12, 6, 16, tzinfo=dt.UTC),
+            ends_at=dt.datetime(2026, 12, 7, 0, tzinfo=dt.UTC),
+            lead_id=volunteer.id,
+            hole={"code": "no_skill", "missing": 1, "skill": "medical"},
+        )
+        s.add(shift)
+        s.flush()
+        assignment = duty.Assignment(shift_id=shift.id, volunteer_id=volunteer.id)
+        s.add(assignment)
+        s.flush()
+        s.add_all([
+            duty.CheckIn(assignment_id=assignment.id, volunteer_id=volunteer.id, post_id=post.id,
+                         checked_in_at=dt.datetime(2026, 12, 6, 15, 55, tzinfo=dt.UTC)),
+            duty.RepairProposal(community_id=community.id, assignment_id=assignment.id,
+                                diff={"added": [], "removed": []}),
+        ])  # fmt: skip
         s.add_all(
             [
                 Vehicle(
