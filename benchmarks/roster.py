@@ -46,7 +46,9 @@ def main() -> None:
     street = scenarios.street_office()
     big = solver.solve(street, time_limit=street_limit, gap_limit=0.01, workers=args.workers)
     assert solver.check(street, big.assignments) == []
-    big_base = solver.fairness(street, solver.greedy(street))
+    street_greedy = solver.greedy(street)
+    big_base = solver.fairness(street, street_greedy)
+    big_base_holes = solver.cost(street, street_greedy)[0]
 
     # Tonight's night shift at the first gate, Wednesday; the drop-out comes at 22:00.
     night = next(s for s in week.shifts if s.id == "gate1-2026-12-09-night")
@@ -116,7 +118,7 @@ def main() -> None:
         "",
         "",
         "",
-        "",
+        f"{big_base_holes} missing",
         f"{big_base['hours_spread']:g} h",
         str(big_base["nights_spread"]),
         str(big_base["weekend_spread"]),
@@ -153,6 +155,7 @@ def main() -> None:
             "street_hours_spread": big.hours_spread,
             "street_nights_spread": big.nights_spread,
             "street_greedy_hours_spread": big_base["hours_spread"],
+            "street_greedy_missing_people": big_base_holes,
             "repair_seconds": fixed.seconds,
             "repair_changes": fixed.changes,
             "repair_holes": len(fixed.holes),
