@@ -135,7 +135,7 @@ def main() -> None:
         "",
         "",
     )
-    Console().print(table)
+    Console(width=150).print(table)
     emit(
         {
             "seconds": result.seconds,
