@@ -6,4 +6,5 @@ from __future__ import annotations
 def load_all_models() -> None:
     import fengchao.auth.models
     import fengchao.notify.models
-    import fengchao.registry.models  # noqa: F401
+    import fengchao.registry.models
+    import fengchao.sampling.models  # noqa: F401

@@ -38,6 +38,9 @@ class Permission(enum.StrEnum):
     audit_read = "audit.read"
     users_manage = "users.manage"
     notify_manage = "notify.manage"
+    sampling_manage = "sampling.manage"  # rounds, sites, lab results, retests
+    sampling_register = "sampling.register"  # swabs into tubes at the site
+    sampling_coverage = "sampling.coverage"  # who has been sampled, who has not
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -49,14 +52,22 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.registry_lookup,
             Permission.id_number_unmasked,
             Permission.notify_manage,
+            Permission.sampling_manage,
+            Permission.sampling_register,
+            Permission.sampling_coverage,
         }
     ),
     Role.building_lead: frozenset(
-        {Permission.registry_read, Permission.registry_propose, Permission.registry_lookup}
+        {
+            Permission.registry_read,
+            Permission.registry_propose,
+            Permission.registry_lookup,
+            Permission.sampling_coverage,
+        }
     ),
     Role.property_staff: frozenset({Permission.registry_read, Permission.registry_lookup}),
     Role.guard: frozenset({Permission.registry_lookup}),
-    Role.sampler: frozenset(),
+    Role.sampler: frozenset({Permission.sampling_register}),
     Role.volunteer: frozenset(),
 }
 
