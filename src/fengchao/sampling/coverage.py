@@ -96,7 +96,7 @@ def _people_rows(session: Session, actor: Actor, found: SamplingRound, building_
     )
     if building_id is not None:
         query = query.where(Household.building_id == building_id)
-    return session.execute(query).tuples()
+    return session.execute(query)
 
 
 def coverage(*, session: Session, actor: Actor, round_id: int) -> Coverage:
@@ -110,7 +110,7 @@ def coverage(*, session: Session, actor: Actor, round_id: int) -> Coverage:
             .join(Compound, Compound.id == Building.compound_id)
             .where(Building.community_id == found.community_id)
             .order_by(Building.compound_id, Building.sort_key, Building.id)
-        ).tuples()
+        )
     }
     by_building: dict[int, BuildingCoverage] = {}
     households: dict[int, tuple[int, bool]] = {}  # household -> (building, complete)
@@ -206,7 +206,7 @@ def unsampled(
             room,
             (phone if whole_phone else mask_phone(phone)) if phone else "",
         )
-        for pid, name, phone, building, unit, room in session.execute(query).tuples()
+        for pid, name, phone, building, unit, room in session.execute(query)
     ]
     audit(
         session=session,

@@ -184,7 +184,7 @@ def resolve_person(
             )
         return person, "id"
     try:
-        from fengchao.access import codes  # type: ignore[import-not-found]  # TEMP until merge
+        from fengchao.access import codes  # type: ignore  # TEMP until merge
     except ModuleNotFoundError:
         codes = None
     if codes is not None and codes.looks_like_code(raw):

@@ -176,7 +176,7 @@ def import_results(
             select(SamplingRound.id, SamplingRound.name).where(
                 SamplingRound.community_id == found.community_id
             )
-        ).tuples()
+        ).all()
     )
     seen: dict[str, int] = {}
     good: list[_Row] = []

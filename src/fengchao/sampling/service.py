@@ -180,17 +180,19 @@ def _check_scope_ids(
         return []
     if not ids:
         raise SamplingRefused(_("请选择这一轮覆盖的小区、楼栋或人员"), field="scope_ids")
-    table: type[Compound] | type[Building] | type[Person] = {
-        RoundScope.compounds: Compound,
-        RoundScope.buildings: Building,
-        RoundScope.people: Person,
-    }[scope]
     unique = sorted(set(ids))
-    found = set(
-        session.scalars(
-            select(table.id).where(table.id.in_(unique), table.community_id == community_id)
+    found: set[int]
+    if scope == RoundScope.compounds:
+        query = select(Compound.id).where(
+            Compound.id.in_(unique), Compound.community_id == community_id
         )
-    )
+    elif scope == RoundScope.buildings:
+        query = select(Building.id).where(
+            Building.id.in_(unique), Building.community_id == community_id
+        )
+    else:
+        query = select(Person.id).where(Person.id.in_(unique), Person.community_id == community_id)
+    found = set(session.scalars(query))
     missing = [i for i in unique if i not in found]
     if missing:
         raise SamplingRefused(
@@ -379,7 +381,7 @@ def building_loads(
     )
     if households is not None:
         counts_query = counts_query.where(households)
-    counts = dict(session.execute(counts_query).tuples().all())
+    counts = dict(session.execute(counts_query).all())
     by_building: dict[int, list[slots.UnitLoad]] = {}
     for unit_id, building_id, _name in units:
         by_building.setdefault(building_id, []).append(
@@ -480,3 +482,55 @@ def schedule_rows(session: Session, found: SamplingRound) -> list[ScheduleRow]:
 def last_sampled_at(session: Session, person_id: int) -> dt.datetime | None:
     """When the person was last swabbed at any round (None: never); for the gate card."""
     return session.scalar(select(func.max(Swab.taken_at)).where(Swab.person_id == person_id))
+
+
+def announce_schedule(*, session: Session, actor: Actor, round_id: int) -> int:
+    """Send each building's slot to its building lead and its group chat; the same plan
+    announced twice is sent once. Returns the buildings told."""
+    import hashlib
+    import json
+
+    from fengchao.auth.models import Role
+    from fengchao.notify import service as notify
+
+    require(actor, Permission.sampling_manage)
+    begin_write(session)
+    found = get_round(session, actor, round_id)
+    if not found.slot_plan:
+        raise SamplingRefused(_("请先生成分时段安排"), field="plan")
+    digest = hashlib.sha256(json.dumps(found.slot_plan, sort_keys=True).encode()).hexdigest()[:16]
+    site = session.get(SamplingSite, found.site_id)
+    by_building: dict[int, list[str]] = {}
+    for slot in found.slot_plan.get("slots", []):
+        for piece in slot["buildings"]:
+            by_building.setdefault(piece["building_id"], []).append(
+                f"{slot['start']}–{slot['end']}"
+            )
+    for building_id, times in by_building.items():
+        notify.send(
+            session=session,
+            community_id=found.community_id,
+            kind="sampling_schedule",
+            title=_("{round}：本楼采样时间 {times}").format(
+                round=found.name, times="、".join(times)
+            ),
+            body=_("地点：{site}，{day}。请按时段下楼，带好居民码或身份证。").format(
+                site=site.name if site else "", day=found.day.isoformat()
+            ),
+            to=[
+                notify.Recipient.at(Role.building_lead, ScopeLevel.building, building_id),
+                notify.Recipient.group(ScopeLevel.building, building_id),
+            ],
+            key=f"sampling-schedule-{found.id}-{building_id}-{digest}",
+            source="sampling",
+        )
+    audit(
+        session=session,
+        actor=actor,
+        action="announce",
+        object_type="sampling_round",
+        object_id=found.id,
+        community_id=found.community_id,
+        buildings=len(by_building),
+    )
+    return len(by_building)
