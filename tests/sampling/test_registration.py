@@ -199,3 +199,20 @@ def test_one_household_per_tube_refuses_a_neighbour(
 def test_a_guard_may_not_register(session: Session, site: Site, guard: Persona) -> None:
     with pytest.raises(Forbidden):
         swab(session, guard, site, "T0012", 0)
+
+
+def test_a_resident_code_registers_and_a_forged_one_is_refused(
+    session: Session, site: Site, sampler: Persona, grid: Grid
+) -> None:
+    from fengchao.access import codes
+
+    text = codes.personal_code(session, grid.resident6.id)
+    done = reg.register_swab(session=session, actor=sampler.actor, round_id=site.round.id,
+                             barcode="C0001", key=key(), code=text)  # fmt: skip
+    assert done.person_id == grid.resident6.id
+    forged = text[:-3] + ("AAA" if not text.endswith("AAA") else "BBB")
+    with pytest.raises(reg.SwabRefused) as refused:
+        reg.register_swab(session=session, actor=sampler.actor, round_id=site.round.id,
+                          barcode="C0001", key=key(), code=forged)  # fmt: skip
+    assert refused.value.field == "person"
+    assert refused.value.code in ("forged", "malformed")

@@ -41,6 +41,7 @@ class Permission(enum.StrEnum):
     sampling_manage = "sampling.manage"  # rounds, sites, lab results, retests
     sampling_register = "sampling.register"  # swabs into tubes at the site
     sampling_coverage = "sampling.coverage"  # who has been sampled, who has not
+    codes_issue = "codes.issue"  # print and rotate residents' gate codes
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -55,6 +56,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.sampling_manage,
             Permission.sampling_register,
             Permission.sampling_coverage,
+            Permission.codes_issue,
         }
     ),
     Role.building_lead: frozenset(
@@ -65,7 +67,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.sampling_coverage,
         }
     ),
-    Role.property_staff: frozenset({Permission.registry_read, Permission.registry_lookup}),
+    Role.property_staff: frozenset(
+        {Permission.registry_read, Permission.registry_lookup, Permission.codes_issue}
+    ),
     Role.guard: frozenset({Permission.registry_lookup}),
     Role.sampler: frozenset({Permission.sampling_register}),
     Role.volunteer: frozenset(),

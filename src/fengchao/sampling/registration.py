@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from fengchao.access import codes
 from fengchao.auth.crypto import get_cipher
 from fengchao.auth.service import Actor, NotFound, Permission, Refusal, audit, require
 from fengchao.db import begin_write, utcnow
@@ -183,11 +184,7 @@ def resolve_person(
                 code="unknown_id",
             )
         return person, "id"
-    try:
-        from fengchao.access import codes  # type: ignore  # TEMP until merge
-    except ModuleNotFoundError:
-        codes = None
-    if codes is not None and codes.looks_like_code(raw):
+    if codes.looks_like_code(raw):
         try:
             resolved = codes.resolve_code(session, raw, community_id=found.community_id)
         except codes.CodeRefused as exc:

@@ -1,7 +1,7 @@
 """sampling rounds sites tubes swabs results
 
 Revision ID: 5a0dfd8aead7
-Revises: f87c595891a9
+Revises: 98e044b2a610
 Create Date: 2026-11-29 20:40:05.646354
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import fengchao.db
 
 revision: str = "5a0dfd8aead7"
-down_revision: str | None = "f87c595891a9"
+down_revision: str | None = "98e044b2a610"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
