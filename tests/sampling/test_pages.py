@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import uuid
 
-from fastapi.testclient import TestClient
 from openpyxl import load_workbook
 from sqlalchemy.orm import Session
 
