@@ -69,7 +69,8 @@ def describe(name: str, loads: list[BuildingLoad], day: SiteDay, repeat: int) ->
     split = sum(1 for s in plan.slots for p in s.pieces if p.units is not None)
     print(
         f"{name:<34}{len(loads):>6}{sum(b.people for b in loads):>8}{seconds * 1000:>9.1f}"
-        f"{max(loads_):>6}{min(loads_):>6}{base.score()[1] * 100:>8.1f}%{plan.score()[1] * 100:>7.1f}%"
+        f"{max(loads_):>6}{min(loads_):>6}"
+        f"{base.score()[1] * 100:>8.1f}%{plan.score()[1] * 100:>7.1f}%"
         f"{split:>6}{plan.unplaced_expected:>9}"
     )
     return {
