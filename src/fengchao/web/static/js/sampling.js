@@ -343,8 +343,21 @@
     input.focus();
   }
 
+  // Enter in either field: a scanner ends its text with it. (A form of two text fields
+  // and no button is not submitted by Enter, so the keys are read directly.)
+  function enter(event) {
+    if (event.key !== "Enter") return;
+    event.preventDefault();
+    submitted();
+  }
+  input.addEventListener("keydown", enter);
+  reasonInput.addEventListener("keydown", enter);
   form.addEventListener("submit", function (event) {
     event.preventDefault();
+    submitted();
+  });
+
+  function submitted() {
     if (pendingReason) {
       var op = pendingReason;
       pendingReason = null;
@@ -365,7 +378,7 @@
     var value = input.value;
     input.value = "";
     scanned(value);
-  });
+  }
   document.getElementById("swab-close").addEventListener("click", closeTube);
   document.getElementById("swab-undo").addEventListener("click", undo);
   stationSelect.addEventListener("change", function () {
