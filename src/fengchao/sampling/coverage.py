@@ -104,7 +104,7 @@ def coverage(*, session: Session, actor: Actor, round_id: int) -> Coverage:
     require(actor, Permission.sampling_coverage)
     found = get_round(session, actor, round_id)
     names = {
-        b_id: f"{compound} {name}{_('号楼')}"
+        b_id: _("{c} {b}号楼").format(c=compound, b=name)
         for b_id, name, compound in session.execute(
             select(Building.id, Building.name, Compound.name)
             .join(Compound, Compound.id == Building.compound_id)

@@ -390,7 +390,9 @@ def building_loads(
     loads = [
         slots.BuildingLoad(b_id, tuple(by_building.get(b_id, ()))) for b_id, _n, _c in buildings
     ]
-    building_names = {b_id: f"{compound} {name}" for b_id, name, compound in buildings}
+    building_names = {
+        b_id: _("{c} {b}号楼").format(c=compound, b=name) for b_id, name, compound in buildings
+    }
     unit_names = {unit_id: name for unit_id, _b, name in units}
     return loads, building_names, unit_names
 
@@ -469,7 +471,7 @@ def schedule_rows(session: Session, found: SamplingRound) -> list[ScheduleRow]:
                     building_names.get(piece["building_id"], str(piece["building_id"])),
                     _("全部单元")
                     if units is None
-                    else "、".join(unit_names.get(u, str(u)) + _("单元") for u in units),
+                    else ", ".join(_("{u} 单元").format(u=unit_names.get(u, u)) for u in units),
                     piece["expected"],
                 )
             )
