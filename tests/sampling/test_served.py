@@ -61,10 +61,11 @@ def test_a_day_at_the_site_then_every_page_in_english(live: Live) -> None:
     )
     assert imported.status_code == 200
 
-    user_data = _user_data(live) + ["Served site", "Served round"]
+    user_data = [*_user_data(live), "Served site", "Served round"]
     pages = {
         "worker": ["/sampling", url, f"{url}/register", f"{url}/coverage",
-                   f"{url}/coverage?building={live.grid.b5.id}", f"{url}/results", f"{url}/retests"],
+                   f"{url}/coverage?building={live.grid.b5.id}", f"{url}/results",
+                   f"{url}/retests"],
         "lead5": ["/sampling", url, f"{url}/coverage", f"{url}/retests"],
     }  # fmt: skip
     problems = []
