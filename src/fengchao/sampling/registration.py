@@ -14,12 +14,13 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from fengchao.access import codes
 from fengchao.auth.crypto import get_cipher
+from fengchao.auth.models import ScopeLevel
 from fengchao.auth.service import Actor, NotFound, Permission, Refusal, audit, require
 from fengchao.db import begin_write, utcnow
 from fengchao.registry.models import Household, Person, Unit
@@ -85,7 +86,10 @@ def _round_for_registration(session: Session, actor: Actor, round_id: int) -> Sa
     found = session.get(SamplingRound, round_id)
     if found is None:
         raise NotFound(f"round {round_id}")
-    community_of(session, actor, found.community_id)
+    if not (
+        actor.scope.level == ScopeLevel.community and actor.scope.node_id == found.community_id
+    ):
+        community_of(session, actor, found.community_id)  # other scopes: one more query
     if found.closed:
         raise SwabRefused(_("这一轮采样已结束，不能再登记"), field="round", code="round_closed")
     return found
@@ -152,16 +156,29 @@ def open_tube(
     return _state(tube)
 
 
+def _with_place(session: Session, *where: ColumnElement[bool]) -> tuple[Person, str] | None:
+    """A person and their unit-room, in one query."""
+    row = session.execute(
+        select(Person, Unit.name, Household.room)
+        .join(Household, Household.id == Person.household_id)
+        .join(Unit, Unit.id == Household.unit_id)
+        .where(*where)
+    ).first()
+    return None if row is None else (row[0], f"{row[1]}-{row[2]}")
+
+
 def resolve_person(
     session: Session, actor: Actor, found: SamplingRound, *, text: str | None, person_id: int | None
-) -> tuple[Person, str]:
-    """The person a scan or a pick names, and how (code, id, room). Refused with the
-    field ``person``: an unknown, forged or foreign code, an ID number not registered here."""
+) -> tuple[Person, str, str]:
+    """The person a scan or a pick names, their unit-room, and how they were named (code,
+    id, room). Refused with the field ``person``: an unknown, forged or foreign code, an ID
+    number not registered here."""
+    in_community = Person.community_id == found.community_id
     if person_id is not None:
-        person = session.get(Person, person_id)
-        if person is None or person.community_id != found.community_id:
+        picked = _with_place(session, Person.id == person_id, in_community)
+        if picked is None:
             raise SwabRefused(_("没有这个人"), field="person", code="unknown_person")
-        return person, "room"
+        return *picked, "room"
     raw = (text or "").strip()
     if not raw:
         raise SwabRefused(_("请扫描居民码或输入身份证号"), field="person", code="empty")
@@ -172,37 +189,24 @@ def resolve_person(
         except FieldError as exc:
             raise SwabRefused(exc.message, field="person", code="bad_id") from None
         digest = get_cipher().lookup_hash(number)
-        person = session.scalar(
-            select(Person).where(
-                Person.community_id == found.community_id, Person.id_number_hash == digest
-            )
-        )
-        if person is None:
+        by_id = _with_place(session, in_community, Person.id_number_hash == digest)
+        if by_id is None:
             raise SwabRefused(
                 _("本社区没有登记这个身份证号，请按房号查找或先登记"),
                 field="person",
                 code="unknown_id",
             )
-        return person, "id"
+        return *by_id, "id"
     if codes.looks_like_code(raw):
         try:
             resolved = codes.resolve_code(session, raw, community_id=found.community_id)
         except codes.CodeRefused as exc:
             raise SwabRefused(exc.message, field="person", code=exc.code) from None
-        person = session.get(Person, resolved.person_id)
-        if person is None:
+        by_code = _with_place(session, Person.id == resolved.person_id)
+        if by_code is None:
             raise SwabRefused(_("没有这个人"), field="person", code="unknown_person")
-        return person, "code"
+        return *by_code, "code"
     raise SwabRefused(_("无法识别：不是居民码，也不是身份证号"), field="person", code="malformed")
-
-
-def place_of(session: Session, person: Person) -> str:
-    row = session.execute(
-        select(Unit.name, Household.room)
-        .join(Household, Household.unit_id == Unit.id)
-        .where(Household.id == person.household_id)
-    ).first()
-    return f"{row[0]}-{row[1]}" if row else ""
 
 
 def register_swab(
@@ -234,13 +238,13 @@ def register_swab(
         if earlier.round_id != found.id:
             raise SwabRefused(_("幂等键已被另一轮使用"), field="key", code="key")
         tube = session.get(Tube, earlier.tube_id)
-        person = session.get(Person, earlier.person_id)
-        assert tube is not None and person is not None
+        again = _with_place(session, Person.id == earlier.person_id)
+        assert tube is not None and again is not None
         return Registered(
             earlier.id,
-            person.id,
-            person.name,
-            place_of(session, person),
+            again[0].id,
+            again[0].name,
+            again[1],
             _state(tube),
             True,
             earlier.retest_reason is not None,
@@ -255,11 +259,14 @@ def register_swab(
             field="tube",
             code="tube_full" if tube.swabs >= tube.capacity else "tube_closed",
         )
-    person, via = resolve_person(session, actor, found, text=code, person_id=person_id)
-    in_tube = session.scalar(
-        select(Swab.id).where(Swab.tube_id == tube.id, Swab.person_id == person.id)
+    person, place, via = resolve_person(session, actor, found, text=code, person_id=person_id)
+    # The tubes this person is in this round (usually none): one query for both refusals.
+    tubes_before = set(
+        session.scalars(
+            select(Swab.tube_id).where(Swab.round_id == found.id, Swab.person_id == person.id)
+        )
     )
-    if in_tube is not None:
+    if tube.id in tubes_before:
         raise SwabRefused(
             _("{name} 已在这支试管里").format(name=person.name), field="person", code="in_tube"
         )
@@ -267,10 +274,8 @@ def register_swab(
         raise SwabRefused(
             _("这支试管只装同一户的人（按户混采）"), field="person", code="other_household"
         )
-    before = session.scalar(
-        select(Swab.taken_at).where(Swab.round_id == found.id, Swab.person_id == person.id).limit(1)
-    )
-    if before is not None and reason is None:
+    before = bool(tubes_before)
+    if before and reason is None:
         raise SwabRefused(
             _("{name} 本轮已采过样；如需复采，请填写原因").format(name=person.name),
             field="retest_reason",
@@ -285,7 +290,7 @@ def register_swab(
         taken_at=taken_at or utcnow(),
         key=key,
         via=via,
-        retest_reason=reason if before is not None else None,
+        retest_reason=reason if before else None,
         user_id=actor.user_id or None,
     )
     session.add(swab)
@@ -313,7 +318,7 @@ def register_swab(
         swab.id,
         person.id,
         person.name,
-        place_of(session, person),
+        place,
         _state(tube),
         False,
         swab.retest_reason is not None,
@@ -321,8 +326,7 @@ def register_swab(
 
 
 def close_tube(*, session: Session, actor: Actor, round_id: int, barcode: str) -> TubeState:
-    """Close a tube early (fewer than its capacity); closing a closed tube changes nothing.
-    An empty tube is removed instead: nothing went into it."""
+    """Close a tube early (fewer than its capacity); closing a closed tube changes nothing."""
     barcode = normalise_barcode(barcode)
     begin_write(session)
     found = _round_for_registration(session, actor, round_id)
