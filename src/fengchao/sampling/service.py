@@ -536,3 +536,34 @@ def announce_schedule(*, session: Session, actor: Actor, round_id: int) -> int:
         buildings=len(by_building),
     )
     return len(by_building)
+
+
+@dataclass(frozen=True)
+class ExemptionRow:
+    person_id: int
+    name: str
+    place: str
+    kind: ExemptionKind
+    note: str
+
+
+def exemptions(*, session: Session, actor: Actor, round_id: int) -> list[ExemptionRow]:
+    """A round's exemptions within the actor's scope; those marked ``home_visit`` are the
+    list for sampling at home (上门采样)."""
+    from fengchao.registry.scope import household_in_scope
+
+    require(actor, Permission.sampling_coverage)
+    found = get_round(session, actor, round_id)
+    rows = session.execute(
+        select(SamplingExemption, Person.name, Building.name, Unit.name, Household.room)
+        .join(Person, Person.id == SamplingExemption.person_id)
+        .join(Household, Household.id == Person.household_id)
+        .join(Building, Building.id == Household.building_id)
+        .join(Unit, Unit.id == Household.unit_id)
+        .where(SamplingExemption.round_id == found.id, household_in_scope(actor.scope))
+        .order_by(SamplingExemption.kind, Building.sort_key, Building.id, Household.room)
+    ).all()
+    return [
+        ExemptionRow(e.person_id, name, f"{b}-{u}-{room}", e.kind, e.note)
+        for e, name, b, u, room in rows
+    ]

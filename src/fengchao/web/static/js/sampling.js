@@ -199,7 +199,7 @@
     if (op.type === "swab" && why.field === "tube" && state.tube && state.tube.barcode === op.barcode) {
       state.tube.closed = true;
     }
-    state.problems.push(new Date().toLocaleTimeString() + "  " + (op.barcode || "") + "  " + why.message);
+    state.problems.push(new Date().toTimeString().slice(0, 8) + "  " + (op.barcode || "") + "  " + why.message);
     say(why.message, "bad");
   }
 
