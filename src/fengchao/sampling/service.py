@@ -421,8 +421,8 @@ def plan_round(*, session: Session, actor: Actor, round_id: int) -> slots.Plan:
     site = session.get(SamplingSite, found.site_id)
     assert site is not None
     loads, _b, _u = building_loads(session, found.community_id, household_filter(found))
-    if found.scope in (RoundScope.compounds, RoundScope.buildings, RoundScope.people):
-        loads = [b for b in loads if b.people > 0]
+    # A building with nobody expected is given no time (the command line lists every one).
+    loads = [b for b in loads if b.people > 0]
     day = slots.SiteDay(
         parse_clock(site.opens, "opens"),
         parse_clock(site.closes, "closes"),
