@@ -131,7 +131,9 @@
       request = api("POST", "/swabs", body);
     }
     request.then(function (response) {
-      if (response.status === 401) {
+      // Logged out, or the page's CSRF token is stale (a login elsewhere): keep the queue;
+      // it is sent after logging in again and reloading this page.
+      if (response.status === 401 || response.status === 403) {
         online = false;
         say(t.tLogin, "bad");
         sending = false;
@@ -225,7 +227,7 @@
           }
         });
       }
-      if (response.status < 500 && response.status !== 401) {
+      if (response.status < 500 && response.status !== 401 && response.status !== 403) {
         return refusal(response).then(function (why) {
           if (state.tube && state.tube.barcode === barcode) state.tube = null;
           save();
