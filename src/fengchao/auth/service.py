@@ -38,6 +38,9 @@ class Permission(enum.StrEnum):
     audit_read = "audit.read"
     users_manage = "users.manage"
     notify_manage = "notify.manage"
+    sampling_manage = "sampling.manage"  # rounds, sites, lab results, retests
+    sampling_register = "sampling.register"  # swabs into tubes at the site
+    sampling_coverage = "sampling.coverage"  # who has been sampled, who has not
     codes_issue = "codes.issue"  # print and rotate residents' gate codes
     duty_manage = "duty.manage"  # the volunteer register, posts, rosters, check-in at a post
     duty_self = "duty.self"  # a volunteer's own sign-up, availability and shifts
@@ -52,6 +55,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.registry_lookup,
             Permission.id_number_unmasked,
             Permission.notify_manage,
+            Permission.sampling_manage,
+            Permission.sampling_register,
+            Permission.sampling_coverage,
             Permission.codes_issue,
             Permission.duty_manage,
         }
@@ -62,13 +68,14 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.registry_propose,
             Permission.registry_lookup,
             Permission.duty_self,
+            Permission.sampling_coverage,
         }
     ),
     Role.property_staff: frozenset(
         {Permission.registry_read, Permission.registry_lookup, Permission.codes_issue}
     ),
     Role.guard: frozenset({Permission.registry_lookup}),
-    Role.sampler: frozenset(),
+    Role.sampler: frozenset({Permission.sampling_register}),
     Role.volunteer: frozenset({Permission.duty_self}),
 }
 

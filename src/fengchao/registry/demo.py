@@ -318,8 +318,14 @@ def build_demo(
                 )
             )
     session.flush()
+    # Imported here: the sampling slice stands on the registry.
+    from fengchao.sampling.demo import add_demo_sampling
+
+    say("核酸采样")
+    add_demo_sampling(session, cid)
     from fengchao.duty.demo import build_duty_demo  # the duty slice's posts and volunteers
 
+    say("值班")
     build_duty_demo(session, cid)
     seconds = (dt.datetime.now() - started).total_seconds()
     return DemoSummary(
