@@ -120,19 +120,28 @@ def claim_attempt(
     """Count one attempt for ``account`` and ``address`` as a failure, or refuse it when
     either is still waiting. The caller commits before checking the password."""
     keys = sorted([(ThrottleKind.account, account_key(account)), (ThrottleKind.address, address)])
-    _insert_missing(session, keys, now)
     # Rows locked in one order (kind, key), so two attempts never wait on each other in a
-    # circle on PostgreSQL; SQLite already holds its single write lock.
-    rows = {
-        row.kind: row
-        for row in session.scalars(
-            select(LoginThrottle)
-            .where(or_(*(and_(LoginThrottle.kind == k, LoginThrottle.key == v) for k, v in keys)))
-            .order_by(LoginThrottle.kind, LoginThrottle.key)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    }
+    # circle on PostgreSQL; SQLite already holds its single write lock. A successful login
+    # elsewhere may delete a row between our insert and our lock (PostgreSQL): insert again.
+    rows: dict[ThrottleKind, LoginThrottle] = {}
+    for _attempt in range(5):
+        _insert_missing(session, keys, now)
+        rows = {
+            row.kind: row
+            for row in session.scalars(
+                select(LoginThrottle)
+                .where(
+                    or_(*(and_(LoginThrottle.kind == k, LoginThrottle.key == v) for k, v in keys))
+                )
+                .order_by(LoginThrottle.kind, LoginThrottle.key)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+        }
+        if len(rows) == len(keys):
+            break
+    else:
+        raise RuntimeError("login throttle rows vanished five times in a row")
     account_row, address_row = rows[ThrottleKind.account], rows[ThrottleKind.address]
 
     account_left = _left(account_row, now)
