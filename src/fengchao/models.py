@@ -5,5 +5,6 @@ from __future__ import annotations
 
 def load_all_models() -> None:
     import fengchao.auth.models
+    import fengchao.gridwork.models
     import fengchao.notify.models
     import fengchao.registry.models  # noqa: F401

@@ -38,6 +38,10 @@ class Permission(enum.StrEnum):
     audit_read = "audit.read"
     users_manage = "users.manage"
     notify_manage = "notify.manage"
+    gridwork_manage = "gridwork.manage"  # sweeps, every request and report in scope
+    gridwork_lead = "gridwork.lead"  # visits, requests and reports of the lead's building
+    gridwork_property = "gridwork.property"  # reports routed to the property
+    gridwork_submit = "gridwork.submit"  # ask for help on a resident's behalf
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -49,15 +53,25 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.registry_lookup,
             Permission.id_number_unmasked,
             Permission.notify_manage,
+            Permission.gridwork_manage,
+            Permission.gridwork_submit,
         }
     ),
     Role.building_lead: frozenset(
-        {Permission.registry_read, Permission.registry_propose, Permission.registry_lookup}
+        {
+            Permission.registry_read,
+            Permission.registry_propose,
+            Permission.registry_lookup,
+            Permission.gridwork_lead,
+            Permission.gridwork_submit,
+        }
     ),
-    Role.property_staff: frozenset({Permission.registry_read, Permission.registry_lookup}),
+    Role.property_staff: frozenset(
+        {Permission.registry_read, Permission.registry_lookup, Permission.gridwork_property}
+    ),
     Role.guard: frozenset({Permission.registry_lookup}),
     Role.sampler: frozenset(),
-    Role.volunteer: frozenset(),
+    Role.volunteer: frozenset({Permission.gridwork_submit}),
 }
 
 

@@ -42,6 +42,7 @@ SCHEDULED_JOBS: dict[str, JobSpec] = {
     "notify.purge": JobSpec("fengchao.notify.jobs:purge_old_notifications", every=3600),
     # Unconfirmed uploads hold a whole sheet of personal data: gone within minutes of expiry.
     "registry.purge_uploads": JobSpec("fengchao.registry.jobs:purge_uploads_job", every=300),
+    "gridwork.escalate": JobSpec("fengchao.gridwork.jobs:escalate_job", every=60),
 }
 
 
