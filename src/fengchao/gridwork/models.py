@@ -282,3 +282,12 @@ LABELS: dict[str, str] = {
     ScopeLevel.compound: "小区党支部",
     ScopeLevel.community: "社区",
 }
+
+# A request's steps as its history and its status link name them.
+EVENT_LABELS: dict[str, str] = {
+    "created": "提出求助",
+    "accepted": "已接单",
+    "escalated": "超时未接单，已上报",
+    "closed": "已办结",
+    "cancelled": "已撤销",
+}
