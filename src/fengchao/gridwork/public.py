@@ -17,7 +17,8 @@ from fengchao.gridwork import help as help_service
 from fengchao.gridwork import photos, reports, throttle
 from fengchao.gridwork.models import HelpCategory, HelpUrgency, ReportCategory
 from fengchao.gridwork.scoping import find_household
-from fengchao.gridwork.views import Form, integer, text
+from fengchao.gridwork.throttle import TooMany
+from fengchao.gridwork.views import Form, attempt, integer, text
 from fengchao.registry.models import Building, Community, Compound
 from fengchao.registry.validation import FieldError, parse_mobile
 from fengchao.web.deps import DbSession, RowId, render, require_csrf
@@ -116,13 +117,15 @@ def submit_request(
             raise help_service.HelpRefused(
                 _("找不到这一户：请按“楼-单元-室”填写，例如 5-2-1302"), field="address"
             )
-        made = help_service.submit(
-            session=session, actor=None, household_id=household.id,
-            category=values["category"], urgency=values["urgency"], details=values["details"],
-            contact_name=values["name"], phone=phone,
-        )  # fmt: skip
+        with attempt(session):
+            made = help_service.submit(
+                session=session, actor=None, household_id=household.id,
+                category=values["category"], urgency=values["urgency"],
+                details=values["details"], contact_name=values["name"], phone=phone,
+            )  # fmt: skip
+    except TooMany:
+        raise
     except Refusal as exc:
-        session.rollback()
         return _page(request, session, community, values=values, problem=exc)
     return RedirectResponse(f"/help/status/{made.token}", status_code=303, headers=PRIVATE)
 
@@ -163,13 +166,15 @@ def submit_report(
             )
             if building_id is None:
                 raise reports.ReportRefused(_("这个小区没有这栋楼"), field="building")
-        made = reports.submit(
-            session=session, community_id=community.id, compound_id=compound,
-            building_id=building_id, category=values["category"], place=values["place"],
-            details=values["details"], photo=photo,
-        )  # fmt: skip
+        with attempt(session):
+            made = reports.submit(
+                session=session, community_id=community.id, compound_id=compound,
+                building_id=building_id, category=values["category"], place=values["place"],
+                details=values["details"], photo=photo,
+            )  # fmt: skip
+    except TooMany:
+        raise
     except Refusal as exc:
-        session.rollback()
         return _page(request, session, community, values=values, problem=exc, form="report")
     return RedirectResponse(f"/help/report/{made.token}", status_code=303, headers=PRIVATE)
 

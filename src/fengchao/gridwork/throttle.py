@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from fengchao.auth.crypto import get_cipher
 from fengchao.auth.service import Refusal
 from fengchao.auth.throttle import address_key
+from fengchao.db import begin_write
 from fengchao.gridwork.models import SubmitCounter
 from fengchao.web.i18n import _
 
@@ -38,6 +39,7 @@ def count(*, session: Session, host: str | None, phone: str | None, now: dt.date
     """Count one submission for the client's address (and phone); raise :class:`TooMany`
     when either has had its share of this window. Takes the write lock first (the caller
     is about to write anyway)."""
+    begin_write(session)
     window = _window(now)
     keys = [(key_for("ip", address_key(host)), PER_ADDRESS)]
     if phone:

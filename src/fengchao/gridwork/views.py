@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -17,7 +19,7 @@ from starlette.datastructures import FormData
 
 from fengchao.auth.models import ScopeLevel
 from fengchao.auth.service import Actor, NotFound, Permission, Refusal, require
-from fengchao.db import utcnow
+from fengchao.db import begin_write, utcnow
 from fengchao.gridwork import help as help_service
 from fengchao.gridwork import reports, rules, sweeps
 from fengchao.gridwork.models import (
@@ -57,6 +59,15 @@ templates.env.filters["gw_age"] = _age
 templates.env.globals["HelpStatus"] = HelpStatus
 templates.env.globals["event_labels"] = EVENT_LABELS
 templates.env.filters["gw_time"] = _short
+
+
+@contextmanager
+def attempt(session: Session) -> Iterator[None]:
+    """A unit of work that a refusal undoes without ending the request's transaction (the
+    form is then shown again, with the problem, in the same request)."""
+    begin_write(session)
+    with session.begin_nested():
+        yield
 
 
 async def form_of(request: Request) -> FormData:
@@ -221,16 +232,16 @@ def create_sweep(request: Request, session: DbSession, actor: CurrentActor, form
     values = {k: text(form, k) for k in ("title", "node", "deadline")}
     level, _sep, node = values["node"].partition(":")
     try:
-        sweep = sweeps.create(
-            session=session,
-            actor=actor,
-            title=values["title"],
-            level=level,
-            node_id=int(node) if node.isdigit() and len(node) < 10 else 0,
-            deadline=_local_input(values["deadline"]),
-        )
+        with attempt(session):
+            sweep = sweeps.create(
+                session=session,
+                actor=actor,
+                title=values["title"],
+                level=level,
+                node_id=int(node) if node.isdigit() and len(node) < 10 else 0,
+                deadline=_local_input(values["deadline"]),
+            )
     except Refusal as exc:
-        session.rollback()
         return _sweep_form(request, session, actor, values, exc)
     return RedirectResponse(f"/gridwork/sweeps/{sweep.id}", status_code=303)
 
@@ -356,15 +367,15 @@ def record_visit(
 ) -> Response:
     """Record a visit, then back to the checklist at the next household."""
     try:
-        recorded = sweeps.record_visit(
-            session=session,
-            actor=actor,
-            sweep_id=sweep_id,
-            target_id=target_id,
-            form=parse_visit(form),
-        )
+        with attempt(session):
+            recorded = sweeps.record_visit(
+                session=session,
+                actor=actor,
+                sweep_id=sweep_id,
+                target_id=target_id,
+                form=parse_visit(form),
+            )
     except Refusal as exc:
-        session.rollback()
         return _visit_form(request, session, actor, sweep_id, target_id, exc)
     building = _target_building(session, target_id)
     return RedirectResponse(
@@ -443,13 +454,13 @@ def create_request(
             raise help_service.HelpRefused(
                 _("找不到这一户：请按“楼-单元-室”填写，例如 5-2-1302"), field="address"
             )
-        made = help_service.submit(
-            session=session, actor=actor, household_id=household.id,
-            category=values["category"], urgency=values["urgency"], details=values["details"],
-            contact_name=values["name"], phone=values["phone"],
-        )  # fmt: skip
+        with attempt(session):
+            made = help_service.submit(
+                session=session, actor=actor, household_id=household.id,
+                category=values["category"], urgency=values["urgency"],
+                details=values["details"], contact_name=values["name"], phone=values["phone"],
+            )  # fmt: skip
     except Refusal as exc:
-        session.rollback()
         return _request_form(request, session, actor, values, exc)
     return RedirectResponse(f"/gridwork/requests/{made.request.id}", status_code=303)
 
