@@ -125,7 +125,9 @@ def measure_alone(
         data = {"outcome": "visited", "people_home": "2", "key": uuid.uuid4().hex,
                 "csrf_token": csrf}  # fmt: skip
         begun = time.perf_counter()
-        assert client.post(f"/gridwork/sweeps/{sweep_id}/visit/{target}", data=data).status_code == 303
+        assert (
+            client.post(f"/gridwork/sweeps/{sweep_id}/visit/{target}", data=data).status_code == 303
+        )
         visits.append((time.perf_counter() - begun) * 1000)
     for _ in range(20):
         begun = time.perf_counter()
@@ -142,7 +144,9 @@ def run(kind: str, quick: bool, pace: float) -> dict[str, object]:
     with database(kind, folder) as engine:
         started = time.perf_counter()
         sweep_id, targets, places = setup(engine)
-        print(f"{kind}: demo, sweep and {len(targets)} leads in {time.perf_counter() - started:.0f} s")
+        print(
+            f"{kind}: demo, sweep and {len(targets)} leads in {time.perf_counter() - started:.0f} s"
+        )
         per_lead = 12 if quick else max(len(t) for t in targets.values())
         requests_each = -(-REQUESTS // len(targets))
         url = engine.url.render_as_string(hide_password=False)

@@ -54,9 +54,7 @@ def test_a_new_request_reaches_the_building_lead_and_the_buildings_chat(
     assert "13900000009" not in (request.phone_enc or "")
 
 
-def test_the_same_request_twice_within_minutes_is_one_request(
-    session: Session, grid: Grid
-) -> None:
+def test_the_same_request_twice_within_minutes_is_one_request(session: Session, grid: Grid) -> None:
     first = _ask(session, grid)
     again = _ask(session, grid, now=T0 + dt.timedelta(minutes=3))
     assert again.duplicate and again.request.id == first.request.id
@@ -115,9 +113,7 @@ def test_bad_request_fields_are_named(
     assert refused.value.field == field
 
 
-def test_escalation_building_then_compound_then_community(
-    session: Session, grid: Grid
-) -> None:
+def test_escalation_building_then_compound_then_community(session: Session, grid: Grid) -> None:
     request = _ask(session, grid).request
     assert help_service.escalate_due(session=session, now=T0 + dt.timedelta(minutes=29)) == 0
     assert help_service.escalate_due(session=session, now=T0 + dt.timedelta(minutes=31)) == 1

@@ -69,13 +69,14 @@ def test_sweep_visit_request_and_status_link_through_real_sessions(live: Live) -
     link = asked.headers["location"]
     assert "待接单" in resident.get(link).text
     with Session(live.engine) as session:
-        request_id = session.scalar(
-            select(HelpRequest.id).where(HelpRequest.source == "resident")
-        )
+        request_id = session.scalar(select(HelpRequest.id).where(HelpRequest.source == "resident"))
     todo = lead.get("/gridwork/todo")
-    assert lead.post(
-        f"/gridwork/requests/{request_id}/accept", data={"csrf_token": _csrf(todo.text)}
-    ).status_code == 303
+    assert (
+        lead.post(
+            f"/gridwork/requests/{request_id}/accept", data={"csrf_token": _csrf(todo.text)}
+        ).status_code
+        == 303
+    )
     assert "处理中" in resident.get(link).text
     overview = worker.get("/gridwork")
     assert overview.status_code == 200 and "买药" in overview.text

@@ -36,8 +36,14 @@ def requests6(session: Session, grid: Grid) -> HelpRequest:
 
 
 def test_pages_per_role(
-    session: Session, grid: Grid, sweep: Sweep, login_as, worker: Persona, lead5: Persona,
-    guard: Persona, requests6: HelpRequest,
+    session: Session,
+    grid: Grid,
+    sweep: Sweep,
+    login_as,
+    worker: Persona,
+    lead5: Persona,
+    guard: Persona,
+    requests6: HelpRequest,
 ) -> None:  # type: ignore[no-untyped-def]
     report = reports.submit(
         session=session, community_id=grid.community.id, compound_id=grid.park.id,
@@ -88,9 +94,12 @@ def test_lead_cannot_act_outside_the_building(
               "urgency": "normal"},
     )  # fmt: skip
     assert asked.status_code == 403 and "不在您负责的楼栋" in asked.text
-    assert browser.post(
-        "/gridwork/sweeps", data={"title": "x", "node": f"building:{grid.b5.id}"}
-    ).status_code == 403
+    assert (
+        browser.post(
+            "/gridwork/sweeps", data={"title": "x", "node": f"building:{grid.b5.id}"}
+        ).status_code
+        == 403
+    )
 
 
 def test_lead_records_a_visit_and_sees_the_checklist_move_on(
@@ -139,7 +148,12 @@ def test_resident_asks_for_help_and_follows_the_private_link(
     form = {"compound": str(grid.park.id), "address": "5-1-101", "category": "medicine",
             "urgency": "urgent", "details": "降压药 硝苯地平", "name": "林阿姨",
             "phone": "13800000001", "csrf_token": csrf}  # fmt: skip
-    assert app_client.post(f"/help/{grid.community.id}/request", data={**form, "csrf_token": ""}).status_code == 403
+    assert (
+        app_client.post(
+            f"/help/{grid.community.id}/request", data={**form, "csrf_token": ""}
+        ).status_code
+        == 403
+    )
     response = app_client.post(f"/help/{grid.community.id}/request", data=form)
     assert response.status_code == 303
     link = response.headers["location"]

@@ -23,7 +23,9 @@ def build_gridwork_demo(session: Session, community_id: int) -> None:
     staff = Actor(0, "demo", "社区干部（演示）", SYSTEM_ACTOR.role,
                   GridScope(ScopeLevel.community, community_id), community_id)  # fmt: skip
     park = session.scalar(
-        select(Compound).where(Compound.community_id == community_id, Compound.name == "华润中央公园")
+        select(Compound).where(
+            Compound.community_id == community_id, Compound.name == "华润中央公园"
+        )
     ) or session.scalar(select(Compound).where(Compound.community_id == community_id))
     if park is None:
         return

@@ -9,7 +9,7 @@ import datetime as dt
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from fengchao.auth.crypto import get_cipher
@@ -294,7 +294,7 @@ def _local(when: dt.datetime) -> str:
 # --- staff ---------------------------------------------------------------------------------
 
 
-def _in_scope(actor: Actor) -> object:
+def _in_scope(actor: Actor) -> ColumnElement[bool]:
     return place_in_scope(actor.scope, HelpRequest)
 
 
@@ -306,7 +306,7 @@ def open_requests(*, session: Session, actor: Actor, limit: int = 100) -> list[H
     return list(
         session.scalars(
             select(HelpRequest)
-            .where(_in_scope(actor), HelpRequest.status.in_(OPEN_STATES))  # type: ignore[arg-type]
+            .where(_in_scope(actor), HelpRequest.status.in_(OPEN_STATES))
             .order_by(HelpRequest.status.desc(), HelpRequest.deadline, waiting)
             .limit(limit)
         )
@@ -317,7 +317,7 @@ def counts(*, session: Session, actor: Actor) -> dict[HelpStatus, int]:
     require_worker(actor)
     rows = session.execute(
         select(HelpRequest.status, func.count())
-        .where(_in_scope(actor))  # type: ignore[arg-type]
+        .where(_in_scope(actor))
         .group_by(HelpRequest.status)
     )
     return {HelpStatus(status): n for status, n in rows}
@@ -327,7 +327,7 @@ def get(*, session: Session, actor: Actor, request_id: int) -> HelpRequest:
     """A request in the actor's scope (404 otherwise)."""
     require_worker(actor)
     request = session.scalar(
-        select(HelpRequest).where(HelpRequest.id == request_id, _in_scope(actor))  # type: ignore[arg-type]
+        select(HelpRequest).where(HelpRequest.id == request_id, _in_scope(actor))
     )
     if request is None:
         raise NotFound(f"help request {request_id}")

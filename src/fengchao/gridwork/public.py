@@ -106,11 +106,14 @@ def submit_request(
             phone_key = None
         throttle.count(session=session, host=_client(request), phone=phone_key, now=utcnow())
         compound = integer(form, "compound") or 0
-        if session.scalar(
-            select(Compound.id).where(
-                Compound.id == compound, Compound.community_id == community.id
+        if (
+            session.scalar(
+                select(Compound.id).where(
+                    Compound.id == compound, Compound.community_id == community.id
+                )
             )
-        ) is None:
+            is None
+        ):
             raise help_service.HelpRefused(_("请选择小区"), field="compound")
         household = find_household(session, compound_id=compound, address=values["address"])
         if household is None:
@@ -148,7 +151,7 @@ def submit_report(
     request: Request,
     session: DbSession,
     community_id: RowId,
-    submitted: tuple[FormData, bytes | None] = Depends(_report_form),  # noqa: B008
+    submitted: tuple[FormData, bytes | None] = Depends(_report_form),
 ) -> Response:
     community = _community(session, community_id)
     form, photo = submitted

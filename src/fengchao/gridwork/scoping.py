@@ -16,18 +16,21 @@ from fengchao.registry.models import Building, Community, Household, Unit
 def place_in_scope(scope: GridScope, row: Any) -> ColumnElement[bool]:
     """The SQL filter for rows of ``row``'s table lying within ``scope`` (the table has
     ``community_id``, ``compound_id`` and ``building_id``)."""
+    found: ColumnElement[bool]
     match scope.level:
         case ScopeLevel.street:
-            return row.community_id.in_(
+            found = row.community_id.in_(
                 select(Community.id).where(Community.street_id == scope.node_id).scalar_subquery()
             )
         case ScopeLevel.community:
-            return row.community_id == scope.node_id  # type: ignore[no-any-return]
+            found = row.community_id == scope.node_id
         case ScopeLevel.compound:
-            return row.compound_id == scope.node_id  # type: ignore[no-any-return]
+            found = row.compound_id == scope.node_id
         case ScopeLevel.building:
-            return row.building_id == scope.node_id  # type: ignore[no-any-return]
-    return false()
+            found = row.building_id == scope.node_id
+        case _:
+            found = false()
+    return found
 
 
 def may_work(actor: Actor) -> bool:

@@ -7,12 +7,21 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import case, func, insert, select
 from sqlalchemy.orm import Session
 
 from fengchao.auth.models import ScopeLevel
-from fengchao.auth.service import Actor, NotFound, Permission, Refusal, audit, require
+from fengchao.auth.service import (
+    Actor,
+    GridScope,
+    NotFound,
+    Permission,
+    Refusal,
+    audit,
+    require,
+)
 from fengchao.db import begin_write, utcnow
 from fengchao.gridwork import help as help_service
 from fengchao.gridwork import rules
@@ -110,7 +119,7 @@ def create(
             "outcome": VisitOutcome.pending,
             "visits": 0,
             "needs": False,
-        }  # fmt: skip
+        }
         for h, c, b in households
     ]
     for start in range(0, len(rows), 2000):
@@ -195,7 +204,7 @@ def progress(*, session: Session, actor: Actor, sweep_id: int) -> SweepProgress:
     """Progress per building within the actor's scope, and the sum of them."""
     sweep = get(session=session, actor=actor, sweep_id=sweep_id)
 
-    def n(outcome: VisitOutcome) -> object:
+    def n(outcome: VisitOutcome) -> Any:
         return func.sum(case((SweepTarget.outcome == outcome, 1), else_=0))
 
     rows = session.execute(
@@ -271,13 +280,11 @@ def checklist(
     ).all()
     if not rows:
         raise NotFound(f"building {building_id} in sweep {sweep_id}")
-    label = grid.scope_label(
-        session=session, scope=grid.GridScope(ScopeLevel.building, building_id)
-    )
+    label = grid.scope_label(session=session, scope=GridScope(ScopeLevel.building, building_id))
     result = [
         ChecklistRow(
             t.id, t.household_id, f"{b}-{u}-{room}", u, t.outcome, t.visits, int(n or 0), t.needs
-        )  # fmt: skip
+        )
         for t, b, u, room, n in rows
     ]
     return sweep, label, result

@@ -162,9 +162,7 @@ def _todo_context(session: Session, actor: Actor) -> dict[str, object]:
     )
     active = sweeps.active(session=session, actor=actor) if may_work(actor) else []
     building = sweeps.lead_building(actor)
-    progress = [
-        sweeps.progress(session=session, actor=actor, sweep_id=s.id) for s in active[:3]
-    ]
+    progress = [sweeps.progress(session=session, actor=actor, sweep_id=s.id) for s in active[:3]]
     return {
         "requests": requests,
         "sweeps": progress,
@@ -222,7 +220,11 @@ def new_sweep(request: Request, session: DbSession, actor: CurrentActor) -> Resp
     tomorrow = (dt.datetime.now(ZoneInfo(get_settings().timezone)) + dt.timedelta(days=2)).replace(
         hour=18, minute=0, second=0, microsecond=0
     )
-    values = {"title": _("封闭管理扫楼清户"), "node": "", "deadline": tomorrow.strftime("%Y-%m-%dT%H:%M")}
+    values = {
+        "title": _("封闭管理扫楼清户"),
+        "node": "",
+        "deadline": tomorrow.strftime("%Y-%m-%dT%H:%M"),
+    }
     return _sweep_form(request, session, actor, values)
 
 

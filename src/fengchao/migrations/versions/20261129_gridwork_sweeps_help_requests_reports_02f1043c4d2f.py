@@ -12,7 +12,6 @@ from alembic import op
 
 import fengchao.db
 
-
 revision: str = "02f1043c4d2f"
 down_revision: str | None = "f87c595891a9"
 branch_labels: str | Sequence[str] | None = None
