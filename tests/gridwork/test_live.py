@@ -80,3 +80,35 @@ def test_sweep_visit_request_and_status_link_through_real_sessions(live: Live) -
     assert "处理中" in resident.get(link).text
     overview = worker.get("/gridwork")
     assert overview.status_code == 200 and "买药" in overview.text
+
+
+def test_grid_work_pages_read_as_english(live: Live) -> None:
+    """Runs after the test above (same module, same database): every page with data."""
+    from tests.web.test_english import ALLOWED, CJK, _user_data
+
+    with Session(live.engine) as session:
+        sweep = session.scalar(select(Sweep).order_by(Sweep.id.desc()))
+        request = session.scalar(select(HelpRequest).order_by(HelpRequest.id))
+        assert sweep is not None and request is not None
+        target = session.scalar(select(SweepTarget.id).where(SweepTarget.sweep_id == sweep.id))
+        typed = [sweep.title, *session.scalars(select(HelpRequest.details))]
+    grid = live.grid
+    pages = {
+        "worker": ["/gridwork", "/gridwork/sweeps/new", f"/gridwork/sweeps/{sweep.id}",
+                   f"/gridwork/requests/{request.id}", "/gridwork/requests/new"],
+        "lead5": ["/gridwork/todo", "/gridwork/todo/panel",
+                  f"/gridwork/sweeps/{sweep.id}/buildings/{grid.b5.id}",
+                  f"/gridwork/sweeps/{sweep.id}/visit/{target}"],
+        None: [f"/help/{grid.community.id}"],
+    }  # fmt: skip
+    allowed = [*ALLOWED, *typed, *_user_data(live)]
+    for persona, urls in pages.items():
+        client = live.client(persona, lang="en")
+        for url in urls:
+            response = client.get(url)
+            assert response.status_code == 200, (persona, url)
+            text = response.text
+            for ok in allowed:
+                text = text.replace(ok, "")
+            left = CJK.findall(text)
+            assert not left, (persona, url, left[:5])

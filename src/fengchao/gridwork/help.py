@@ -238,7 +238,7 @@ def _place(session: Session, request: HelpRequest) -> tuple[str, str]:
         .join(Unit, Unit.id == Household.unit_id)
         .where(Household.id == request.household_id)
     ).one()
-    return f"{row[0]} {row[1]}{_('号楼')}", f"{row[1]}-{row[2]}-{row[3]}"
+    return _("{c} {b}号楼").format(c=row[0], b=row[1]), f"{row[1]}-{row[2]}-{row[3]}"
 
 
 def _node_of(request: HelpRequest, level: ScopeLevel) -> int:

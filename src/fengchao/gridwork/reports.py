@@ -106,7 +106,8 @@ def submit(
         ]
     where = compound.name
     if building_id is not None:
-        where += f" {session.get(Building, building_id).name}{_('号楼')}"  # type: ignore[union-attr]
+        name = session.get(Building, building_id).name  # type: ignore[union-attr]
+        where = _("{c} {b}号楼").format(c=compound.name, b=name)
     notify.send(
         session=session,
         community_id=community_id,
@@ -166,10 +167,8 @@ def get(*, session: Session, actor: Actor, report_id: int) -> ResidentReport:
 def place_of(session: Session, report: ResidentReport) -> str:
     compound = session.get(Compound, report.compound_id)
     text = compound.name if compound else ""
-    if report.building_id is not None:
-        building = session.get(Building, report.building_id)
-        text += f" {building.name}{_('号楼')}" if building else ""
-    return text
+    building = session.get(Building, report.building_id) if report.building_id else None
+    return _("{c} {b}号楼").format(c=text, b=building.name) if building else text
 
 
 def set_status(

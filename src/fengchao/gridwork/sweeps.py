@@ -227,7 +227,7 @@ def progress(*, session: Session, actor: Actor, sweep_id: int) -> SweepProgress:
     whole = Progress(label=_("合计"))
     buildings = []
     for building_id, compound, building, total, visited, nobody, refused, needs in rows:
-        item = Progress(f"{compound} {building}{_('号楼')}", building_id, total,
+        item = Progress(_("{c} {b}号楼").format(c=compound, b=building), building_id, total,
                         int(visited or 0), int(nobody or 0), int(refused or 0),
                         int(needs or 0))  # fmt: skip
         buildings.append(item)
@@ -442,7 +442,7 @@ def record_visit(
     for category, urgency in wanted:
         made = help_service.submit(
             session=session, actor=actor, household_id=item.household_id, category=category,
-            urgency=urgency, details=note, contact_name=_("扫楼发现"), visit_id=visit.id,
+            urgency=urgency, details=note, visit_id=visit.id,
             now=now,
         )  # fmt: skip
         requests.append(made.request.id)

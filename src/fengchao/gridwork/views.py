@@ -151,7 +151,7 @@ def _building_labels(session: Session, ids: set[int]) -> dict[int, str]:
         .join(Compound, Compound.id == Building.compound_id)
         .where(Building.id.in_(ids))
     )
-    return {i: f"{c} {b}{_('号楼')}" for i, c, b in rows}
+    return {i: _("{c} {b}号楼").format(c=c, b=b) for i, c, b in rows}
 
 
 def _todo_context(session: Session, actor: Actor) -> dict[str, object]:
