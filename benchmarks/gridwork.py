@@ -139,7 +139,7 @@ def measure_alone(
     }
 
 
-def run(kind: str, quick: bool, pace: float) -> dict[str, object]:
+def run(kind: str, quick: bool, pace: float, workers: int) -> dict[str, object]:
     folder = Path(tempfile.mkdtemp(prefix="fc-bench-gridwork-"))
     with database(kind, folder) as engine:
         started = time.perf_counter()
@@ -173,7 +173,7 @@ def run(kind: str, quick: bool, pace: float) -> dict[str, object]:
                 escalated[0] += int(result.split()[0])
                 escalated[1] += 1
 
-        with served_app(url, folder) as base:
+        with served_app(url, folder, workers=workers) as base:
             clients = {b: logged_in(base, f"lead{b}") for b in targets}
 
             def lead(building: int) -> None:
@@ -227,7 +227,7 @@ def run(kind: str, quick: bool, pace: float) -> dict[str, object]:
     errors = sum(1 for s in statuses if s >= 500)
     unexpected = sum(1 for s in statuses if s not in (200, 303) and s < 500)
     print(f"\n{kind}: {len(targets)} leads concurrently, a door every ~{pace:g} s each, "
-          f"{seconds:.1f} s, one server process")  # fmt: skip
+          f"{seconds:.1f} s, {workers} server process(es)")  # fmt: skip
     print(f"{'what':<12}{'count':>8}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}")
     figures: dict[str, object] = {}
     for name, values in timings.items():
@@ -262,15 +262,16 @@ def main() -> None:
         "--pace", type=float, default=1.0,
         help="seconds between doors per lead (a real door takes minutes; 0: no pause at all)",
     )  # fmt: skip
+    parser.add_argument("--workers", type=int, default=1, help="server processes (uvicorn)")
     args = parser.parse_args()
     kinds = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
     if "postgresql" in kinds and not postgres_available():
         print("PostgreSQL unreachable: SQLite only")
         kinds = ["sqlite"]
-    results = {kind: run(kind, args.quick, args.pace) for kind in kinds}
+    results = {kind: run(kind, args.quick, args.pace, args.workers) for kind in kinds}
     first = results[kinds[0]]
     emit({
-        "leads": LEADS, "quick": args.quick, "pace_s": args.pace,
+        "leads": LEADS, "quick": args.quick, "pace_s": args.pace, "workers": args.workers,
         "visit_p95_ms": first["visit_p95_ms"], "todo_p95_ms": first["todo_p95_ms"],
         **results,
     })  # fmt: skip

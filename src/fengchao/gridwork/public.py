@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import FormData, UploadFile
 
 from fengchao.auth.service import NotFound, Refusal
+from fengchao.auth.views import client_address
 from fengchao.db import utcnow
 from fengchao.gridwork import help as help_service
 from fengchao.gridwork import photos, reports, throttle
@@ -86,7 +87,7 @@ def resident_page(request: Request, session: DbSession, community_id: RowId) -> 
 
 
 def _client(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    return client_address(request)  # the same address login throttling counts by
 
 
 @router.post("/{community_id}/request")
