@@ -243,3 +243,62 @@ def test_report_with_a_bad_or_huge_photo_is_refused(
     )  # fmt: skip
     assert huge.status_code == 413
     assert session.scalar(select(ResidentReport.id)) is None
+
+
+def test_actions_per_role(
+    session: Session,
+    grid: Grid,
+    sweep: Sweep,
+    login_as,
+    worker: Persona,
+    lead5: Persona,
+    guard: Persona,
+    requests6: HelpRequest,
+) -> None:  # type: ignore[no-untyped-def]
+    report6 = reports.submit(
+        session=session, community_id=grid.community.id, compound_id=grid.park.id,
+        building_id=grid.b6.id, category="tailgating", photo=_png(),
+    ).report  # fmt: skip
+    close = (f"/gridwork/requests/{requests6.id}/close", {"note": "已送达"})
+    status = (f"/gridwork/reports/{report6.id}/status", {"status": "acknowledged"})
+    end = (f"/gridwork/sweeps/{sweep.id}/close", {})
+    for persona, expected in ((guard, 403), (lead5, 404)):
+        browser = login_as(persona)
+        for url, data in (close, status):
+            assert browser.post(url, data=data).status_code == expected, (persona.user, url)
+        assert browser.get(f"/gridwork/reports/{report6.id}/photo").status_code == expected
+        assert browser.post(end[0]).status_code == 403
+        assert browser.get("/gridwork/todo/panel").text.strip() == "" or persona is lead5
+    browser = login_as(worker)
+    photo = browser.get(f"/gridwork/reports/{report6.id}/photo")
+    assert photo.status_code == 200 and photo.headers["content-type"] == "image/jpeg"
+    for url, data in (close, status):
+        assert browser.post(url, data=data).status_code == 303
+    assert browser.post(end[0]).status_code == 303
+
+
+def test_a_volunteer_asks_on_a_residents_behalf_and_gets_the_status_link(
+    session: Session, grid: Grid, login_as
+) -> None:  # type: ignore[no-untyped-def]
+    from fengchao.auth.models import Role, ScopeLevel
+    from fengchao.auth.service import GridScope
+    from tests.conftest import make_persona
+
+    volunteer = make_persona(
+        session, "志愿者", Role.volunteer, GridScope(ScopeLevel.building, grid.b5.id)
+    )
+    browser = login_as(volunteer)
+    assert browser.get("/gridwork/requests/new").status_code == 200
+    made = browser.post(
+        "/gridwork/requests",
+        data={"compound": grid.park.id, "address": "5-1-102", "category": "food",
+              "urgency": "normal"},
+    )  # fmt: skip
+    assert made.status_code == 303 and made.headers["location"].startswith("/help/status/")
+    assert browser.get("/gridwork/todo").status_code == 403
+    refused = browser.post(
+        "/gridwork/requests",
+        data={"compound": grid.park.id, "address": "6-1-102", "category": "food",
+              "urgency": "normal"},
+    )  # fmt: skip
+    assert refused.status_code == 403

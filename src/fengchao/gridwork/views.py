@@ -464,6 +464,8 @@ def create_request(
             )  # fmt: skip
     except Refusal as exc:
         return _request_form(request, session, actor, values, exc)
+    if not may_work(actor):  # a volunteer follows it through the resident's status link
+        return RedirectResponse(f"/help/status/{made.token}", status_code=303)
     return RedirectResponse(f"/gridwork/requests/{made.request.id}", status_code=303)
 
 
