@@ -132,11 +132,16 @@ def create(
 def active(*, session: Session, actor: Actor) -> list[Sweep]:
     """Sweeps not closed that have households in the actor's scope, newest first."""
     require_worker(actor)
-    mine = select(SweepTarget.sweep_id).where(place_in_scope(actor.scope, SweepTarget))
+    # Per open sweep, one probe of the (sweep, building) index, not a scan of every target.
+    mine = (
+        select(SweepTarget.id)
+        .where(SweepTarget.sweep_id == Sweep.id, place_in_scope(actor.scope, SweepTarget))
+        .exists()
+    )
     return list(
         session.scalars(
             select(Sweep)
-            .where(Sweep.closed_at.is_(None), Sweep.id.in_(mine.distinct().scalar_subquery()))
+            .where(Sweep.closed_at.is_(None), mine)
             .order_by(Sweep.id.desc())
             .limit(20)
         )
