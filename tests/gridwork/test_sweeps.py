@@ -174,3 +174,20 @@ def test_registry_changes_wait_for_a_workers_confirmation(
     assert person.health_status == HealthStatus.home_isolation
     assert "elderly_alone" in person.care_tags
     assert session.scalar(select(Person).where(Person.name == "林小平")) is not None
+
+
+def test_who_is_home_names_members_of_the_household_only(
+    session: Session, grid: Grid, sweep: Sweep, lead5: Persona
+) -> None:
+    target = _target(session, sweep, grid.h5_101.id)
+    recorded = sweeps.record_visit(
+        session=session, actor=lead5.actor, sweep_id=sweep.id, target_id=target.id,
+        form=sweeps.VisitForm(outcome="visited", home=[grid.resident5.id]),
+    )  # fmt: skip
+    assert recorded.visit.home == [grid.resident5.id] and recorded.visit.people_home == 1
+    other = _target(session, sweep, grid.h5_101.id + 1)
+    with pytest.raises(NotFound):
+        sweeps.record_visit(
+            session=session, actor=lead5.actor, sweep_id=sweep.id, target_id=other.id,
+            form=sweeps.VisitForm(outcome="visited", home=[grid.resident6.id]),
+        )  # fmt: skip

@@ -7,6 +7,7 @@ import datetime as dt
 import enum
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     Enum,
     ForeignKey,
@@ -138,6 +139,8 @@ class SweepVisit(Base):
     household_id: Mapped[int] = mapped_column(ForeignKey("household.id"), index=True)
     outcome: Mapped[VisitOutcome] = mapped_column(_enum(VisitOutcome))
     people_home: Mapped[int | None] = mapped_column(Integer)
+    # Registered members seen at home (person ids): who is home, not only how many.
+    home: Mapped[list[int]] = mapped_column(JSON, default=list)
     fever: Mapped[bool] = mapped_column(Boolean, default=False)
     elderly_alone: Mapped[bool] = mapped_column(Boolean, default=False)
     needs_medicine: Mapped[bool] = mapped_column(Boolean, default=False)

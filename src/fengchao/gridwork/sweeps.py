@@ -140,10 +140,7 @@ def active(*, session: Session, actor: Actor) -> list[Sweep]:
     )
     return list(
         session.scalars(
-            select(Sweep)
-            .where(Sweep.closed_at.is_(None), mine)
-            .order_by(Sweep.id.desc())
-            .limit(20)
+            select(Sweep).where(Sweep.closed_at.is_(None), mine).order_by(Sweep.id.desc()).limit(20)
         )
     )
 
@@ -309,6 +306,7 @@ class VisitForm:
 
     outcome: str
     people_home: int | None = None
+    home: list[int] = field(default_factory=list)  # registered members seen at home
     fever: bool = False
     elderly_alone: bool = False
     needs_medicine: bool = False
@@ -420,10 +418,17 @@ def record_visit(
     if sweep.closed_at is not None:
         raise SweepRefused(_("这次扫楼已经结束"), field="outcome")
     found = outcome == VisitOutcome.visited
+    members = set(
+        session.scalars(select(Person.id).where(Person.household_id == item.household_id))
+    )
+    home = sorted(set(form.home)) if found else []
+    if any(person_id not in members for person_id in home):
+        raise NotFound("person not of this household")
+    people_home = form.people_home if form.people_home is not None else len(home) or None
     visit = SweepVisit(
         sweep_id=sweep_id, target_id=item.id, community_id=item.community_id,
         household_id=item.household_id, outcome=outcome,
-        people_home=form.people_home if found else None,
+        people_home=people_home if found else None, home=home,
         fever=found and form.fever, elderly_alone=found and form.elderly_alone,
         needs_medicine=found and form.needs_medicine, needs_food=found and form.needs_food,
         note=note or None, recorded_by=actor.user_id or None,

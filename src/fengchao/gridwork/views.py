@@ -347,6 +347,11 @@ def parse_visit(form: FormData) -> sweeps.VisitForm:
     return sweeps.VisitForm(
         outcome=text(form, "outcome"),
         people_home=integer(form, "people_home"),
+        home=[
+            int(v)
+            for v in form.getlist("home")
+            if isinstance(v, str) and v.isdigit() and len(v) < 10
+        ],
         fever=text(form, "fever") == "1",
         elderly_alone=text(form, "elderly_alone") == "1",
         needs_medicine=text(form, "needs_medicine") == "1",

@@ -1,8 +1,8 @@
 """gridwork sweeps help requests reports
 
-Revision ID: 02f1043c4d2f
+Revision ID: f4e91af95e2a
 Revises: f87c595891a9
-Create Date: 2026-11-29 20:41:31.845190
+Create Date: 2026-11-29 21:13:31.576925
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from alembic import op
 
 import fengchao.db
 
-revision: str = "02f1043c4d2f"
+revision: str = "f4e91af95e2a"
 down_revision: str | None = "f87c595891a9"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -220,6 +220,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("people_home", sa.Integer(), nullable=True),
+        sa.Column("home", sa.JSON(), nullable=False),
         sa.Column("fever", sa.Boolean(), nullable=False),
         sa.Column("elderly_alone", sa.Boolean(), nullable=False),
         sa.Column("needs_medicine", sa.Boolean(), nullable=False),
