@@ -182,3 +182,14 @@ def test_status_link_shows_the_state_and_an_unknown_token_nothing(
     assert [kind for kind, _at, _level in status.steps] == ["created", "accepted"]
     with pytest.raises(NotFound):
         help_service.public_status(session=session, token=made.token[:-2] + "xx")
+
+
+def test_the_group_chat_gets_no_name_room_or_details(session: Session, grid: Grid) -> None:
+    made = _ask(session, grid, details="硝苯地平", contact_name="林阿姨")
+    message = session.scalar(
+        select(Notification).where(Notification.link == f"/gridwork/requests/{made.request.id}")
+    )
+    assert message is not None
+    for private in ("硝苯地平", "林阿姨", "5-1-101", "13900000009"):
+        assert private not in message.body and private not in message.title
+    assert message.detail is not None and "5-1-101" in message.detail

@@ -98,3 +98,14 @@ def test_a_building_of_another_compound_is_refused(session: Session, grid: Grid)
     with pytest.raises(reports.ReportRefused) as refused:
         _report(session, grid, compound_id=grid.other.id, building_id=grid.b5.id)
     assert refused.value.field == "building"
+
+
+def test_the_group_chat_gets_no_text_a_resident_typed(session: Session, grid: Grid) -> None:
+    made = _report(session, grid, place="2单元 1302门口", details="张三家来了客人")
+    message = session.scalar(
+        select(Notification).where(Notification.link == f"/gridwork/reports/{made.report.id}")
+    )
+    assert message is not None
+    assert "1302" not in message.body and "张三" not in message.body
+    assert "华润中央公园" in message.body
+    assert message.detail is not None and "张三" in message.detail

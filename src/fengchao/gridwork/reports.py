@@ -113,8 +113,10 @@ def submit(
         community_id=community_id,
         kind="resident_report",
         title=_("居民上报：{what}").format(what=rules.label(category)),
-        body=_("{where}{place}").format(where=where, place=f"，{place}" if place else ""),
-        detail=details or None,
+        # The chat gets the compound and building only: what a resident typed (a place, a
+        # description) may name a flat or a person, so it stays in the inbox (``detail``).
+        body=where,
+        detail="\n".join(t for t in (place, details) if t) or None,
         to=to,
         urgency=Urgency.urgent if category == ReportCategory.stairwell_fever else Urgency.normal,
         link=f"/gridwork/reports/{report.id}",
