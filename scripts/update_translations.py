@@ -45,6 +45,8 @@ def main() -> int:
     from fengchao.auth.audit_log import ACTION_LABELS as AUDIT_ACTIONS
     from fengchao.auth.audit_log import DETAIL_LABELS, OBJECT_LABELS
     from fengchao.auth.models import ROLE_LABELS
+    from fengchao.gridwork.models import EVENT_LABELS as GRIDWORK_EVENTS
+    from fengchao.gridwork.models import LABELS as GRIDWORK_LABELS
     from fengchao.notify.channels import NOTIFIERS, notifier_for
     from fengchao.notify.render import URGENCY_LABELS
     from fengchao.registry.edits import ACTION_LABELS
@@ -59,7 +61,7 @@ def main() -> int:
     tables = (
         LABELS, FIELD_LABELS, GAP_LABELS, ROLE_LABELS, ACTION_LABELS, STATE_LABELS,
         AUDIT_ACTIONS, OBJECT_LABELS, DETAIL_LABELS, ROOM_LABELS, URGENCY_LABELS,
-        notifier_labels,
+        notifier_labels, GRIDWORK_LABELS, GRIDWORK_EVENTS,
     )  # fmt: skip
     for texts in (*(table.values() for table in tables), SUGGESTED_REASONS):
         for text in texts:

@@ -26,10 +26,11 @@ from fengchao.access.models import ResidentCode
 from fengchao.auth import service as auth_service
 from fengchao.auth.crypto import get_cipher
 from fengchao.auth.models import AuditEvent, Role, ScopeLevel
-from fengchao.auth.service import GridScope
+from fengchao.auth.service import Actor, GridScope
 from fengchao.cli import app
 from fengchao.db import Base, get_engine, get_sessionmaker, make_engine
 from fengchao.duty import models as duty
+from fengchao.gridwork.models import SweepTarget
 from fengchao.migrate import upgrade
 from fengchao.models import load_all_models
 from fengchao.notify import service as notify_service
@@ -352,7 +353,37 @@ def build_community(engine: Engine, audit_events: int = 300) -> None:
                 nonce=secrets.token_hex(12),
                 nested={"list": [1, 2.5, None, True], "文本": "林"},
             )
+        _grid_work(s, actor, community.id, park.id, b5.id, home.id)
         s.commit()
+
+
+def _grid_work(
+    s: Session, actor: Actor, community_id: int, park_id: int, b5_id: int, home_id: int
+) -> None:
+    """A sweep with a visit that found a need (a help request and its history), a report
+    with a sealed photo, and a public-form counter."""
+
+    from PIL import Image
+
+    from fengchao.gridwork import reports, sweeps, throttle
+
+    sweep = sweeps.create(
+        session=s, actor=actor, title="扫楼", level=ScopeLevel.building, node_id=b5_id,
+        deadline=dt.datetime.now(dt.UTC) + dt.timedelta(days=1),
+    )  # fmt: skip
+    target = s.scalar(select(SweepTarget.id).where(SweepTarget.household_id == home_id))
+    assert target is not None
+    sweeps.record_visit(
+        session=s, actor=actor, sweep_id=sweep.id, target_id=target,
+        form=sweeps.VisitForm(outcome="visited", needs_food=True, key="backup-visit-1"),
+    )  # fmt: skip
+    photo = io.BytesIO()
+    Image.new("RGB", (64, 48), (1, 2, 3)).save(photo, format="PNG")
+    reports.submit(
+        session=s, community_id=community_id, compound_id=park_id, building_id=b5_id,
+        category="tailgating", photo=photo.getvalue(),
+    )  # fmt: skip
+    throttle.count(session=s, host="10.1.2.3", phone="13900000009", now=dt.datetime.now(dt.UTC))
 
 
 def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:

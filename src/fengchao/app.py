@@ -16,6 +16,9 @@ from fengchao.access import views as access_views
 from fengchao.auth import views as auth_views
 from fengchao.auth.service import Actor, Permission
 from fengchao.duty import views as duty_views
+from fengchao.gridwork import photos as gridwork_photos
+from fengchao.gridwork import public as gridwork_public
+from fengchao.gridwork import views as gridwork_views
 from fengchao.lifespan import lifespan
 from fengchao.notify import api as notify_api
 from fengchao.notify import views as notify_views
@@ -75,6 +78,8 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
     def body_limit(path: str) -> int:
         if path.startswith(UPLOAD_PATHS):
             return settings.imports.max_bytes + UPLOAD_OVERHEAD
+        if path.startswith("/help/") and path.endswith("/report"):  # a resident's photo
+            return gridwork_photos.PHOTO_MAX_BYTES + UPLOAD_OVERHEAD
         return settings.security.max_body_bytes
 
     def too_large(request: Request, limit: int) -> Response:
@@ -122,6 +127,8 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
     app.include_router(sampling_api.router)
     app.include_router(access_views.router)
     app.include_router(duty_views.router)
+    app.include_router(gridwork_views.router)
+    app.include_router(gridwork_public.router)
 
     @app.get("/", include_in_schema=False)
     def home(request: Request, actor: CurrentActor) -> Response:

@@ -7,6 +7,7 @@ def load_all_models() -> None:
     import fengchao.access.models
     import fengchao.auth.models
     import fengchao.duty.models
+    import fengchao.gridwork.models
     import fengchao.notify.models
     import fengchao.registry.models
     import fengchao.sampling.models  # noqa: F401

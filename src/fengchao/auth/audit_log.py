@@ -38,6 +38,11 @@ ACTION_LABELS: dict[str, str] = {
     "decide": "处理变更申请",
     "export": "导出",
     "withdraw": "撤回变更申请",
+    "create": "新建",
+    "visit": "入户走访",
+    "accept": "接单",
+    "close": "办结",
+    "update": "更新状态",
 }
 OBJECT_LABELS: dict[str, str] = {
     "user": "账号",
@@ -53,12 +58,19 @@ OBJECT_LABELS: dict[str, str] = {
     "audit": "审计日志",
     "proposals": "变更申请列表",
     "import_errors": "导入需修改的行",
+    "sweep": "扫楼",
+    "help_request": "求助",
+    "resident_report": "居民上报",
+    "report_photo": "上报照片",
 }
 # Where a record of each kind is shown; "{id}" is the record's id.
 OBJECT_LINKS: dict[str, str] = {
     "person": "/registry/people/{id}",
     "household": "/registry/households/{id}",
     "building": "/registry/buildings/{id}",
+    "sweep": "/gridwork/sweeps/{id}",
+    "help_request": "/gridwork/requests/{id}",
+    "resident_report": "/gridwork/reports/{id}",
 }
 DETAIL_LABELS: dict[str, str] = {
     "reason": "原因",

@@ -44,6 +44,10 @@ class Permission(enum.StrEnum):
     codes_issue = "codes.issue"  # print and rotate residents' gate codes
     duty_manage = "duty.manage"  # the volunteer register, posts, rosters, check-in at a post
     duty_self = "duty.self"  # a volunteer's own sign-up, availability and shifts
+    gridwork_manage = "gridwork.manage"  # sweeps, every request and report in scope
+    gridwork_lead = "gridwork.lead"  # visits, requests and reports of the lead's building
+    gridwork_property = "gridwork.property"  # reports routed to the property
+    gridwork_submit = "gridwork.submit"  # ask for help on a resident's behalf
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -60,6 +64,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.sampling_coverage,
             Permission.codes_issue,
             Permission.duty_manage,
+            Permission.gridwork_manage,
+            Permission.gridwork_submit,
         }
     ),
     Role.building_lead: frozenset(
@@ -67,16 +73,23 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.registry_read,
             Permission.registry_propose,
             Permission.registry_lookup,
-            Permission.duty_self,
             Permission.sampling_coverage,
+            Permission.duty_self,
+            Permission.gridwork_lead,
+            Permission.gridwork_submit,
         }
     ),
     Role.property_staff: frozenset(
-        {Permission.registry_read, Permission.registry_lookup, Permission.codes_issue}
+        {
+            Permission.registry_read,
+            Permission.registry_lookup,
+            Permission.codes_issue,
+            Permission.gridwork_property,
+        }
     ),
     Role.guard: frozenset({Permission.registry_lookup}),
     Role.sampler: frozenset({Permission.sampling_register}),
-    Role.volunteer: frozenset({Permission.duty_self}),
+    Role.volunteer: frozenset({Permission.duty_self, Permission.gridwork_submit}),
 }
 
 

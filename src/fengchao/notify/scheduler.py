@@ -43,6 +43,7 @@ SCHEDULED_JOBS: dict[str, JobSpec] = {
     # Unconfirmed uploads hold a whole sheet of personal data: gone within minutes of expiry.
     "registry.purge_uploads": JobSpec("fengchao.registry.jobs:purge_uploads_job", every=300),
     "duty.late_check_ins": JobSpec("fengchao.duty.service:late_check_in_alerts", every=300),
+    "gridwork.escalate": JobSpec("fengchao.gridwork.jobs:escalate_job", every=60),
 }
 
 

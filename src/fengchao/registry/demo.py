@@ -327,6 +327,10 @@ def build_demo(
 
     say("值班")
     build_duty_demo(session, cid)
+    from fengchao.gridwork.demo import build_gridwork_demo  # grid work stands on the registry
+
+    say("网格工作")
+    build_gridwork_demo(session, cid)
     seconds = (dt.datetime.now() - started).total_seconds()
     return DemoSummary(
         cid, len(rooms), len(people), len(vehicles), len(layout), party_members, seconds

@@ -242,6 +242,6 @@ def nodes_in_scope(*, session: Session, scope: GridScope) -> list[NodeChoice]:
                 Building.compound_id == compound.id, building_in_scope(scope)
             )
             for building in session.scalars(buildings.order_by(Building.sort_key, Building.id)):
-                label = f"{compound.name} {building.name}{_('号楼')}"
+                label = _("{c} {b}号楼").format(c=compound.name, b=building.name)
                 choices.append(NodeChoice(ScopeLevel.building, building.id, community.id, label))
     return choices
