@@ -38,6 +38,10 @@ class Permission(enum.StrEnum):
     audit_read = "audit.read"
     users_manage = "users.manage"
     notify_manage = "notify.manage"
+    access_read = "access.read"  # the access record, in scope (a building lead: their building)
+    access_manage = "access.manage"  # gates, devices, pass rules, console PINs
+    gate_operate = "gate.operate"  # decisions at a gate's console
+    alert_switch = "alert.switch"  # the alert level (one action, audited)
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -49,13 +53,32 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.registry_lookup,
             Permission.id_number_unmasked,
             Permission.notify_manage,
+            Permission.access_read,
+            Permission.access_manage,
+            Permission.gate_operate,
+            Permission.alert_switch,
         }
     ),
     Role.building_lead: frozenset(
-        {Permission.registry_read, Permission.registry_propose, Permission.registry_lookup}
+        {
+            Permission.registry_read,
+            Permission.registry_propose,
+            Permission.registry_lookup,
+            Permission.access_read,
+        }
     ),
-    Role.property_staff: frozenset({Permission.registry_read, Permission.registry_lookup}),
-    Role.guard: frozenset({Permission.registry_lookup}),
+    Role.property_staff: frozenset(
+        {
+            Permission.registry_read,
+            Permission.registry_lookup,
+            Permission.access_read,
+            Permission.access_manage,
+            Permission.gate_operate,
+        }
+    ),
+    Role.guard: frozenset(
+        {Permission.registry_lookup, Permission.access_read, Permission.gate_operate}
+    ),
     Role.sampler: frozenset(),
     Role.volunteer: frozenset(),
 }
