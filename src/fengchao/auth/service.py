@@ -38,6 +38,7 @@ class Permission(enum.StrEnum):
     audit_read = "audit.read"
     users_manage = "users.manage"
     notify_manage = "notify.manage"
+    codes_issue = "codes.issue"  # print and rotate residents' gate codes
     access_read = "access.read"  # the access record, in scope (a building lead: their building)
     access_manage = "access.manage"  # gates, devices, pass rules, console PINs
     gate_operate = "gate.operate"  # decisions at a gate's console
@@ -53,6 +54,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.registry_lookup,
             Permission.id_number_unmasked,
             Permission.notify_manage,
+            Permission.codes_issue,
             Permission.access_read,
             Permission.access_manage,
             Permission.gate_operate,
@@ -71,6 +73,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         {
             Permission.registry_read,
             Permission.registry_lookup,
+            Permission.codes_issue,
             Permission.access_read,
             Permission.access_manage,
             Permission.gate_operate,

@@ -1,0 +1,1 @@
+"""Gates: credentials (the resident code), pass permissions, decisions and the access record."""
