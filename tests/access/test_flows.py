@@ -314,3 +314,29 @@ def test_operator_outside_the_gate_scope_is_not_found(
     )
     event = session.get(AccessEvent, answer.event_id)
     assert event is not None and event.operator_id == guard.user.id
+
+
+def test_resident_code_passes_and_bad_codes_are_refused_by_name(
+    session: Session, grid: Grid, gates: Gates, worker: Persona
+) -> None:
+    from fengchao.access import codes
+
+    text = codes.personal_code(session, grid.resident5.id)
+    answer = decide(session, gates, method="code", value=text)
+    assert answer.decision == "allow" and answer.person_id == grid.resident5.id
+    altered = text[:-2] + ("AA" if not text.endswith("AA") else "BB")
+    assert decide(session, gates, method="code", value=altered).reasons[0].startswith("code_")
+    codes.rotate_code(session, worker.actor, grid.resident5.id)
+    rotated = decide(session, gates, method="code", value=text)
+    assert rotated.decision == "deny" and rotated.reasons == ["code_rotated"]
+    assert rotated.message == "通行码无效"
+
+
+def test_code_of_another_community_is_refused(session: Session, gates: Gates) -> None:
+    from fengchao.access import codes
+    from tests.conftest import build_grid
+
+    elsewhere = build_grid(session)
+    text = codes.personal_code(session, elsewhere.resident5.id)
+    answer = decide(session, gates, method="code", value=text)
+    assert answer.decision == "deny" and answer.reasons == ["code_other_community"]
