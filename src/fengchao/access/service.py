@@ -8,10 +8,11 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import ColumnElement, or_, select, true, update
+from sqlalchemy import ColumnElement, bindparam, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from fengchao.access import policy
@@ -144,6 +145,7 @@ def set_soft_temperature(*, session: Session, actor: Actor, gate_id: int, soft: 
     begin_write(session)
     gate = get_gate(session=session, actor=actor, gate_id=gate_id)
     gate.soft_temperature = soft
+    session.flush()
     audit(
         session=session, actor=actor, action="gate_soft_temperature", object_type="gate",
         object_id=gate.id, community_id=gate.community_id, soft=soft,
@@ -194,6 +196,7 @@ def revoke_device(*, session: Session, actor: Actor, device_id: int) -> Device:
         raise NotFound(f"device {device_id}")
     if device.revoked_at is None:
         device.revoked_at = utcnow()
+        session.flush()
         audit(
             session=session, actor=actor, action="device_revoke", object_type="device",
             object_id=device.id, community_id=device.community_id,
@@ -212,15 +215,16 @@ class DeviceRef:
     last_seen_at: dt.datetime | None
 
 
+_DEVICE = select(
+    Device.id, Device.gate_id, Device.community_id, Device.name, Device.last_seen_at
+).where(Device.key_hash == bindparam("key_hash"), Device.revoked_at.is_(None))
+
+
 def device_for_key(*, session: Session, key: str) -> DeviceRef | None:
     """The active device holding ``key``, or None (unknown or revoked key)."""
     if not key.startswith(KEY_PREFIX) or len(key) > 100:
         return None
-    row = session.execute(
-        select(
-            Device.id, Device.gate_id, Device.community_id, Device.name, Device.last_seen_at
-        ).where(Device.key_hash == key_hash(key), Device.revoked_at.is_(None))
-    ).first()
+    row = session.connection().execute(_DEVICE, {"key_hash": key_hash(key)}).first()
     if row is None:
         return None
     return DeviceRef(row.id, row.gate_id, row.community_id, row.name, row.last_seen_at)
@@ -249,15 +253,55 @@ def to_policy_rule(row: PassRule) -> policy.Rule:
     )
 
 
+_RULES = select(
+    PassRule.id, PassRule.effect, PassRule.roles, PassRule.gate_id, PassRule.direction,
+    PassRule.weekdays, PassRule.start_time, PassRule.end_time, PassRule.levels,
+    PassRule.quota_exempt, PassRule.name,
+).where(PassRule.community_id == bindparam("community_id")).order_by(PassRule.id)  # fmt: skip
+
+
 def community_policy(*, session: Session, community_id: int) -> policy.Policy:
-    """The community's rules with the settings' health, quota and temperature rules."""
-    rows = session.scalars(select(PassRule).where(PassRule.community_id == community_id))
+    """The community's rules (read at every decision: a rule changed in one process holds
+    in every other at its next decision) with the settings' health, quota and temperature
+    rules."""
+    rows = session.connection().execute(_RULES, {"community_id": community_id}).all()
     settings = get_settings().access
+    return _policy(
+        tuple(tuple(_hashable(v) for v in row) for row in rows),
+        settings.fever_celsius,
+        settings.quota_persons,
+        settings.quota_days,
+        tuple(sorted(settings.no_exit_health)),
+    )
+
+
+def _hashable(value: object) -> object:
+    return tuple(value) if isinstance(value, list) else value
+
+
+@lru_cache(maxsize=64)
+def _policy(
+    rows: tuple[tuple[object, ...], ...],
+    fever: float,
+    persons: int,
+    days: int,
+    no_exit: tuple[str, ...],
+) -> policy.Policy:
+    rules = tuple(
+        to_policy_rule(
+            PassRule(
+                id=r[0], effect=r[1], roles=list(r[2]), gate_id=r[3],  # type: ignore[call-overload]
+                direction=r[4], weekdays=list(r[5]), start_time=r[6], end_time=r[7],  # type: ignore[call-overload]
+                levels=list(r[8]), quota_exempt=r[9], name=r[10],  # type: ignore[call-overload]
+            )
+        )
+        for r in rows
+    )  # fmt: skip
     return policy.Policy(
-        rules=tuple(to_policy_rule(row) for row in rows),
-        health=policy.HealthRules(no_exit=frozenset(settings.no_exit_health)),
-        quota=policy.QuotaRule(persons=settings.quota_persons, days=settings.quota_days),
-        temperature=policy.TemperatureRule(threshold=settings.fever_celsius),
+        rules=rules,
+        health=policy.HealthRules(no_exit=frozenset(no_exit)),
+        quota=policy.QuotaRule(persons=persons, days=days),
+        temperature=policy.TemperatureRule(threshold=fever),
     )
 
 
