@@ -990,3 +990,76 @@ def _fever_alert(
         key=f"fever:{event_id}",
         source="access",
     )
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """What the policy simulator answers: would this person (or role) pass this gate at
+    this time, and why. Nothing is written."""
+
+    verdict: policy.Verdict
+    gate: GateRef
+    level: policy.AlertLevel
+    at: dt.datetime  # local
+    role: policy.PassRole
+    person: PersonCard | None
+    quota_used: int | None  # passes already used by the household this period
+    quota_total: int
+
+
+def simulate(
+    *,
+    session: Session,
+    actor: Actor,
+    gate_id: int,
+    direction: str,
+    at: dt.datetime,
+    person_id: int | None = None,
+    role: str | None = None,
+    level: str | None = None,
+    temperature: float | str | None = None,
+) -> Simulation:
+    """Evaluate a passage without recording it; ``at`` is local wall-clock time, ``level``
+    overrides the level in force ("what if we switched to closed management")."""
+    require(actor, Permission.access_read)
+    access.get_gate(session=session, actor=actor, gate_id=gate_id)
+    gate = _gate(session, gate_id)
+    rules = access.community_policy(session=session, community_id=gate.community_id)
+    if direction not in ("in", "out"):
+        raise BadPassage(_("方向只能是 in 或 out"), field="direction")
+    subject = _Subject()
+    if person_id is not None:
+        found = _person_subject(session, person_id, gate.community_id)
+        if found is None:
+            raise BadPassage(
+                _("本社区没有编号为 {id} 的人").format(id=person_id), field="person_id"
+            )
+        subject = found
+    try:
+        pass_role = subject.role or policy.PassRole(role or "owner")
+        in_force = policy.AlertLevel(level) if level else gate.level
+    except ValueError:
+        raise BadPassage(_("身份或防控等级不认识"), field="role") from None
+    measured = _temperature(temperature, rules.temperature, "temperature")
+    verdict = policy.evaluate(
+        policy.Passage(
+            role=pass_role, gate_id=gate.id, direction=policy.Direction(direction), at=at,
+            level=in_force, health=subject.health, temperature=measured,
+            soft_temperature=gate.soft_temperature,
+        ),
+        rules,
+    )  # fmt: skip
+    used = None
+    if verdict.takes_quota and subject.household_id is not None:
+        used = (
+            session.scalar(
+                select(QuotaUse.used).where(
+                    QuotaUse.household_id == subject.household_id,
+                    QuotaUse.period == rules.quota.period(at.date()),
+                )
+            )
+            or 0
+        )
+    return Simulation(
+        verdict, gate, in_force, at, pass_role, subject.card, used, rules.quota.persons
+    )

@@ -170,7 +170,7 @@ def create_device(*, session: Session, actor: Actor, gate_id: int, name: str) ->
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     device = Device(
         community_id=gate.community_id,
-        gate_id=gate.id,
+        gate=gate,
         name=name,
         key_hash=key_hash(key),
         key_prefix=key[:10],
