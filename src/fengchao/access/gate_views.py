@@ -17,6 +17,7 @@ from fengchao.auth.service import Actor, NotFound, Permission, Refusal, require
 from fengchao.registry import scope as grid
 from fengchao.registry.models import Community, Compound
 from fengchao.web.deps import CurrentActor, DbSession, OptionalRowId, RowId, render, require_csrf
+from fengchao.web.i18n import _
 
 router = APIRouter(dependencies=[Depends(require_csrf)], include_in_schema=False)
 
@@ -305,7 +306,7 @@ def simulate_page(
         try:
             moment = dt.datetime.fromisoformat(at).replace(tzinfo=None)
         except ValueError:
-            error = "时间要写成 2026-11-30T08:00 这样"
+            error = _("时间要写成 2026-11-30T08:00 这样")
     result = None
     if gate_id is not None and error is None:
         try:
