@@ -31,8 +31,8 @@ def test_worker_switches_the_alert_level_in_one_action(
     session: Session, login_as, grid: Grid, gates: Gates, worker: Persona
 ) -> None:  # type: ignore[no-untyped-def]
     browser = login_as(worker)
-    answer = browser.post("/access/alert", data={"community_id": grid.community.id,
-                                                 "level": "closed", "note": "封闭管理"})  # fmt: skip
+    form = {"community_id": grid.community.id, "level": "closed", "note": "封闭管理"}
+    answer = browser.post("/access/alert", data=form)
     assert answer.status_code == 303
     assert session.scalar(select(AlertSetting.level)) == "closed"
     page = browser.get(answer.headers["location"])
@@ -46,8 +46,8 @@ def test_building_lead_cannot_switch_or_manage(
     refused = browser.post("/access/alert", data={"community_id": grid.community.id,
                                                   "level": "lockdown"})  # fmt: skip
     assert refused.status_code in (403, 404)
-    assert browser.post("/access/gates", data={"compound_id": grid.park.id, "name": "x",
-                                               "kind": "both"}).status_code in (403, 404, 422)  # fmt: skip
+    gate = {"compound_id": grid.park.id, "name": "x", "kind": "both"}
+    assert browser.post("/access/gates", data=gate).status_code in (403, 404, 422)
 
 
 def test_rule_editor_names_contradictions(

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from fengchao.access import policy
 from fengchao.access.models import AlertSetting, Device, Gate, GateKind, PassRule, PersonPin
+from fengchao.auth import audit_log
 from fengchao.auth.models import Role, ScopeLevel
 from fengchao.auth.service import (
     SYSTEM_ACTOR,
@@ -34,6 +35,51 @@ from fengchao.settings import get_settings
 from fengchao.web.i18n import _
 
 KEY_PREFIX = "fcd_"
+
+audit_log.describe(
+    actions={
+        "gate_create": "新建出入口",
+        "gate_soft_temperature": "出入口体温模式",
+        "device_create": "新建门禁设备",
+        "device_revoke": "吊销门禁设备",
+        "rule_create": "新增通行规则",
+        "rule_delete": "删除通行规则",
+        "alert_level": "切换防控等级",
+        "pin_set": "设置通行 PIN",
+        "access_search": "查询通行记录",
+        "access_event_read": "查看通行记录",
+        "access_export": "导出通行记录",
+    },
+    objects={
+        "gate": "出入口",
+        "device": "门禁设备",
+        "access_rule": "通行规则",
+        "alert_level": "防控等级",
+        "access_event": "通行记录",
+    },
+    links={
+        "gate": "/access#gate-{id}",
+        "access_event": "/access/events/{id}",
+        "access_rule": "/access/rules#rule-{id}",
+    },
+    details={
+        "place": "范围",
+        "old": "原等级",
+        "new": "新等级",
+        "effect": "效果",
+        "soft": "软模式",
+        "gate_id": "出入口",
+        "person_id": "人员",
+        "household_id": "户",
+        "vehicle_id": "车辆",
+        "plate": "车牌",
+        "start": "从",
+        "end": "到",
+        "method": "方式",
+        "decision": "结果",
+        "name": "名称",
+    },
+)
 
 
 class AccessRefusal(Refusal):
