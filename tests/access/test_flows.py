@@ -340,3 +340,24 @@ def test_code_of_another_community_is_refused(session: Session, gates: Gates) ->
     text = codes.personal_code(session, elsewhere.resident5.id)
     answer = decide(session, gates, method="code", value=text)
     assert answer.decision == "deny" and answer.reasons == ["code_other_community"]
+
+
+def test_counts_per_local_hour_and_busiest_hour(
+    session: Session, grid: Grid, gates: Gates, worker: Persona, lead5: Persona
+) -> None:
+    from fengchao.access import records
+
+    for minutes in (0, 10, 50, 70):  # 12:00, 12:10, 12:50, 13:10 in Shanghai
+        decide(
+            session, gates, value=str(grid.resident5.id), now=NOW + dt.timedelta(minutes=minutes)
+        )
+    day = dt.date(2026, 11, 30)
+    counts = records.hourly_counts(session=session, actor=worker.actor, day=day,
+                                   gate_id=gates.east.id)  # fmt: skip
+    assert (counts[12]["allow"], counts[13]["allow"], sum(c["allow"] for c in counts)) == (3, 1, 4)
+    assert records.busiest_hour(session=session, actor=worker.actor, gate_id=gates.east.id,
+                                day=day) == (12, 3)  # fmt: skip
+    # A building lead sees the gate's events of their own building's residents only.
+    decide(session, gates, value=str(grid.resident6.id))
+    lead = records.hourly_counts(session=session, actor=lead5.actor, day=day, gate_id=gates.east.id)
+    assert sum(c["allow"] for c in lead) == 4
