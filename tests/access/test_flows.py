@@ -361,3 +361,18 @@ def test_counts_per_local_hour_and_busiest_hour(
     decide(session, gates, value=str(grid.resident6.id))
     lead = records.hourly_counts(session=session, actor=lead5.actor, day=day, gate_id=gates.east.id)
     assert sum(c["allow"] for c in lead) == 4
+
+
+def test_scheduled_purge_deletes_only_events_past_their_keeping_time(
+    session: Session, grid: Grid, gates: Gates
+) -> None:
+    from fengchao.access.jobs import purge_events_job
+    from fengchao.notify.scheduler import SCHEDULED_JOBS
+
+    assert "access.purge_events" in SCHEDULED_JOBS
+    old = decide(session, gates, value=str(grid.resident5.id),
+                 now=dt.datetime.now(dt.UTC) - dt.timedelta(days=400))  # fmt: skip
+    fresh = decide(session, gates, value=str(grid.resident5.id), now=dt.datetime.now(dt.UTC))
+    assert purge_events_job(session=session) == 1
+    assert session.get(AccessEvent, old.event_id) is None
+    assert session.get(AccessEvent, fresh.event_id) is not None
