@@ -376,3 +376,21 @@ def test_scheduled_purge_deletes_only_events_past_their_keeping_time(
     assert purge_events_job(session=session) == 1
     assert session.get(AccessEvent, old.event_id) is None
     assert session.get(AccessEvent, fresh.event_id) is not None
+
+
+def test_truncated_and_huge_frames_are_refused(session: Session, grid: Grid, gates: Gates) -> None:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (200, 120), "white").save(buffer, "JPEG")
+    truncated = buffer.getvalue()[: len(buffer.getvalue()) // 2]
+    huge = b"\\xff\\xd8" + b"0" * (16 * 1024 * 1024)
+    garage = {"gate_id": gates.garage.id, "method": "plate",
+              "sender": Sender.device(gates.garage_device)}  # fmt: skip
+    for frame in (truncated, huge):
+        with pytest.raises(BadPassage) as refused:
+            decide(session, gates, frame=frame, **garage)
+        assert refused.value.field == "frame"
+    assert events(session) == 0
