@@ -29,7 +29,7 @@ def test_plate_frames_through_the_decision_flow(session: Session, grid: Grid, ga
             session=session,
             request=PassageRequest(
                 gates.garage.id, "in", "plate", frame=(labels.parent / row["file"]).read_bytes()
-            ),  # fmt: skip
+            ),
             sender=Sender.device(gates.garage_device),
         )
         assert answer.plate_read, row
