@@ -394,3 +394,19 @@ def test_truncated_and_huge_frames_are_refused(session: Session, grid: Grid, gat
             decide(session, gates, frame=frame, **garage)
         assert refused.value.field == "frame"
     assert events(session) == 0
+
+
+def test_an_unregistered_courier_passes_by_the_rules_for_couriers(
+    session: Session, grid: Grid, gates: Gates, guard: Persona
+) -> None:
+    access.create_rule(session=session, actor=SYSTEM_ACTOR, community_id=grid.community.id,
+                       effect="allow", roles=["courier"], gate_id=gates.east.id,
+                       start_time="08:00", end_time="20:00")  # fmt: skip
+    console = Sender.console(guard.actor)
+    noon = decide(session, gates, direction="in", role="courier", sender=console)
+    assert noon.decision == "allow" and noon.person is None
+    night = decide(session, gates, direction="in", role="courier", sender=console,
+                   now=NOW + dt.timedelta(hours=10))  # fmt: skip
+    assert night.decision == "deny" and night.reasons == ["no_rule"]
+    with pytest.raises(BadPassage):  # a device cannot vouch for anyone
+        decide(session, gates, direction="in", role="courier")

@@ -113,6 +113,7 @@ class PassageRequest:
     device_time: dt.datetime | None = None
     device_sent_at: dt.datetime | None = None
     idempotency_key: str | None = None
+    role: str | None = None  # an unregistered person's role as the operator declares it
 
     def body_hash(self) -> str:
         body = {
@@ -125,6 +126,7 @@ class PassageRequest:
             "temperature": str(self.temperature) if self.temperature is not None else None,
             "retest": str(self.retest_temperature) if self.retest_temperature is not None else None,
             "device_time": self.device_time.isoformat() if self.device_time else None,
+            "role": self.role,
         }
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
@@ -599,7 +601,17 @@ def decide(
     pending = False
     detail: dict[str, Any] = {}
     method = request.method
-    if method in ("person", "pin"):
+    if method == "person" and not (request.value or "").strip() and request.role:
+        # A courier, contractor or visitor not in the registry: the operator at the console
+        # vouches for the role, and the rules for that role decide.
+        if sender.operator is None:
+            raise BadPassage(_("只有值守人员可以按身份放行未登记人员"), field="role")
+        try:
+            subject = _Subject(role=policy.PassRole(request.role))
+        except ValueError:
+            raise BadPassage(_("身份或防控等级不认识"), field="role") from None
+        detail["declared_role"] = subject.role.value if subject.role else None
+    elif method in ("person", "pin"):
         person_id = _person_id(request.value)
         found = _person_subject(session, person_id, gate.community_id)
         if found is None:
