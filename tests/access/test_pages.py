@@ -102,3 +102,17 @@ def test_records_pages_in_scope(
     assert "陈美玲" in timeline.text
     found = login_as(worker).get(f"/access/records?gate_id={gates.east.id}&decision=allow")
     assert found.status_code == 200 and found.text.count('class="card access-event') == 2
+
+
+def test_staff_sets_a_pin_from_the_timeline(
+    session: Session, login_as, grid: Grid, gates: Gates, worker: Persona
+) -> None:  # type: ignore[no-untyped-def]
+    from fengchao.access.models import PersonPin
+
+    browser = login_as(worker)
+    weak = browser.post(f"/access/people/{grid.resident5.id}/pin", data={"pin": "123456"})
+    assert weak.status_code == 422 and "容易猜" in weak.text
+    done = browser.post(f"/access/people/{grid.resident5.id}/pin", data={"pin": "480213"})
+    assert done.status_code == 303
+    stored = session.get(PersonPin, grid.resident5.id)
+    assert stored is not None and "480213" not in stored.pin_hash

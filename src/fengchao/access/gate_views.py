@@ -369,12 +369,33 @@ def person_timeline(
     session: DbSession,
     actor: CurrentActor,
     days: Annotated[int, Query(ge=1, le=90)] = 14,
+    pin: Annotated[str | None, Query(max_length=1)] = None,
 ) -> Response:
-    """One person's passages of the last days (溯源)."""
+    """One person's passages of the last days (溯源), and the PIN form for managers."""
     found = records.timeline(session=session, actor=actor, person_id=person_id, days=days)
     name = next((r.person_name for r in found.rows if r.person_name), None)
-    context = {"found": found, "person_id": person_id, "days": days, "name": name, **_labels()}
+    context = {"found": found, "person_id": person_id, "days": days, "name": name,
+               "pin_set": bool(pin), **_labels()}  # fmt: skip
     return render(request, "access/timeline.html", context)
+
+
+@router.post("/access/people/{person_id}/pin", response_class=HTMLResponse)
+def set_pin(
+    person_id: RowId,
+    request: Request,
+    session: DbSession,
+    actor: CurrentActor,
+    pin: Annotated[str, Form(max_length=12)],
+) -> Response:
+    """Set the person's console PIN (the last resort without face or code)."""
+    try:
+        access.set_pin(session=session, actor=actor, person_id=person_id, pin=pin.strip())
+    except Refusal as refused:
+        found = records.timeline(session=session, actor=actor, person_id=person_id)
+        context = {"found": found, "person_id": person_id, "days": 14, "name": None,
+                   "pin_error": refused.message, **_labels()}  # fmt: skip
+        return render(request, "access/timeline.html", context, status_code=422)
+    return RedirectResponse(f"/access/people/{person_id}?pin=1", 303)
 
 
 @router.get("/access/events/{event_id}", response_class=HTMLResponse)
