@@ -410,3 +410,21 @@ def test_an_unregistered_courier_passes_by_the_rules_for_couriers(
     assert night.decision == "deny" and night.reasons == ["no_rule"]
     with pytest.raises(BadPassage):  # a device cannot vouch for anyone
         decide(session, gates, direction="in", role="courier")
+
+
+def test_a_fever_is_told_even_when_the_face_is_unknown(
+    session: Session, grid: Grid, gates: Gates, fake_faces: list[object]
+) -> None:
+    fake_faces.append(FakeOutcome(None, reason="unknown_face"))
+    answer = decide(session, gates, method="face", frame=b"jpeg", temperature=38.4)
+    assert answer.decision == "deny" and answer.reasons == ["unknown_face", "fever"]
+    assert session.scalar(select(func.count()).where(Notification.kind == "fever")) == 1
+
+
+def test_pending_masked_frame_says_what_it_waits_for(
+    session: Session, grid: Grid, gates: Gates, fake_faces: list[object]
+) -> None:
+    fake_faces.append(FakeOutcome(grid.resident5.id, masked=True))
+    answer = decide(session, gates, method="face", frame=b"one")
+    assert answer.reasons[0] == "masked_needs_second_frame"
+    assert answer.message.startswith("戴口罩")

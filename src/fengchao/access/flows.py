@@ -687,7 +687,20 @@ def decide(
             notes = [*verdict.reasons, *notes]
         if verdict.rule is not None:
             detail["rule_id"] = verdict.rule.id
+    decisive = retest if retest is not None else temperature
+    fever = (
+        verdict.fever
+        if verdict is not None
+        else (decisive is not None and decisive >= rules.temperature.threshold)
+    )
+    if fever and verdict is None:
+        # Whoever it is (an unknown face, a refused code), a fever at the gate is told.
+        refusals.append("fever")
     timings["policy_ms"] = (time.perf_counter() - t1) * 1000
+    if pending:
+        # The second frame is what the gate waits for: say so first.
+        notes.remove("masked_needs_second_frame")
+        notes.insert(0, "masked_needs_second_frame")
     if late:
         notes.append("late")
     if clock_off:
@@ -762,7 +775,7 @@ def decide(
         if (replay := _replayed(session, sender, request)) is not None:
             return replay
         raise RuntimeError("idempotency key taken but no event found")
-    if verdict is not None and verdict.fever:
+    if fever and decision != "pending":  # a pending frame's fever is told by the next
         _fever_alert(
             session,
             gate,
