@@ -122,8 +122,10 @@ def load_postgres(engine: Engine, count: int, community_id: int, gates: list[int
         raw.commit()
         # What autovacuum does after a bulk load: statistics, and the visibility map that
         # lets PostgreSQL count a gate's hour from the (gate, time) index alone.
-        raw.autocommit = True  # type: ignore[attr-defined]
-        cursor.execute("VACUUM ANALYZE access_event")
+        driver = raw.driver_connection
+        driver.autocommit = True  # type: ignore[union-attr]
+        driver.execute("VACUUM ANALYZE access_event")  # type: ignore[union-attr]
+        driver.autocommit = False  # type: ignore[union-attr]
     finally:
         raw.close()
 
