@@ -172,6 +172,7 @@ def run(
                         workers=workers) as base:  # fmt: skip
             load(base, world, clients, min(2.0, seconds / 4))  # warm-up
             figures = load(base, world, clients, seconds)
+        figures["in_process_p50_ms"] = in_process(engine, world)
         with Session(engine) as session:
             figures["events_written"] = session.scalar(
                 select(func.count()).select_from(AccessEvent)
@@ -195,12 +196,14 @@ def main() -> None:
         print("PostgreSQL not reachable: skipped", file=sys.stderr)
         kinds.remove("postgresql")
     by_database = {}
-    print(f"{'database':<11} {'per_s':>8} {'p50_ms':>8} {'p95_ms':>8} {'p99_ms':>8} {'errors':>7}")
+    print(f"{'database':<11} {'per_s':>8} {'p50_ms':>8} {'p95_ms':>8} {'p99_ms':>8} {'errors':>7} "
+          f"{'in_process_p50_ms':>18}")  # fmt: skip
     for kind in kinds:
         figures = run(kind, households, args.clients, seconds, args.workers)
         by_database[kind] = figures
         print(f"{kind:<11} {figures['per_s']:>8} {figures['p50_ms']:>8} {figures['p95_ms']:>8} "
-              f"{figures['p99_ms']:>8} {figures['errors']:>7}")  # fmt: skip
+              f"{figures['p99_ms']:>8} {figures['errors']:>7} "
+              f"{figures['in_process_p50_ms']:>18}")  # fmt: skip
     weaker = min(by_database, key=lambda k: by_database[k]["per_s"])  # type: ignore[arg-type,return-value]
     top = by_database[weaker]
     emit({
