@@ -163,6 +163,41 @@ def load(base: str, world: dict[str, object], clients: int, seconds: float) -> d
     }
 
 
+def in_process(engine: Engine, world: dict[str, object], count: int = 300) -> float:
+    """p50 ms of one decision called directly (no HTTP), each in its own unit of work: what
+    the flow itself costs, apart from the web server and the load generator."""
+    from sqlalchemy.orm import sessionmaker
+
+    from fengchao.access import flows
+    from fengchao.access.flows import PassageRequest, Sender
+    from fengchao.db import finish
+
+    sessions = sessionmaker(bind=engine, expire_on_commit=False)
+    people: list[int] = world["people"]  # type: ignore[assignment]
+    rng = random.Random(5)
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        with sessions() as session:
+            device = access.device_for_key(session=session, key=str(world["walk_key"]))
+            assert device is not None
+            flows.decide(
+                session=session,
+                request=PassageRequest(
+                    device.gate_id,
+                    "in",
+                    "person",
+                    value=str(rng.choice(people)),
+                    temperature=36.5,
+                    idempotency_key=uuid.uuid4().hex,
+                ),  # fmt: skip
+                sender=Sender.device(device),
+            )
+            finish(session)
+        times.append((time.perf_counter() - started) * 1000)
+    return round(statistics.median(times), 2)
+
+
 def run(
     kind: str, households: int, clients: int, seconds: float, workers: int
 ) -> dict[str, object]:
