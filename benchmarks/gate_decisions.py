@@ -190,7 +190,7 @@ def in_process(engine: Engine, world: dict[str, object], count: int = 300) -> fl
                     value=str(rng.choice(people)),
                     temperature=36.5,
                     idempotency_key=uuid.uuid4().hex,
-                ),  # fmt: skip
+                ),
                 sender=Sender.device(device),
             )
             finish(session)
