@@ -12,6 +12,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
 from fengchao import __version__
+from fengchao.access import api as access_api
+from fengchao.access import gate_views as access_gate_views
 from fengchao.access import views as access_views
 from fengchao.auth import views as auth_views
 from fengchao.auth.service import Actor, Permission
@@ -129,6 +131,9 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
     app.include_router(duty_views.router)
     app.include_router(gridwork_views.router)
     app.include_router(gridwork_public.router)
+    app.include_router(access_api.device_router)
+    app.include_router(access_api.router)
+    app.include_router(access_gate_views.router)
 
     @app.get("/", include_in_schema=False)
     def home(request: Request, actor: CurrentActor) -> Response:

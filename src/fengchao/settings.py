@@ -236,6 +236,44 @@ class NotifySettings(BaseModel):
         return self
 
 
+class AccessSettings(BaseModel):
+    """Gates: temperature, the household quota, health rules, device clocks, the console
+    PIN and how long the access record is kept."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fever_celsius: float = Field(
+        37.3, ge=36.0, le=40.0, description="A temperature at or above this is a fever."
+    )
+    quota_persons: int = Field(
+        1, ge=1, le=20, description="Passes out per household and period under closed management."
+    )
+    quota_days: int = Field(2, ge=1, le=14, description="Length of a quota period in days.")
+    no_exit_health: list[str] = Field(
+        default_factory=lambda: ["home_isolation", "central_isolation", "positive"],
+        description="Health statuses that may not go out.",
+    )
+    max_clock_skew_seconds: int = Field(
+        300, ge=5, description="A device clock further off than this is flagged, not trusted."
+    )
+    late_after_seconds: int = Field(
+        60, ge=1, description="An event older than this when it arrives is marked late."
+    )
+    masked_pair_seconds: float = Field(
+        5.0, gt=0, le=60, description="Two frames of a masked face within this are one passage."
+    )
+    pin_max_failures: int = Field(5, ge=1, le=20, description="Wrong PINs before a lock.")
+    pin_lock_minutes: int = Field(15, ge=1, description="How long a PIN stays locked.")
+    event_keep_days: int = Field(
+        90,
+        ge=14,
+        description=(
+            "Days the access record is kept: tracing looks back 14 days, the rest covers "
+            "reports and complaints; `fengchao purge` deletes older events."
+        ),
+    )
+
+
 class Settings(BaseSettings):
     """The root of all settings; build it with :func:`get_settings`."""
 
@@ -259,6 +297,7 @@ class Settings(BaseSettings):
     vision: VisionSettings = Field(default_factory=VisionSettings)
     login: LoginSettings = Field(default_factory=LoginSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    access: AccessSettings = Field(default_factory=AccessSettings)
 
     @model_validator(mode="after")
     def _secrets(self) -> Settings:

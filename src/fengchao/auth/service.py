@@ -48,6 +48,10 @@ class Permission(enum.StrEnum):
     gridwork_lead = "gridwork.lead"  # visits, requests and reports of the lead's building
     gridwork_property = "gridwork.property"  # reports routed to the property
     gridwork_submit = "gridwork.submit"  # ask for help on a resident's behalf
+    access_read = "access.read"  # the access record, in scope (a building lead: their building)
+    access_manage = "access.manage"  # gates, devices, pass rules, console PINs
+    gate_operate = "gate.operate"  # decisions at a gate's console
+    alert_switch = "alert.switch"  # the alert level (one action, audited)
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -63,6 +67,10 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.sampling_register,
             Permission.sampling_coverage,
             Permission.codes_issue,
+            Permission.access_read,
+            Permission.access_manage,
+            Permission.gate_operate,
+            Permission.alert_switch,
             Permission.duty_manage,
             Permission.gridwork_manage,
             Permission.gridwork_submit,
@@ -73,6 +81,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.registry_read,
             Permission.registry_propose,
             Permission.registry_lookup,
+            Permission.access_read,
             Permission.sampling_coverage,
             Permission.duty_self,
             Permission.gridwork_lead,
@@ -84,10 +93,15 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.registry_read,
             Permission.registry_lookup,
             Permission.codes_issue,
+            Permission.access_read,
+            Permission.access_manage,
+            Permission.gate_operate,
             Permission.gridwork_property,
         }
     ),
-    Role.guard: frozenset({Permission.registry_lookup}),
+    Role.guard: frozenset(
+        {Permission.registry_lookup, Permission.access_read, Permission.gate_operate}
+    ),
     Role.sampler: frozenset({Permission.sampling_register}),
     Role.volunteer: frozenset({Permission.duty_self, Permission.gridwork_submit}),
 }

@@ -331,6 +331,9 @@ def build_demo(
 
     say("网格工作")
     build_gridwork_demo(session, cid)
+    from fengchao.access.demo import add_demo_gates  # the access slice's part of the demo
+
+    add_demo_gates(session, cid)
     seconds = (dt.datetime.now() - started).total_seconds()
     return DemoSummary(
         cid, len(rooms), len(people), len(vehicles), len(layout), party_members, seconds
