@@ -38,6 +38,7 @@ class Permission(enum.StrEnum):
     audit_read = "audit.read"
     users_manage = "users.manage"
     notify_manage = "notify.manage"
+    faces_manage = "faces.manage"  # enrol faces, record consent, see thumbnails
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -49,12 +50,15 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.registry_lookup,
             Permission.id_number_unmasked,
             Permission.notify_manage,
+            Permission.faces_manage,
         }
     ),
     Role.building_lead: frozenset(
         {Permission.registry_read, Permission.registry_propose, Permission.registry_lookup}
     ),
-    Role.property_staff: frozenset({Permission.registry_read, Permission.registry_lookup}),
+    Role.property_staff: frozenset(
+        {Permission.registry_read, Permission.registry_lookup, Permission.faces_manage}
+    ),
     Role.guard: frozenset({Permission.registry_lookup}),
     Role.sampler: frozenset(),
     Role.volunteer: frozenset(),

@@ -1,0 +1,1 @@
+"""Gates: faces on file, resident codes, policy, decisions and the access record."""
