@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
 from fengchao import __version__
+from fengchao.access import face_views
 from fengchao.auth import views as auth_views
 from fengchao.auth.service import Actor, Permission
 from fengchao.lifespan import lifespan
@@ -30,7 +31,8 @@ STATIC_DIR = Path(__file__).parent / "web" / "static"
 
 # Routes that take spreadsheet uploads may receive the import limit; everything else the
 # small general limit.
-UPLOAD_PATHS = ("/registry/import", "/api/registry/import/")
+UPLOAD_PATHS: tuple[str, ...] = ("/registry/import", "/api/registry/import/")
+UPLOAD_PATHS += ("/faces/people/", "/api/faces/")  # face photos (access/face_views.py)
 UPLOAD_OVERHEAD = 256 * 1024  # multipart framing and the form's other fields
 
 
@@ -110,6 +112,7 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
     app.include_router(registry_api.router)
     app.include_router(notify_views.router)
     app.include_router(notify_api.router)
+    app.include_router(face_views.router)
 
     @app.get("/", include_in_schema=False)
     def home(request: Request, actor: CurrentActor) -> Response:

@@ -455,13 +455,14 @@ def enrol(
     person = _person_in_scope(session, actor, person_id)
     if person.residence_status == ResidenceStatus.moved_out:
         raise FaceRefused("moved_out", refusal_message("moved_out"), field=None)
-    if consent is not None:
-        given = record_consent(session, actor, person.id, consent)
-    else:
-        found = active_consent(session, person.id)
-        if found is None:
-            raise FaceRefused("no_consent", refusal_message("no_consent"), field="consented_by")
-        given = found
+    # Nothing is written until every photo passed: a refusal leaves no row behind.
+    found = active_consent(session, person.id)
+    if found is None and consent is None:
+        raise FaceRefused("no_consent", refusal_message("no_consent"), field="consented_by")
+    if found is None and consent is not None and not consent.consented_by.strip():
+        raise FaceRefused(
+            "consent_missing_name", refusal_message("consent_missing_name"), field="consented_by"
+        )
     existing = _existing(session, person.id)
     new_descriptors: list[np.ndarray] = []
     new_kinds: list[np.ndarray] = []
@@ -480,6 +481,10 @@ def enrol(
             existing = _merged(existing, enrolment.templates)
             if thumbnail is None and not masked:
                 thumbnail = _thumbnail(image, enrolment.face.box)
+    if found is None:
+        assert consent is not None
+        found = record_consent(session, actor, person.id, consent)
+    given = found
     now = utcnow()
     descriptors = np.concatenate(new_descriptors).astype("<f4")
     kinds = np.concatenate(new_kinds)
