@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from fengchao import backup as backups
+from fengchao.access.models import ResidentCode
 from fengchao.auth import service as auth_service
 from fengchao.auth.crypto import get_cipher
 from fengchao.auth.models import AuditEvent, Role, ScopeLevel
@@ -147,6 +148,7 @@ def build_community(engine: Engine, audit_events: int = 300) -> None:
         s.add_all([lin, child])
         s.flush()
         s.add(BuildingLead(building_id=b5.id, community_id=community.id, person_id=lin.id))
+        s.add(ResidentCode(person_id=lin.id, community_id=community.id, version=2))
         s.add_all(
             [
                 Vehicle(

@@ -13,6 +13,7 @@ from sqlalchemy.orm import sessionmaker
 
 from fengchao import __version__
 from fengchao.access import face_views
+from fengchao.access import views as access_views
 from fengchao.auth import views as auth_views
 from fengchao.auth.service import Actor, Permission
 from fengchao.lifespan import lifespan
@@ -112,6 +113,7 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
     app.include_router(registry_api.router)
     app.include_router(notify_views.router)
     app.include_router(notify_api.router)
+    app.include_router(access_views.router)
     app.include_router(face_views.router)
 
     @app.get("/", include_in_schema=False)

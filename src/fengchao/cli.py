@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fengchao import backup as backups
+from fengchao.access.codes_cli import codes_app
 from fengchao.access.face_cli import faces_app
 from fengchao.auth import service as auth_service
 from fengchao.auth.models import Role, ScopeLevel, User
@@ -44,6 +45,7 @@ eval_app = typer.Typer(help="Measure face and plate recognition on a labelled fo
 app.add_typer(import_app, name="import")
 app.add_typer(users_app, name="users")
 app.add_typer(eval_app, name="eval")
+app.add_typer(codes_app, name="codes")
 app.add_typer(faces_app, name="faces")
 console = Console(stderr=True)
 

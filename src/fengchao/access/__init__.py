@@ -1,1 +1,1 @@
-"""Gates: faces on file, resident codes, policy, decisions and the access record."""
+"""Gates: credentials (the resident code), pass permissions, decisions and the access record."""

@@ -38,6 +38,7 @@ class Permission(enum.StrEnum):
     audit_read = "audit.read"
     users_manage = "users.manage"
     notify_manage = "notify.manage"
+    codes_issue = "codes.issue"  # print and rotate residents' gate codes
     faces_manage = "faces.manage"  # enrol faces, record consent, see thumbnails
 
 
@@ -50,6 +51,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.registry_lookup,
             Permission.id_number_unmasked,
             Permission.notify_manage,
+            Permission.codes_issue,
             Permission.faces_manage,
         }
     ),
@@ -57,7 +59,12 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         {Permission.registry_read, Permission.registry_propose, Permission.registry_lookup}
     ),
     Role.property_staff: frozenset(
-        {Permission.registry_read, Permission.registry_lookup, Permission.faces_manage}
+        {
+            Permission.registry_read,
+            Permission.registry_lookup,
+            Permission.codes_issue,
+            Permission.faces_manage,
+        }
     ),
     Role.guard: frozenset({Permission.registry_lookup}),
     Role.sampler: frozenset(),

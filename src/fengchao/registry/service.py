@@ -238,6 +238,12 @@ def get_household(*, session: Session, actor: Actor, household_id: int) -> House
     return household
 
 
+def person_community(*, session: Session, person_id: int) -> int | None:
+    """The community a registered person belongs to, or None when there is no such person
+    (for credentials that name a person: the caller checks roles and scope)."""
+    return session.scalar(select(Person.community_id).where(Person.id == person_id))
+
+
 @dataclass
 class PersonView:
     """A person as every role sees them: the ID number masked (see ``id_numbers.reveal``)

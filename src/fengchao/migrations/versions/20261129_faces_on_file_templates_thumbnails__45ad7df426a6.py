@@ -1,7 +1,7 @@
 """faces on file: templates, thumbnails, consent and the gallery change log
 
 Revision ID: 45ad7df426a6
-Revises: f87c595891a9
+Revises: 98e044b2a610
 Create Date: 2026-11-29 20:41:45.430158
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import fengchao.db
 
 revision: str = "45ad7df426a6"
-down_revision: str | None = "f87c595891a9"
+down_revision: str | None = "98e044b2a610"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

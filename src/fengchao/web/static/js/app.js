@@ -17,4 +17,16 @@
       field.form.submit();
     }
   });
+  // <button data-confirm="question">: the form is sent only when the user agrees.
+  document.addEventListener("click", function (event) {
+    var target = event.target instanceof Element ? event.target.closest("[data-confirm]") : null;
+    if (target && !window.confirm(target.getAttribute("data-confirm") || "")) {
+      event.preventDefault();
+    }
+  });
+  // <button data-print>: print the page (the print stylesheet hides .noprint).
+  document.addEventListener("click", function (event) {
+    var target = event.target instanceof Element ? event.target.closest("[data-print]") : null;
+    if (target) window.print();
+  });
 })();
