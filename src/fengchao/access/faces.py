@@ -24,12 +24,13 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from fengchao.access.face_models import (
@@ -70,8 +71,11 @@ OVERLAP_SECONDS = 30.0
 STALE_SECONDS = 3600.0
 # Change log rows older than this are purged.
 CHANGE_LOG_KEEP = dt.timedelta(days=1)
-# Above this many people changed since the last poll, the gallery is rebuilt in one pass.
+# Above this many people changed since the last poll, a large gallery is read again in full.
 REBUILD_FROM = 50
+# Galleries smaller than this many templates (rebuilt in a few milliseconds) take changes
+# at once, before the search; larger ones in the background.
+APPLY_INLINE_BELOW = 20_000
 THUMBNAIL_SIDE = 112
 # A face-recognition operator with this many people's faces must file with the regulator
 # (网信办 备案); the admin page warns from WARN_FRACTION of it.
@@ -206,6 +210,7 @@ def new_gallery() -> FaceGallery:
 
 def reset_galleries() -> None:
     """Forget every gallery of this process (tests; a restore of the database)."""
+    wait_for_galleries()
     with _GALLERIES_GUARD:
         _GALLERIES.clear()
 
@@ -262,21 +267,56 @@ def _poll(session: Session, community_id: int, state: _GalleryState) -> None:
         _forget_old(state, now)
         return
     people = sorted({person_id for _, person_id in fresh})
-    if len(people) > REBUILD_FROM:
-        rebuilt = _build(session, community_id)
-        state.gallery = rebuilt.gallery
+    if len(state.gallery) < APPLY_INLINE_BELOW:
+        _apply(state, _templates_by_person(session, community_id, people), people)
+    elif len(people) > REBUILD_FROM:
+        engine = session.get_bind().engine
+        _applier().submit(_rebuild_from, state, engine, community_id)
     else:
+        # A large gallery takes a while to rebuild (about a second at 100,000 people): in
+        # the background, while the searches go on in the gallery as it was (a match is
+        # confirmed on file before it is answered, so a deletion is effective at once).
         stored = _templates_by_person(session, community_id, people)
-        for person_id in people:
-            if person_id in stored:
-                blobs, kinds = stored[person_id]
-                state.gallery.replace(person_id, _vectors(blobs), np.asarray(kinds))
-            else:
-                state.gallery.remove(person_id)
+        _applier().submit(_apply, state, stored, people)
     for change_id, _person in fresh:
         state.applied[change_id] = now
         state.last_id = max(state.last_id, change_id)
     _forget_old(state, now)
+
+
+_APPLIER: list[ThreadPoolExecutor] = []
+
+
+def _applier() -> ThreadPoolExecutor:
+    """One thread per process applies changes to large galleries, in order."""
+    with _GALLERIES_GUARD:
+        if not _APPLIER:
+            _APPLIER.append(ThreadPoolExecutor(1, thread_name_prefix="face-gallery"))
+        return _APPLIER[0]
+
+
+def _apply(
+    state: _GalleryState, stored: dict[int, tuple[list[bytes], list[int]]], people: list[int]
+) -> None:
+    gallery = state.gallery
+    for person_id in people:
+        if person_id in stored:
+            blobs, kinds = stored[person_id]
+            gallery.replace(person_id, _vectors(blobs), np.asarray(kinds))
+        else:
+            gallery.remove(person_id)
+
+
+def _rebuild_from(state: _GalleryState, engine: Engine, community_id: int) -> None:
+    """Many people changed at once (a batch enrolment): the gallery read again in full."""
+    with Session(engine) as session:
+        state.gallery = _build(session, community_id).gallery
+
+
+def wait_for_galleries() -> None:
+    """Until the changes handed to the background thread are applied (tests, benchmarks)."""
+    if _APPLIER:
+        _APPLIER[0].submit(lambda: None).result()
 
 
 def _forget_old(state: _GalleryState, now: float) -> None:

@@ -444,3 +444,24 @@ def test_a_change_from_another_process_is_seen_after_the_poll_interval(
     # Applied once: polling again changes nothing.
     clock[0] += 1.1
     assert faces.community_gallery(session, community).people == people_before + 1
+
+
+def test_a_large_gallery_takes_changes_in_the_background(
+    session: Session,
+    grid: Grid,
+    clerk: Persona,
+    on_file: dict[str, int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A rebuild of a large gallery (about a second at 100,000 people) never holds up a
+    search: it runs in the background, and a withdrawn face is refused meanwhile."""
+    monkeypatch.setattr(faces, "APPLY_INLINE_BELOW", 0)
+    community = grid.community.id
+    assert faces.community_gallery(session, community).people == 2
+    faces.withdraw_consent(session, clerk.actor, on_file["ariel"])
+    outcome = faces.identify_for_gate(
+        session, community_id=community, frame=photo_bytes("faces", "ariel_sharon_02.jpg")
+    )
+    assert outcome.person_id is None
+    faces.wait_for_galleries()
+    assert faces.community_gallery(session, community).people == 1
