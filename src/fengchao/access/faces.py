@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import os
 import queue
 import threading
 import time
@@ -158,6 +159,9 @@ def _refused(code: str, photo: int | None = None) -> FaceRefused:
 # --- pipelines ----------------------------------------------------------------------------
 
 _PIPELINES: queue.SimpleQueue[FacePipeline] = queue.SimpleQueue()
+# At most one pipeline at work per core in a process: more threads would only share the
+# cores more slowly (and each pipeline keeps its models in memory, about 100 MB).
+_AT_WORK = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
 
 
 def make_pipeline() -> FacePipeline:
@@ -172,14 +176,15 @@ def make_pipeline() -> FacePipeline:
 def pipeline() -> Iterator[FacePipeline]:
     """A pipeline for this thread's use (they are not thread-safe): taken from the process's
     pool, made when none is free, given back afterwards."""
-    try:
-        found = _PIPELINES.get_nowait()
-    except queue.Empty:
-        found = make_pipeline()
-    try:
-        yield found
-    finally:
-        _PIPELINES.put(found)
+    with _AT_WORK:
+        try:
+            found = _PIPELINES.get_nowait()
+        except queue.Empty:
+            found = make_pipeline()
+        try:
+            yield found
+        finally:
+            _PIPELINES.put(found)
 
 
 # --- the galleries ------------------------------------------------------------------------
