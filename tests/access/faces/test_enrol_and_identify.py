@@ -465,3 +465,18 @@ def test_a_large_gallery_takes_changes_in_the_background(
     assert outcome.person_id is None
     faces.wait_for_galleries()
     assert faces.community_gallery(session, community).people == 1
+
+
+def test_an_import_that_moves_a_resident_out_removes_the_face(
+    session: Session, grid: Grid, on_file: dict[str, int]
+) -> None:
+    from tests.registry.test_import import HEADER, run, xlsx
+
+    row = ["林国平", "", "11010519491231002X", "", "华润中央公园", "5", "1", "101", "", "迁出"]
+    report = run(session, grid, xlsx([row], header=[*HEADER, "居住状态"]), dry_run=False)
+    assert report.written
+    assert (
+        session.scalar(select(FaceTemplate.id).where(FaceTemplate.person_id == on_file["angelina"]))
+        is None
+    )
+    assert session.scalar(select(FaceTemplate.id).where(FaceTemplate.person_id == on_file["ariel"]))
