@@ -480,3 +480,14 @@ def test_an_import_that_moves_a_resident_out_removes_the_face(
         is None
     )
     assert session.scalar(select(FaceTemplate.id).where(FaceTemplate.person_id == on_file["ariel"]))
+
+
+def test_galleries_are_built_at_start(
+    session: Session, grid: Grid, on_file: dict[str, int]
+) -> None:
+    from contextlib import nullcontext
+
+    built = faces.warm_galleries(lambda: nullcontext(session))  # type: ignore[arg-type,return-value]
+    assert built == 1
+    state = faces._GALLERIES[faces._key(session, grid.community.id)]
+    assert state.gallery.people == 2
