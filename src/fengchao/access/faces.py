@@ -69,10 +69,11 @@ log = logging.getLogger("fengchao.access.faces")
 MODEL = "dlib_resnet_v1"
 # How often a process reads the change log before a search, at most.
 POLL_SECONDS = 1.0
-# Rows read again on every poll (a transaction that took its id earlier may commit later).
-OVERLAP_SECONDS = 30.0
-# A gallery not polled for this long is rebuilt rather than caught up (the log is purged).
-STALE_SECONDS = 3600.0
+# The newest change rows read again on every poll (one index range): a transaction that
+# took its id before another may commit after it, and must not be missed.
+LOOKBACK_IDS = 500
+# A gallery not polled for this long is rebuilt rather than caught up (the log keeps a day).
+STALE_SECONDS = 12 * 3600.0
 # Change log rows older than this are purged.
 CHANGE_LOG_KEEP = dt.timedelta(days=1)
 # Above this many people changed since the last poll, a large gallery is read again in full.
@@ -259,11 +260,10 @@ def _build(session: Session, community_id: int) -> _GalleryState:
 
 def _poll(session: Session, community_id: int, state: _GalleryState) -> None:
     now = time.monotonic()
-    since = utcnow() - dt.timedelta(seconds=OVERLAP_SECONDS)
     rows = session.execute(
         select(FaceGalleryChange.id, FaceGalleryChange.person_id).where(
             FaceGalleryChange.community_id == community_id,
-            (FaceGalleryChange.id > state.last_id) | (FaceGalleryChange.created_at >= since),
+            FaceGalleryChange.id > state.last_id - LOOKBACK_IDS,
         )
     ).all()
     fresh = [
@@ -328,8 +328,8 @@ def wait_for_galleries() -> None:
 
 
 def _forget_old(state: _GalleryState, now: float) -> None:
-    keep_after = now - 2 * OVERLAP_SECONDS
-    for change_id in [c for c, seen in state.applied.items() if seen < keep_after]:
+    floor = state.last_id - LOOKBACK_IDS
+    for change_id in [c for c in state.applied if c <= floor]:
         del state.applied[change_id]
 
 
