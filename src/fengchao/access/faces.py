@@ -918,7 +918,10 @@ def decisive_face(boxes: Sequence[FaceBox], width: int, height: int) -> int:
 def identify_for_gate(session: Session, *, community_id: int, frame: bytes) -> FaceOutcome:
     """Who is in a gate frame: decoded safely, the largest centred face searched in the
     community's gallery (caught up with the change log first), the match confirmed on
-    file. Never raises for a bad frame: the reason says what it was."""
+    file. Never raises for a bad frame: the reason says what it was.
+
+    Only reads: call it before ``db.begin_write`` — the pipeline takes 100-300 ms of CPU,
+    and on SQLite the write lock would be held (every other gate waiting) meanwhile."""
     start = time.perf_counter()
     timings: dict[str, float] = {}
 
