@@ -22,6 +22,14 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from fengchao import backup as backups
+from fengchao.access.face_models import (
+    ConsentMethod,
+    FaceConsent,
+    FaceGalleryChange,
+    FaceTemplate,
+    FaceThumbnail,
+    TemplateKind,
+)
 from fengchao.access.models import (
     AccessEvent,
     AlertSetting,
@@ -275,6 +283,27 @@ def build_community(engine: Engine, audit_events: int = 300) -> None:
             occurred_at=moment, server_time=moment, late=True, operator_name="guard",
             idem_scope="device:1", idem_key="k-1", body_hash="cd" * 32, detail={"rule_id": 1},
         ))  # fmt: skip
+        s.add_all(  # faces on file: binary columns (every byte value) round-trip
+            [
+                FaceTemplate(
+                    person_id=lin.id,
+                    community_id=community.id,
+                    descriptor=bytes(range(256)) * 2,
+                    kind=TemplateKind.photo,
+                    gallery_kind=0,
+                    model="dlib_resnet_v1",
+                ),
+                FaceThumbnail(person_id=lin.id, community_id=community.id, sealed=b"FCv1\x00\xff"),
+                FaceConsent(
+                    person_id=lin.id,
+                    community_id=community.id,
+                    consented_by="林国平",
+                    method=ConsentMethod.signed_form,
+                    recorded_by="物业前台",
+                ),
+                FaceGalleryChange(community_id=community.id, person_id=lin.id),
+            ]
+        )
         s.add_all(
             [
                 Vehicle(

@@ -13,6 +13,7 @@ from sqlalchemy.orm import sessionmaker
 
 from fengchao import __version__
 from fengchao.access import api as access_api
+from fengchao.access import face_views
 from fengchao.access import gate_views as access_gate_views
 from fengchao.access import views as access_views
 from fengchao.auth import views as auth_views
@@ -39,7 +40,9 @@ STATIC_DIR = Path(__file__).parent / "web" / "static"
 
 # Routes that take spreadsheet uploads may receive the import limit; everything else the
 # small general limit.
-UPLOAD_PATHS = ("/registry/import", "/api/registry/import/", "/sampling/rounds/")
+UPLOAD_PATHS: tuple[str, ...] = ("/registry/import", "/api/registry/import/")
+UPLOAD_PATHS += ("/faces/people/", "/api/faces/")  # face photos (access/face_views.py)
+UPLOAD_PATHS += ("/sampling/rounds/",)  # lab result files (sampling/views.py)
 UPLOAD_OVERHEAD = 256 * 1024  # multipart framing and the form's other fields
 
 
@@ -134,6 +137,7 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
     app.include_router(access_api.device_router)
     app.include_router(access_api.router)
     app.include_router(access_gate_views.router)
+    app.include_router(face_views.router)
 
     @app.get("/", include_in_schema=False)
     def home(request: Request, actor: CurrentActor) -> Response:

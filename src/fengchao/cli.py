@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from fengchao import backup as backups
 from fengchao.access import cli as access_cli
 from fengchao.access.codes_cli import codes_app
+from fengchao.access.face_cli import faces_app
 from fengchao.auth import service as auth_service
 from fengchao.auth.models import Role, ScopeLevel, User
 from fengchao.auth.service import SYSTEM_ACTOR, Actor, AuthError, Forbidden, GridScope
@@ -54,6 +55,7 @@ app.add_typer(access_cli.gates_app, name="gates")
 app.add_typer(access_cli.devices_app, name="devices")
 app.add_typer(access_cli.gate_app, name="gate")
 app.add_typer(access_cli.alert_app, name="alert")
+app.add_typer(faces_app, name="faces")
 console = Console(stderr=True)
 
 
@@ -141,6 +143,9 @@ def serve(
             # uvicorn would otherwise believe X-Forwarded-For/-Proto from any local peer; the
             # client address counts for login throttling, so one setting decides for both.
             proxy_headers=get_settings().login.trust_forwarded_for,
+            # dlib holds the GIL while it loads its models (about a second, several on a busy
+            # machine): uvicorn's default 5 s would kill a worker that was only loading them.
+            timeout_worker_healthcheck=30,
         )
     finally:
         if background is not None:
