@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
 from fengchao import __version__
+from fengchao.access import api as access_api
 from fengchao.access import console_views
 from fengchao.access import views as access_views
 from fengchao.auth import views as auth_views
@@ -113,6 +114,8 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
     app.include_router(notify_views.router)
     app.include_router(notify_api.router)
     app.include_router(access_views.router)
+    app.include_router(access_api.device_router)
+    app.include_router(access_api.router)
     app.include_router(console_views.router)
     app.include_router(console_views.api)
 

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fengchao import backup as backups
+from fengchao.access import cli as access_cli
 from fengchao.access.codes_cli import codes_app
 from fengchao.auth import service as auth_service
 from fengchao.auth.models import Role, ScopeLevel, User
@@ -45,6 +46,10 @@ app.add_typer(import_app, name="import")
 app.add_typer(users_app, name="users")
 app.add_typer(eval_app, name="eval")
 app.add_typer(codes_app, name="codes")
+app.add_typer(access_cli.gates_app, name="gates")
+app.add_typer(access_cli.devices_app, name="devices")
+app.add_typer(access_cli.gate_app, name="gate")
+app.add_typer(access_cli.alert_app, name="alert")
 console = Console(stderr=True)
 
 
@@ -405,11 +410,23 @@ def import_vehicles(
 
 
 @app.command()
-def purge() -> None:
-    """Delete expired import uploads (run from cron; the web process also does it every
-    few minutes)."""
+def purge(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only count what would be deleted.")
+    ] = False,
+) -> None:
+    """Delete what is past its keeping time: expired import uploads, and access events older
+    than FENGCHAO_ACCESS__EVENT_KEEP_DAYS (run from cron)."""
+    from fengchao.access.records import purge_events
+
+    upgrade(get_engine())
+    with session_scope() as session:
+        events = purge_events(session=session, dry_run=dry_run)
+    if dry_run:
+        console.print(f"would purge {events} access event(s)")
+        return
     purged = registry_jobs.purge_uploads()
-    console.print(f"purged {purged} expired upload(s)")
+    console.print(f"purged {purged} expired upload(s), {events} access event(s)")
 
 
 @app.command()

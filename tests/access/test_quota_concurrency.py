@@ -63,15 +63,18 @@ def test_twenty_concurrent_decisions_take_the_last_pass_once(database: Engine) -
                 answer = flows.decide(
                     session=session,
                     request=PassageRequest(
-                        gate_id=gate_ids[i % 2], direction="out", method="person",
-                        value=str(ids[i]), idempotency_key=f"crowd-{i}",
-                    ),  # fmt: skip
+                        gate_id=gate_ids[i % 2],
+                        direction="out",
+                        method="person",
+                        value=str(ids[i]),
+                        idempotency_key=f"crowd-{i}",
+                    ),
                     sender=senders[i % 2],
                 )
                 finish(session)
             with lock:
                 answers.append(answer.decision)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=pass_gate, args=(i,)) for i in range(CROWD)]

@@ -1,5 +1,5 @@
-"""Tables of the access slice: residents' codes, gates and their devices, pass rules, alert levels, the
-append-only access record, the household quota counter and the console PIN."""
+"""Tables of the access slice: residents' codes, gates and their devices, pass rules,
+alert levels, the append-only access record, the household quota counter and the PIN."""
 
 from __future__ import annotations
 

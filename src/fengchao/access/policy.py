@@ -146,11 +146,11 @@ class Rule:
             return a is None or b is None or a == b
 
         return (
-            sets(self.roles, other.roles)  # type: ignore[arg-type]
+            sets(self.roles, other.roles)
             and one(self.gate_id, other.gate_id)
             and one(self.direction, other.direction)
-            and sets(self.weekdays, other.weekdays)  # type: ignore[arg-type]
-            and sets(self.levels, other.levels)  # type: ignore[arg-type]
+            and sets(self.weekdays, other.weekdays)
+            and sets(self.levels, other.levels)
             and (self.window is None or other.window is None or self.window.overlaps(other.window))
         )
 

@@ -97,9 +97,8 @@ def create_gate(
     """A new gate of a compound in the actor's scope; audited as "gate_create"."""
     require(actor, Permission.access_manage)
     compound = session.get(Compound, compound_id)
-    if (
-        compound is None
-        or not is_system(actor)
+    if compound is None or (
+        not is_system(actor)
         and not grid.node_in_scope(
             session=session, scope=actor.scope, level=ScopeLevel.compound, node_id=compound_id
         )
@@ -530,8 +529,9 @@ def verify_pin(*, session: Session, person_id: int, pin: str, now: dt.datetime) 
 
 
 def record_pin_outcome(*, session: Session, person_id: int, right: bool, now: dt.datetime) -> bool:
-    """Whether this wrong PIN locked it. Counts a wrong PIN (after the configured number in a row the PIN is locked for a
-    while: a 6-digit PIN guessed at that pace takes years) or clear the count."""
+    """Count a wrong PIN or clear the count; returns whether this wrong PIN locked it
+    (after the configured number in a row, for a while: a 6-digit PIN guessed at that
+    pace takes years)."""
     settings = get_settings().access
     row = session.get(PersonPin, person_id)
     if row is None:

@@ -1,0 +1,362 @@
+"""The access record (通行记录): search in scope, a person's timeline, counts per hour,
+the XLSX export and the purge of events past their keeping time.
+
+A row is visible to an account when the gate or the person's home lies in its scope: a
+building lead sees the passages of their building's residents, a guard or property staff
+of a compound the passages at its gates and of its residents. Searches are audited.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import ColumnElement, delete, func, or_, select, true
+from sqlalchemy.orm import Session
+
+from fengchao.access.models import AccessEvent, Gate
+from fengchao.auth.models import ScopeLevel
+from fengchao.auth.service import Actor, NotFound, Permission, audit, require
+from fengchao.db import begin_write
+from fengchao.registry.models import Building, Community, Person, Vehicle
+from fengchao.settings import get_settings
+from fengchao.tabular import Sheet, xlsx_bytes
+from fengchao.vision.plate_rules import normalise_plate
+from fengchao.web.i18n import _
+
+MAX_ROWS = 500
+MAX_EXPORT_ROWS = 50_000
+
+
+def event_in_scope(actor: Actor) -> ColumnElement[bool]:
+    from fengchao.access.service import is_system
+
+    if is_system(actor):
+        return true()
+    scope = actor.scope
+    match scope.level:
+        case ScopeLevel.street:
+            return AccessEvent.community_id.in_(
+                select(Community.id).where(Community.street_id == scope.node_id).scalar_subquery()
+            )
+        case ScopeLevel.community:
+            return AccessEvent.community_id == scope.node_id
+        case ScopeLevel.compound:
+            return or_(
+                AccessEvent.compound_id == scope.node_id,
+                AccessEvent.building_id.in_(
+                    select(Building.id)
+                    .where(Building.compound_id == scope.node_id)
+                    .scalar_subquery()
+                ),
+            )
+        case ScopeLevel.building:
+            return AccessEvent.building_id == scope.node_id
+    raise ValueError(scope.level)
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """What to search the record by; None means any. Times are UTC-aware."""
+
+    person_id: int | None = None
+    household_id: int | None = None
+    vehicle_id: int | None = None
+    plate: str | None = None
+    gate_id: int | None = None
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    method: str | None = None
+    decision: str | None = None
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        where: list[ColumnElement[bool]] = []
+        if self.person_id is not None:
+            where.append(AccessEvent.person_id == self.person_id)
+        if self.household_id is not None:
+            where.append(AccessEvent.household_id == self.household_id)
+        if self.vehicle_id is not None:
+            where.append(AccessEvent.vehicle_id == self.vehicle_id)
+        if self.plate:
+            plate = normalise_plate(self.plate)
+            where.append(
+                or_(
+                    AccessEvent.plate_read == plate,
+                    AccessEvent.vehicle_id.in_(
+                        select(Vehicle.id).where(Vehicle.plate == plate).scalar_subquery()
+                    ),
+                )
+            )
+        if self.gate_id is not None:
+            where.append(AccessEvent.gate_id == self.gate_id)
+        if self.start is not None:
+            where.append(AccessEvent.occurred_at >= self.start)
+        if self.end is not None:
+            where.append(AccessEvent.occurred_at < self.end)
+        if self.method:
+            where.append(AccessEvent.method == self.method)
+        if self.decision:
+            where.append(AccessEvent.decision == self.decision)
+        return where
+
+    def audit_detail(self) -> dict[str, Any]:
+        return {
+            k: (v.isoformat() if isinstance(v, dt.datetime) else v)
+            for k, v in self.__dict__.items()
+            if v is not None and v != ""
+        }
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """One event as the record's pages and API show it (a masked ID number only)."""
+
+    id: int
+    occurred_at: dt.datetime
+    server_time: dt.datetime
+    gate_id: int
+    gate_name: str
+    direction: str
+    method: str
+    decision: str
+    reasons: list[str]
+    person_id: int | None
+    person_name: str | None
+    id_mask: str | None
+    household_id: int | None
+    vehicle_id: int | None
+    plate: str | None
+    match_how: str | None
+    masked: bool
+    temperature: float | None
+    retest_temperature: float | None
+    alert_level: str
+    late: bool
+    clock_off: bool
+    operator_name: str | None
+
+
+@dataclass
+class SearchResult:
+    rows: list[EventRow]
+    more: bool
+    filters: EventFilter = field(default_factory=EventFilter)
+
+
+def _rows_query(actor: Actor, filters: EventFilter):  # type: ignore[no-untyped-def]
+    return (
+        select(
+            AccessEvent,
+            Gate.name.label("gate_name"),
+            Person.name.label("person_name"),
+            Person.id_mask,
+            Vehicle.plate.label("vehicle_plate"),
+        )
+        .join(Gate, Gate.id == AccessEvent.gate_id)
+        .outerjoin(Person, Person.id == AccessEvent.person_id)
+        .outerjoin(Vehicle, Vehicle.id == AccessEvent.vehicle_id)
+        .where(event_in_scope(actor), *filters.conditions())
+    )
+
+
+def _row(found: object) -> EventRow:
+    event: AccessEvent = found.AccessEvent  # type: ignore[attr-defined]
+    return EventRow(
+        id=event.id,
+        occurred_at=event.occurred_at,
+        server_time=event.server_time,
+        gate_id=event.gate_id,
+        gate_name=found.gate_name,  # type: ignore[attr-defined]
+        direction=event.direction,
+        method=event.method,
+        decision=event.decision,
+        reasons=list(event.reasons),
+        person_id=event.person_id,
+        person_name=found.person_name,  # type: ignore[attr-defined]
+        id_mask=found.id_mask,  # type: ignore[attr-defined]
+        household_id=event.household_id,
+        vehicle_id=event.vehicle_id,
+        plate=found.vehicle_plate or event.plate_read,  # type: ignore[attr-defined]
+        match_how=event.match_how,
+        masked=event.masked,
+        temperature=event.temperature,
+        retest_temperature=event.retest_temperature,
+        alert_level=event.alert_level,
+        late=event.late,
+        clock_off=event.clock_off,
+        operator_name=event.operator_name,
+    )
+
+
+def search(
+    *,
+    session: Session,
+    actor: Actor,
+    filters: EventFilter,
+    limit: int = 100,
+    offset: int = 0,
+    audited: bool = True,
+) -> SearchResult:
+    """Events in the actor's scope matching ``filters``, newest first; audited as
+    "access_search" with the filters (ids and times only)."""
+    require(actor, Permission.access_read)
+    limit = max(1, min(limit, MAX_ROWS))
+    query = _rows_query(actor, filters).order_by(
+        AccessEvent.occurred_at.desc(), AccessEvent.id.desc()
+    )
+    found = session.execute(query.limit(limit + 1).offset(offset)).all()
+    if audited:
+        audit(
+            session=session, actor=actor, action="access_search", object_type="access_event",
+            **filters.audit_detail(),
+        )  # fmt: skip
+    return SearchResult([_row(r) for r in found[:limit]], len(found) > limit, filters)
+
+
+def get_event(*, session: Session, actor: Actor, event_id: int) -> EventRow:
+    require(actor, Permission.access_read)
+    found = session.execute(
+        _rows_query(actor, EventFilter()).where(AccessEvent.id == event_id)
+    ).first()
+    if found is None:
+        raise NotFound(f"event {event_id}")
+    audit(session=session, actor=actor, action="access_event_read", object_type="access_event",
+          object_id=event_id)  # fmt: skip
+    return _row(found)
+
+
+def timeline(
+    *,
+    session: Session,
+    actor: Actor,
+    person_id: int,
+    days: int = 14,
+    now: dt.datetime | None = None,
+) -> SearchResult:
+    """One person's passages over the last ``days`` days, newest first (uses the
+    (person, time) index)."""
+    now = now or dt.datetime.now(dt.UTC)
+    filters = EventFilter(person_id=person_id, start=now - dt.timedelta(days=days))
+    return search(session=session, actor=actor, filters=filters, limit=MAX_ROWS)
+
+
+def local_zone() -> ZoneInfo:
+    return ZoneInfo(get_settings().timezone)
+
+
+def hourly_counts(
+    *, session: Session, actor: Actor, day: dt.date, gate_id: int | None = None
+) -> list[dict[str, int]]:
+    """Passages per local hour of ``day`` (allowed and refused), for the dashboard: one
+    count per hour over an index range each."""
+    require(actor, Permission.access_read)
+    zone = local_zone()
+    start = dt.datetime.combine(day, dt.time(), zone)
+    where = [event_in_scope(actor)]
+    if gate_id is not None:
+        where.append(AccessEvent.gate_id == gate_id)
+    first = start.astimezone(dt.UTC)
+    last = (start + dt.timedelta(days=1)).astimezone(dt.UTC)
+    times = session.execute(
+        select(AccessEvent.occurred_at, AccessEvent.decision).where(
+            *where, AccessEvent.occurred_at >= first, AccessEvent.occurred_at < last
+        )
+    ).all()
+    counts = [{"hour": h, "allow": 0, "deny": 0, "pending": 0} for h in range(24)]
+    for moment, decision in times:
+        hour = moment.astimezone(zone).hour
+        counts[hour][decision if decision in ("allow", "deny", "pending") else "deny"] += 1
+    return counts
+
+
+def busiest_hour(*, session: Session, actor: Actor, gate_id: int, day: dt.date) -> tuple[int, int]:
+    """(local hour, passages) of a gate's busiest hour on ``day``: 24 index-range counts."""
+    require(actor, Permission.access_read)
+    zone = local_zone()
+    start = dt.datetime.combine(day, dt.time(), zone).astimezone(dt.UTC)
+    best = (0, -1)
+    for hour in range(24):
+        a = start + dt.timedelta(hours=hour)
+        count = (
+            session.scalar(
+                select(func.count())
+                .select_from(AccessEvent)
+                .where(
+                    AccessEvent.gate_id == gate_id,
+                    AccessEvent.occurred_at >= a,
+                    AccessEvent.occurred_at < a + dt.timedelta(hours=1),
+                    event_in_scope(actor),
+                )
+            )
+            or 0
+        )
+        if count > best[1]:
+            best = (hour, count)
+    return best
+
+
+HEADER = ("时间", "出入口", "方向", "方式", "结果", "原因", "姓名", "身份证号（遮蔽）",
+          "车牌", "体温", "复测体温", "防控等级", "补传", "时钟偏差", "操作员")  # fmt: skip
+
+
+def export_xlsx(*, session: Session, actor: Actor, filters: EventFilter) -> bytes:
+    """The matching events as a workbook; ID numbers masked for every role (the record is
+    for tracing passages, not identities). Audited as "access_export"."""
+    require(actor, Permission.access_read)
+    from fengchao.access.flows import reason_text
+
+    zone = local_zone()
+    query = (
+        _rows_query(actor, filters)
+        .order_by(AccessEvent.occurred_at.desc(), AccessEvent.id.desc())
+        .limit(MAX_EXPORT_ROWS)
+    )
+    rows = []
+    for found in session.execute(query):
+        row = _row(found)
+        rows.append(
+            (
+                row.occurred_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"),
+                row.gate_name,
+                _("进") if row.direction == "in" else _("出"),
+                row.method,
+                row.decision,
+                "；".join(reason_text(r) for r in row.reasons),
+                row.person_name or "",
+                row.id_mask or "",
+                row.plate or "",
+                row.temperature,
+                row.retest_temperature,
+                row.alert_level,
+                _("是") if row.late else "",
+                _("是") if row.clock_off else "",
+                row.operator_name or "",
+            )
+        )
+    audit(
+        session=session, actor=actor, action="access_export", object_type="access_event",
+        rows=len(rows), **filters.audit_detail(),
+    )  # fmt: skip
+    return xlsx_bytes([Sheet(_("通行记录"), [_(h) for h in HEADER], rows, text_columns=("H",))])
+
+
+def purge_events(*, session: Session, now: dt.datetime | None = None, dry_run: bool = False) -> int:
+    """Delete access events older than ``access.event_keep_days`` (by server time); with
+    ``dry_run`` only count them. Deleted in batches, each its own short write."""
+    now = now or dt.datetime.now(dt.UTC)
+    cutoff = now - dt.timedelta(days=get_settings().access.event_keep_days)
+    old = select(AccessEvent.id).where(AccessEvent.server_time < cutoff)
+    if dry_run:
+        return session.scalar(select(func.count()).select_from(old.subquery())) or 0
+    total = 0
+    while True:
+        begin_write(session)
+        batch = list(session.scalars(old.limit(5000)))
+        if not batch:
+            session.commit()
+            return total
+        session.execute(delete(AccessEvent).where(AccessEvent.id.in_(batch)))
+        session.commit()
+        total += len(batch)
