@@ -14,6 +14,7 @@ from sqlalchemy.orm import sessionmaker
 from fengchao import __version__
 from fengchao.access import api as access_api
 from fengchao.access import console_views
+from fengchao.access import face_views
 from fengchao.access import views as access_views
 from fengchao.auth import views as auth_views
 from fengchao.auth.service import Actor, Permission
@@ -33,7 +34,8 @@ STATIC_DIR = Path(__file__).parent / "web" / "static"
 
 # Routes that take spreadsheet uploads may receive the import limit; everything else the
 # small general limit.
-UPLOAD_PATHS = ("/registry/import", "/api/registry/import/")
+UPLOAD_PATHS: tuple[str, ...] = ("/registry/import", "/api/registry/import/")
+UPLOAD_PATHS += ("/faces/people/", "/api/faces/")  # face photos (access/face_views.py)
 UPLOAD_OVERHEAD = 256 * 1024  # multipart framing and the form's other fields
 
 
@@ -118,6 +120,7 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
     app.include_router(access_api.router)
     app.include_router(console_views.router)
     app.include_router(console_views.api)
+    app.include_router(face_views.router)
 
     @app.get("/", include_in_schema=False)
     def home(request: Request, actor: CurrentActor) -> Response:

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from fengchao import backup as backups
 from fengchao.access import cli as access_cli
 from fengchao.access.codes_cli import codes_app
+from fengchao.access.face_cli import faces_app
 from fengchao.auth import service as auth_service
 from fengchao.auth.models import Role, ScopeLevel, User
 from fengchao.auth.service import SYSTEM_ACTOR, Actor, AuthError, Forbidden, GridScope
@@ -50,6 +51,7 @@ app.add_typer(access_cli.gates_app, name="gates")
 app.add_typer(access_cli.devices_app, name="devices")
 app.add_typer(access_cli.gate_app, name="gate")
 app.add_typer(access_cli.alert_app, name="alert")
+app.add_typer(faces_app, name="faces")
 console = Console(stderr=True)
 
 

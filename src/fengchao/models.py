@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 def load_all_models() -> None:
+    import fengchao.access.face_models
     import fengchao.access.models
     import fengchao.auth.models
     import fengchao.notify.models

@@ -300,6 +300,10 @@ def record(
     proposal_id: int | None = None,
 ) -> None:
     kept = history_changes(changes)
+    if person_id and str(changes.get("residence_status", [None, None])[1]) == "moved_out":
+        from fengchao.access.faces import forget_person  # the access slice stands on this one
+
+        forget_person(session, person_id)  # a face on file leaves with the resident
     session.add(
         RecordChange(
             community_id=household.community_id,
