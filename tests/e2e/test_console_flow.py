@@ -96,7 +96,9 @@ def events_of(world: GateWorld) -> list[AccessEvent]:
     with Session(world.engine) as session:
         return list(
             session.scalars(
-                select(AccessEvent).where(AccessEvent.gate_id == world.gate_id).order_by(AccessEvent.id)
+                select(AccessEvent)
+                .where(AccessEvent.gate_id == world.gate_id)
+                .order_by(AccessEvent.id)
             )
         )
 
@@ -116,7 +118,9 @@ def test_a_code_shown_to_the_camera_gives_the_card_then_keyboard_only(
         page = browser.new_page(viewport={"width": 1280, "height": 860})
         blocked = csp_watch(page)
         login(page, world)
-        expect(page.locator("#card-decision")).to_have_attribute("data-decision", "allow", timeout=20000)
+        expect(page.locator("#card-decision")).to_have_attribute(
+            "data-decision", "allow", timeout=20000
+        )
         expect(page.locator("#card-name")).to_have_text("陈美玲")
         expect(page.locator("#card-place")).to_have_text("6-1-101")
         shot(page, "allow")

@@ -44,6 +44,16 @@ def console_events(
     return render(request, "access/console/_events.html", {"gate": gate, "events": events})
 
 
+@router.get("/gates/{gate_id}/console/people/{person_id}/face.jpg")
+def console_face(
+    gate_id: RowId, person_id: RowId, session: DbSession, actor: CurrentActor
+) -> Response:
+    """The card's face thumbnail (someone decided at this gate minutes ago; audited)."""
+    gate = console.console_gate(session=session, actor=actor, gate_id=gate_id)
+    jpeg = console.card_thumbnail(session=session, actor=actor, gate=gate, person_id=person_id)
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
+
+
 @router.get("/gates/{gate_id}/console/banner", response_class=HTMLResponse)
 def console_banner(
     gate_id: RowId, request: Request, session: DbSession, actor: CurrentActor
@@ -107,7 +117,7 @@ def console_pass(
         answer = console.pass_value(
             session=session, actor=actor, gate=gate, method=method, value=value, base=base
         )
-    return JSONResponse(console.card(answer, gate))
+    return JSONResponse(console.card(session, answer, gate))
 
 
 @api.get("/{gate_id}/console/people")
@@ -138,7 +148,7 @@ def console_overrule(
         session=session, actor=actor, gate=gate, event_id=event_id, reason=reason, note=note,
         key=key,
     )  # fmt: skip
-    return JSONResponse(console.card(console.ConsoleAnswer(decision), gate))
+    return JSONResponse(console.card(session, console.ConsoleAnswer(decision), gate))
 
 
 # The province characters of Chinese plates, 闽 (Fujian, the reference community's) first.

@@ -202,6 +202,7 @@
       state.sending = false;
       if (answer.idle || (answer.decision === "deny" && answer.reasons.length && answer.reasons[0].code === "no_face")) {
         if (answer.plate) showPlate(answer.plate, null, null);
+        if (answer.idle === "face_unavailable") cameraNote(T("NoFaces"), true);
         return;
       }
       if (answer.decision !== "pending") state.holdUntilQuiet = true;
@@ -223,11 +224,11 @@
   if ("BarcodeDetector" in window) {
     try { detector = new window.BarcodeDetector({ formats: ["qr_code"] }); } catch (e) { detector = null; }
   }
-  function cameraNote(text) {
+  function cameraNote(text, noRetry) {
     var note = $("camera-note");
     note.textContent = text || "";
     note.hidden = !text;
-    $("camera-retry").hidden = !text;
+    $("camera-retry").hidden = !text || !!noRetry;
   }
   function startCamera() {
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) { cameraNote(T("NoCamera")); return; }
@@ -523,7 +524,7 @@
     items.forEach(function (item) {
       var li = document.createElement("li");
       li.className = item.error ? "failed" : "waiting";
-      li.textContent = (item.device_time || "").slice(11, 19) + "  " + (item.name || "") + " " + (item.value || "") +
+      li.textContent = new Date(item.device_time).toLocaleTimeString() + "  " + (item.name || "") + " " + (item.value || "") +
         (item.error ? "  " + T("Failed") + "：" + item.error : "");
       if (item.error) {
         var drop = document.createElement("button");
