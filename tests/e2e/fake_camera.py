@@ -48,9 +48,12 @@ def with_qr(text: str, level: int = 70) -> np.ndarray:
     return frame
 
 
-def photo(path: Path) -> np.ndarray:
-    """A face photo fitted into the frame (letterboxed on grey)."""
+def photo(path: Path, size: int | None = None) -> np.ndarray:
+    """A face photo fitted into the frame (letterboxed on grey); ``size`` scales a small
+    face crop up to that many pixels square first."""
     image = Image.open(path).convert("RGB")
+    if size is not None:
+        image = image.resize((size, size))
     image.thumbnail((WIDTH, HEIGHT))
     frame = blank(60)
     pixels = np.asarray(image)
@@ -67,3 +70,10 @@ def camera_args(video: Path) -> list[str]:
         f"--use-file-for-fake-video-capture={video}",
         "--autoplay-policy=no-user-gesture-required",
     ]
+
+
+def square(path: Path, size: int = 360) -> bytes:
+    """A small face crop scaled up and encoded as an enrolment photo."""
+    out = io.BytesIO()
+    Image.open(path).convert("RGB").resize((size, size)).save(out, "JPEG", quality=92)
+    return out.getvalue()

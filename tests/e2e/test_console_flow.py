@@ -213,3 +213,64 @@ def test_the_offline_queue_survives_a_reload_and_is_sent_when_the_server_returns
         expect(page.locator("#events")).to_contain_text("补传", timeout=6000)
         assert blocked == []
         browser.close()
+
+
+def _shifted(frame: Any, dx: int) -> Any:
+    import numpy as np
+
+    return np.roll(frame, dx, axis=1)
+
+
+def test_faces_at_the_camera_enrolled_unknown_and_masked(
+    chromium_path: str, gate_world: GateWorld, tmp_path: Path
+) -> None:
+    """The enrolled resident's card appears with the right name, an unknown face is
+    refused, a masked resident gets 请稍停 until a second, different frame agrees."""
+    from fengchao.access import faces
+    from tests.conftest import shared_data
+    from tests.e2e.fake_camera import photo, square
+
+    world = gate_world
+    plain, masked = shared_data("faces"), shared_data("faces_masked")
+    with Session(world.engine) as session:
+        faces.enrol(
+            session, SYSTEM_ACTOR, world.grid.resident5.id,
+            [(plain / f"angelina_jolie_0{n}.jpg").read_bytes() for n in (1, 2)],
+            consent=faces.ConsentGiven("林国平"),
+        )  # fmt: skip
+        faces.enrol(
+            session, SYSTEM_ACTOR, world.grid.resident6.id,
+            [square(masked / "brian_kemp_01.jpg"), square(masked / "brian_kemp_05.jpg")],
+            consent=faces.ConsentGiven("陈美玲"),
+        )  # fmt: skip
+        session.commit()
+    kemp = photo(masked / "brian_kemp_02.jpg", size=360)
+    frames = (
+        [blank()] * 10 + [photo(plain / "angelina_jolie_03.jpg")] * 25 + [blank()] * 15
+        + [photo(plain / "alex_lacamoire_01.jpg")] * 25 + [blank()] * 15
+        + [kemp] * 25 + [_shifted(kemp, 24)] * 25 + [blank()] * 30
+    )  # fmt: skip
+    video = write_y4m(tmp_path / "faces.y4m", frames, fps=10)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path, args=ARGS + camera_args(video))
+        page = browser.new_page(viewport={"width": 1280, "height": 860})
+        blocked = csp_watch(page)
+        login(page, world)
+        decision = page.locator("#card-decision")
+        expect(page.locator("#card-name")).to_have_text("林国平", timeout=30000)
+        expect(decision).to_have_attribute("data-decision", "allow")
+        expect(page.locator("#card-photo")).to_be_visible()
+        expect(decision).to_have_attribute("data-decision", "deny", timeout=30000)
+        expect(page.locator("#card-reason")).to_have_text("未识别，请到物业登记")
+        expect(decision).to_have_attribute("data-decision", "pending", timeout=30000)
+        shot(page, "pending")
+        expect(page.locator("#card-name")).to_have_text("陈美玲", timeout=30000)
+        expect(decision).to_have_attribute("data-decision", "allow", timeout=30000)
+        shown = page.evaluate("window.fcConsole.shown")
+        kemp_seen = [s["decision"] for s in shown if s["name"] == "陈美玲"]
+        assert kemp_seen[:2] == ["pending", "allow"], shown
+        assert blocked == []
+        browser.close()
+    masked_events = [e for e in events_of(world) if e.person_id == world.grid.resident6.id]
+    assert [e.decision for e in masked_events if e.method == "face"][:2] == ["pending", "allow"]
+    assert "masked_confirmed" in masked_events[1].reasons

@@ -566,6 +566,20 @@ class EventLine:
     temperature: float | None
 
 
+NOTES = ("late", "several_faces", "clock_off")
+
+
+def main_reason(decision: str, reasons: list[str]) -> str:
+    """The reason worth a line: the overrule's, the mask's for a pending frame, else the
+    first that is not a note."""
+    if "overruled" in reasons:
+        return reasons[-1]
+    if decision == "pending":
+        return "masked_needs_second_frame"
+    shown = [r for r in reasons if r not in NOTES]
+    return shown[0] if shown else ""
+
+
 def recent_events(*, session: Session, gate: ConsoleGate, limit: int = 12) -> list[EventLine]:
     """The gate's last events, newest first (the console's side list)."""
     from fengchao.registry.models import Vehicle
@@ -576,12 +590,12 @@ def recent_events(*, session: Session, gate: ConsoleGate, limit: int = 12) -> li
         .outerjoin(Vehicle, Vehicle.id == AccessEvent.vehicle_id)
         .where(AccessEvent.gate_id == gate.id)
         .order_by(AccessEvent.id.desc())
-        .limit(limit)
+        .limit(limit * 3)
     ).all()
     lines = []
     for event, name, plate in rows:
-        who = name or plate or event.plate_read or _("未识别")
-        shown = [r for r in event.reasons if r not in ("late",)]
+        if event.decision == "deny" and event.reasons[:1] == ["no_face"]:
+            continue  # a movement in front of the camera without a face: noise to the guard
         lines.append(
             EventLine(
                 id=event.id,
@@ -589,10 +603,10 @@ def recent_events(*, session: Session, gate: ConsoleGate, limit: int = 12) -> li
                 decision=event.decision,
                 method=event.method,
                 direction=event.direction,
-                who=who,
-                why=reason_text(shown[-1] if "overruled" in shown else shown[0]) if shown else "",
+                who=name or plate or event.plate_read or _("未识别"),
+                why=reason_text(main_reason(event.decision, list(event.reasons))),
                 late=event.late,
                 temperature=event.temperature,
             )
         )
-    return lines
+    return lines[:limit]

@@ -22,7 +22,7 @@
     quietSince: 0, prev: null, lastSentGrey: null, temp: "", picks: [], pick: 0,
     recentKeys: {}, clearTimer: null, reason: null
   };
-  window.fcConsole = { latencies: [], state: state };
+  window.fcConsole = { latencies: [], shown: [], state: state };
 
   // --- small helpers -------------------------------------------------------------------
   function newKey() {
@@ -115,6 +115,7 @@
   function show(answer) {
     clearTimeout(state.clearTimer);
     state.card = answer;
+    window.fcConsole.shown.push({ decision: answer.decision, name: answer.person ? answer.person.name : null });
     var d = answer.decision, person = answer.person, vehicle = answer.vehicle;
     cardEl.className = "big-card state-" + d + (answer.check ? " state-check" : "") + (answer.fever ? " state-fever" : "");
     decisionEl.dataset.decision = d;
@@ -124,7 +125,9 @@
     setText("card-role", person ? person.relation_text : "");
     setText("card-health", person ? person.health_text : "");
     $("card-health").className = person && person.health !== "normal" ? "health-bad" : "";
-    var reason = d === "deny" ? answer.message : answer.reasons.map(function (r) { return r.text; }).join("；");
+    var reason = d === "deny" ? answer.message : answer.reasons.filter(function (r) {
+      return d !== "pending" || r.code.indexOf("masked") === 0;
+    }).map(function (r) { return r.text; }).join("；");
     setText("card-reason", reason);
     var photo = $("card-photo");
     if (person && person.thumbnail) { photo.src = person.thumbnail; photo.hidden = false; } else { photo.hidden = true; }
