@@ -384,3 +384,87 @@ def test_parse_temperature_is_tolerant_but_not_credulous() -> None:
     assert console.parse_temperature("") is None
     with pytest.raises(console.ConsoleRefusal):
         console.parse_temperature("thirty")
+
+
+# --- the vehicle console ----------------------------------------------------------------------
+
+
+def _vehicle(session: Session, grid: Grid, plate: str) -> int:
+    from fengchao.registry.models import Vehicle
+
+    vehicle = Vehicle(
+        community_id=grid.community.id, household_id=grid.h5_101.id, plate=plate,
+        owner_person_id=grid.resident5.id,
+    )  # fmt: skip
+    session.add(vehicle)
+    session.flush()
+    return vehicle.id
+
+
+def test_a_plate_photo_gives_the_vehicle_and_its_household_with_each_characters_confidence(
+    session: Session, login_as: Any, guard: Persona, gates: Gates, grid: Grid
+) -> None:
+    from tests.conftest import shared_data
+
+    vehicle_id = _vehicle(session, grid, "苏CFY773")
+    frame = (shared_data("plates") / "scenes" / "scene_001.jpg").read_bytes()
+    card = pass_(
+        login_as(guard),
+        gates.garage.id,
+        method="frame",
+        mode="vehicle",
+        frame=frame,
+        direction="in",
+    ).json()
+    assert card["decision"] == "allow", card
+    assert card["vehicle"] == {"id": vehicle_id, "plate": "苏CFY773", "place": "5-1-101"}
+    assert card["person"]["name"] == "林国平"
+    assert "".join(c["c"] for c in card["plate"]["chars"]) == "苏CFY773"
+    assert all(0 < c["p"] <= 1 for c in card["plate"]["chars"])
+
+
+def test_an_unknown_plate_is_refused_with_the_text_read(
+    session: Session, login_as: Any, guard: Persona, gates: Gates, grid: Grid
+) -> None:
+    from tests.conftest import shared_data
+
+    _vehicle(session, grid, "闽D12345")
+    frame = (shared_data("plates") / "scenes" / "scene_004.jpg").read_bytes()
+    card = pass_(
+        login_as(guard),
+        gates.garage.id,
+        method="frame",
+        mode="vehicle",
+        frame=frame,
+        direction="in",
+    ).json()
+    assert card["decision"] == "deny" and card["vehicle"] is None
+    assert card["plate_read"] == "皖AFL605" and card["message"] == "车辆未登记"
+
+
+def test_a_typed_plate_with_a_confusable_character_is_shown_to_check(
+    session: Session, login_as: Any, guard: Persona, gates: Gates, grid: Grid
+) -> None:
+    _vehicle(session, grid, "闽D12345")
+    card = pass_(
+        login_as(guard), gates.garage.id, method="plate", value="闽D1Z345", direction="in"
+    ).json()
+    assert card["decision"] == "allow" and card["check"] is True
+    assert card["vehicle"]["plate"] == "闽D12345"
+    assert "请核对" in " ".join(r["text"] for r in card["reasons"])
+
+
+def test_the_vehicle_console_offers_provinces_with_min_first(
+    login_as: Any, guard: Persona, gates: Gates
+) -> None:
+    page = login_as(guard).get(f"/gates/{gates.garage.id}/console").text
+    assert 'data-mode="vehicle"' in page
+    assert page.index('data-province="闽"') < page.index('data-province="京"')
+
+
+def test_a_pedestrian_gate_reads_no_plates(login_as: Any, guard: Persona, gates: Gates) -> None:
+    response = pass_(
+        login_as(guard), gates.east.id, method="frame", mode="vehicle",
+        frame=jpeg(np.full((480, 640, 3), 80, np.uint8)),
+    )  # fmt: skip
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "mode"
