@@ -6,6 +6,7 @@ page is reloaded, and the queue is sent when the server is back (marked late).""
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from fengchao.access import service as access
 from fengchao.access.models import AccessEvent
 from fengchao.auth.models import Role, ScopeLevel
 from fengchao.auth.service import SYSTEM_ACTOR, GridScope
+from fengchao.registry.models import Vehicle
 from fengchao.testing import served_app, throwaway_database
 from tests.conftest import PASSWORD, Grid, Persona, build_grid, make_persona
 from tests.e2e.fake_camera import blank, camera_args, with_qr, write_y4m
@@ -37,6 +39,7 @@ class GateWorld:
     grid: Grid
     guard: Persona
     gate_id: int
+    garage_id: int
     base: str
     folder: Path
 
@@ -58,10 +61,21 @@ def gate_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GateWorld]:
                     session=session, actor=SYSTEM_ACTOR, compound_id=grid.park.id, name="东门",
                     kind="pedestrian",
                 )  # fmt: skip
+                garage = access.create_gate(
+                    session=session, actor=SYSTEM_ACTOR, compound_id=grid.park.id, name="车库口",
+                    kind="vehicle",
+                )  # fmt: skip
+                for plate in ("苏CFY773", "闽D12345"):
+                    session.add(
+                        Vehicle(
+                            community_id=grid.community.id, household_id=grid.h5_101.id,
+                            plate=plate, owner_person_id=grid.resident5.id,
+                        )
+                    )  # fmt: skip
                 session.commit()
-                gate_id = gate.id
+                gate_id, garage_id = gate.id, garage.id
             with served_app(engine.url.render_as_string(hide_password=False), folder) as base:
-                yield GateWorld(engine, grid, guard, gate_id, base, folder)
+                yield GateWorld(engine, grid, guard, gate_id, garage_id, base, folder)
     finally:
         if previous is None:
             os.environ.pop("FENGCHAO_ACCESS__LATE_AFTER_SECONDS", None)
@@ -69,13 +83,13 @@ def gate_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GateWorld]:
             os.environ["FENGCHAO_ACCESS__LATE_AFTER_SECONDS"] = previous
 
 
-def login(page: Page, world: GateWorld) -> None:
+def login(page: Page, world: GateWorld, gate_id: int | None = None) -> None:
     page.goto(f"{world.base}/login")
     page.fill("input[name=username]", world.guard.user.username)
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_load_state("networkidle")
-    page.goto(f"{world.base}/gates/{world.gate_id}/console")
+    page.goto(f"{world.base}/gates/{gate_id or world.gate_id}/console")
 
 
 def csp_watch(page: Page) -> list[str]:
@@ -274,3 +288,45 @@ def test_faces_at_the_camera_enrolled_unknown_and_masked(
     masked_events = [e for e in events_of(world) if e.person_id == world.grid.resident6.id]
     assert [e.decision for e in masked_events if e.method == "face"][:2] == ["pending", "allow"]
     assert "masked_confirmed" in masked_events[1].reasons
+
+
+def test_the_vehicle_console_reads_an_uploaded_plate_photo_and_a_typed_plate(
+    chromium_path: str, gate_world: GateWorld
+) -> None:
+    """No camera (permission refused): the clear note, the upload still works; a plate typed
+    with the province picker, a confusable character shown as 请核对."""
+    from tests.conftest import shared_data
+
+    world = gate_world
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path, args=ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 860})
+        page = context.new_page()
+        blocked = csp_watch(page)
+        login(page, world, world.garage_id)
+        expect(page.locator("#camera-note")).to_contain_text("摄像头不可用")
+        page.set_input_files("#upload", str(shared_data("plates") / "scenes" / "scene_001.jpg"))
+        decision = page.locator("#card-decision")
+        expect(decision).to_have_attribute("data-decision", "allow", timeout=20000)
+        expect(page.locator("#card-plate .ch")).to_have_count(7)
+        expect(page.locator("#card-place")).to_have_text("5-1-101")
+        expect(page.locator("#card-name")).to_have_text("林国平")
+        shot(page, "vehicle-allow")
+
+        page.keyboard.press("Escape")
+        page.click('#provinces button[data-province="闽"]')
+        page.keyboard.type("D1Z345")
+        expect(page.locator("#entry")).to_have_value("闽D1Z345")
+        page.keyboard.press("Enter")
+        expect(page.locator("#card")).to_have_class(re.compile("state-check"))
+        expect(page.locator("#card-extra")).to_contain_text("请核对")
+
+        page.keyboard.press("Escape")
+        page.fill("#entry", "闽A99999")
+        page.keyboard.press("Enter")
+        expect(decision).to_have_attribute("data-decision", "deny")
+        expect(page.locator("#card-name")).to_have_text("闽A99999")
+        expect(page.locator("#card-reason")).to_have_text("车辆未登记")
+        shot(page, "vehicle-unknown")
+        assert blocked == []
+        browser.close()
