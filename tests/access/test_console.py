@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from fengchao.access import codes, console
 from fengchao.access import service as access
+from fengchao.access.console_views import PROVINCES
 from fengchao.access.models import AccessEvent
 from fengchao.auth.models import AuditEvent, Role, ScopeLevel
 from fengchao.auth.service import SYSTEM_ACTOR, GridScope
@@ -468,3 +469,31 @@ def test_a_pedestrian_gate_reads_no_plates(login_as: Any, guard: Persona, gates:
         frame=jpeg(np.full((480, 640, 3), 80, np.uint8)),
     )  # fmt: skip
     assert response.status_code == 422 and response.json()["errors"][0]["field"] == "mode"
+
+
+# --- the app as production runs it -------------------------------------------------------
+
+
+def test_console_as_served_in_english_has_no_chinese_left(live: Any) -> None:
+    from tests.web.test_english import ALLOWED, CJK, _user_data
+
+    with Session(live.engine) as session:
+        gate = access.create_gate(
+            session=session, actor=SYSTEM_ACTOR, compound_id=live.grid.park.id,
+            name="East gate", kind="both",
+        )  # fmt: skip
+        session.commit()
+        gate_id = gate.id
+    client = live.client("guard", lang="en")
+    page = client.get(f"/gates/{gate_id}/console").text
+    for text in (*ALLOWED, *_user_data(live)):
+        page = page.replace(text, "")
+    for province in PROVINCES:  # plates are written with them in any language
+        page = page.replace(province, "")
+    assert CJK.findall(page) == []
+    assert "Please pass" in page and "Latest passages" in page
+    # A passage through the real session and CSRF header.
+    csrf = client.get(f"/api/gates/{gate_id}/console/ping")
+    assert csrf.status_code == 200 and csrf.json()["level"] == "normal"
+    lead = live.client("lead5")
+    assert lead.get(f"/gates/{gate_id}/console").status_code == 403

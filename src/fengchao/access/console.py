@@ -81,8 +81,18 @@ def console_gate(*, session: Session, actor: Actor, gate_id: int) -> ConsoleGate
         compound_name=compound_name or "",
         directions=directions,
         level=level.value,
-        level_text=_(access.LEVEL_LABELS[level]),
+        level_text=level_text(level.value),
     )
+
+
+def level_text(level: str) -> str:
+    """The alert level's name in the request's language."""
+    return {
+        "normal": _("常态防控"),
+        "heightened": _("加强防控"),
+        "closed": _("封闭管理"),
+        "lockdown": _("静默管理"),
+    }.get(level, level)
 
 
 # --- what the guard types ---------------------------------------------------------------
@@ -321,8 +331,6 @@ def people_at(
 
 # --- the card -----------------------------------------------------------------------------
 
-RELATION_TEXT = {"owner": "户主/业主", "tenant": "租户", "family": "家庭成员", "other": "其他"}
-
 
 def card(session: Session, answer: ConsoleAnswer, gate: ConsoleGate) -> dict[str, Any]:
     """The JSON the page turns into the big card."""
@@ -337,7 +345,7 @@ def card(session: Session, answer: ConsoleAnswer, gate: ConsoleGate) -> dict[str
             "name": p.name,
             "place": p.place,
             "relation": p.relation,
-            "relation_text": _(RELATION_TEXT.get(p.relation, p.relation)),
+            "relation_text": _(LABELS.get(p.relation, p.relation)),
             "health": p.health_status,
             "health_text": _(LABELS.get(p.health_status, p.health_status)),
             "thumbnail": p.thumbnail_url or _thumbnail(session, gate, p.id),
@@ -363,19 +371,10 @@ def card(session: Session, answer: ConsoleAnswer, gate: ConsoleGate) -> dict[str
         "method": d.method,
         "read_code": answer.read_code,
         "level": level,
-        "level_text": _(access.LEVEL_LABELS.get(_level(level), level)),
+        "level_text": level_text(level),
         "fever": "fever" in d.reasons or "fever_soft" in d.reasons,
         "ms": d.timings.get("total_ms"),
     }
-
-
-def _level(level: str) -> Any:
-    from fengchao.access.policy import AlertLevel
-
-    try:
-        return AlertLevel(level)
-    except ValueError:
-        return level
 
 
 def _plate_json(plate: PlateReading | None) -> dict[str, Any] | None:
@@ -427,15 +426,18 @@ def card_thumbnail(*, session: Session, actor: Actor, gate: ConsoleGate, person_
     return found
 
 
-OVERRIDE_TEXT = {
-    "overruled": "值守人员改判",
-    "override_verified": "人工核验身份无误",
-    "override_medical": "紧急就医",
-    "override_supply": "保供、救援等工作人员",
-    "override_approved": "社区干部同意",
-    "override_doubt": "身份存疑，不予通行",
-    "override_other": "其他原因（已写明）",
-}
+def override_texts() -> dict[str, str]:
+    """The overrule's reasons, in the request's language."""
+    return {
+        "overruled": _("值守人员改判"),
+        "override_verified": _("人工核验身份无误"),
+        "override_medical": _("紧急就医"),
+        "override_supply": _("保供、救援等工作人员"),
+        "override_approved": _("社区干部同意"),
+        "override_doubt": _("身份存疑，不予通行"),
+        "override_other": _("其他原因（已写明）"),
+    }
+
 
 # Digit keys on the console, in the order the page lists them.
 OVERRIDE_REASONS: tuple[tuple[str, str], ...] = (
@@ -449,8 +451,8 @@ OVERRIDE_REASONS: tuple[tuple[str, str], ...] = (
 
 
 def reason_text(code: str) -> str:
-    if code in OVERRIDE_TEXT:
-        return _(OVERRIDE_TEXT[code])
+    if code.startswith("override") and code in (texts := override_texts()):
+        return texts[code]
     return flows.reason_text(code)
 
 
@@ -483,7 +485,7 @@ def overrule(
     require(actor, Permission.gate_operate)
     codes = dict(OVERRIDE_REASONS)
     code = codes.get(reason, reason)
-    if code not in OVERRIDE_TEXT or code == "overruled":
+    if code not in override_texts() or code == "overruled":
         raise ConsoleRefusal(_("请选择改判的原因"), field="reason")
     note = note.strip()[:200]
     if code == "override_other" and not note:
@@ -603,7 +605,7 @@ def recent_events(*, session: Session, gate: ConsoleGate, limit: int = 12) -> li
                 decision=event.decision,
                 method=event.method,
                 direction=event.direction,
-                who=name or plate or event.plate_read or _("未识别"),
+                who=" ".join(x for x in (plate or event.plate_read, name) if x) or _("未识别"),
                 why=reason_text(main_reason(event.decision, list(event.reasons))),
                 late=event.late,
                 temperature=event.temperature,
