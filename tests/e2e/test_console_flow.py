@@ -140,6 +140,13 @@ def test_a_code_shown_to_the_camera_gives_the_card_then_keyboard_only(
         shot(page, "allow")
         assert [e.method for e in events_of(world)][-1] == "code"
 
+        # The camera is unplugged mid-shift: the console says so, the hand tools still work.
+        page.evaluate(
+            "document.getElementById('camera').srcObject.getVideoTracks().forEach(t => t.stop())"
+        )
+        expect(page.locator("#camera-note")).to_contain_text("摄像头断开了")
+        expect(page.locator("#camera-retry")).to_be_visible()
+
         # Keyboard only: Esc clears, a room and Enter lists the flat, Enter picks.
         page.keyboard.press("Escape")
         expect(page.locator("#card-decision")).to_have_attribute("data-decision", "")

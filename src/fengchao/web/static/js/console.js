@@ -256,9 +256,13 @@
     return sum / a.length;
   }
   function tick() {
-    if (video.readyState < 2 || !video.videoWidth) return;
     var stream = video.srcObject;
-    if (stream && stream.getVideoTracks().every(function (t) { return t.readyState === "ended"; })) return;
+    if (stream && stream.getVideoTracks().every(function (t) { return t.readyState === "ended"; })) {
+      // Unplugged mid-shift (or stopped): say so once, keep the hand tools working.
+      if ($("camera-note").hidden) cameraNote(T("CameraLost"));
+      return;
+    }
+    if (video.readyState < 2 || !video.videoWidth) return;
     var started = performance.now();
     mctx.drawImage(video, 0, 0, 64, 48);
     var now = grey(mctx.getImageData(0, 0, 64, 48).data);
