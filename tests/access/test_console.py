@@ -497,3 +497,16 @@ def test_console_as_served_in_english_has_no_chinese_left(live: Any) -> None:
     assert csrf.status_code == 200 and csrf.json()["level"] == "normal"
     lead = live.client("lead5")
     assert lead.get(f"/gates/{gate_id}/console").status_code == 403
+
+
+def test_the_gate_list_offers_the_consoles_in_scope(
+    session: Session, grid: Grid, login_as: Any, guard: Persona, lead5: Persona, gates: Gates
+) -> None:
+    page = login_as(guard).get("/gates")
+    assert page.status_code == 200
+    assert f'href="/gates/{gates.east.id}/console"' in page.text and 'href="/gates"' in page.text
+    other = make_persona(
+        session, "新村门卫", Role.guard, GridScope(ScopeLevel.compound, grid.other.id)
+    )
+    assert f"/gates/{gates.east.id}/console" not in login_as(other).get("/gates").text
+    assert login_as(lead5).get("/gates").status_code == 403

@@ -95,6 +95,22 @@ def level_text(level: str) -> str:
     }.get(level, level)
 
 
+def gates_to_operate(*, session: Session, actor: Actor) -> list[dict[str, Any]]:
+    """The active gates an operator may run, with their compound's name."""
+    require(actor, Permission.gate_operate)
+    from fengchao.registry.models import Compound
+
+    gates = [g for g in access.list_gates(session=session, actor=actor) if g.active]
+    ids = {g.compound_id for g in gates}
+    names = dict(
+        session.execute(select(Compound.id, Compound.name).where(Compound.id.in_(ids))).all()
+    )
+    return [
+        {"id": g.id, "name": g.name, "kind": str(g.kind), "compound": names.get(g.compound_id, "")}
+        for g in gates
+    ]
+
+
 # --- what the guard types ---------------------------------------------------------------
 
 

@@ -17,6 +17,13 @@ router = APIRouter(dependencies=[Depends(require_csrf)], include_in_schema=False
 api = APIRouter(prefix="/api/gates", dependencies=[Depends(require_csrf)], tags=["gates"])
 
 
+@router.get("/gates", response_class=HTMLResponse)
+def gate_list(request: Request, session: DbSession, actor: CurrentActor) -> Response:
+    """The gates in the account's scope, each with its console."""
+    gates = console.gates_to_operate(session=session, actor=actor)
+    return render(request, "access/console/gates.html", {"gates": gates})
+
+
 @router.get("/gates/{gate_id}/console", response_class=HTMLResponse)
 def console_page(
     gate_id: RowId, request: Request, session: DbSession, actor: CurrentActor
