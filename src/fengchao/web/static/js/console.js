@@ -212,7 +212,10 @@
       if (fields.temperature) { state.temp = ""; $("temp").value = ""; }
       answer.sent_temperature = fields.temperature;
       show(answer);
-      window.fcConsole.latencies.push({ ms: performance.now() - started, decision: answer.decision });
+      // Frame grabbed → card painted: the next animation frame after the card is filled.
+      requestAnimationFrame(function () {
+        window.fcConsole.latencies.push({ ms: performance.now() - started, decision: answer.decision, server_ms: answer.ms });
+      });
     }, function (error) {
       state.sending = false;
       if (error instanceof Offline) setOnline(false);
