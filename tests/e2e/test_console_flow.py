@@ -182,6 +182,28 @@ def test_a_code_shown_to_the_camera_gives_the_card_then_keyboard_only(
         last = events_of(world)[-1]
         assert last.reasons == ["overruled", "override_medical"] and last.detail is not None
         expect(page.locator("#events")).to_contain_text("林国平")
+
+        # A keyboard-wedge scanner types the code fast into whatever field has the focus.
+        page.keyboard.press("Escape")
+        page.focus("#temp")
+        page.keyboard.type(text + "\n", delay=5)
+        expect(page.locator("#card-name")).to_have_text("陈美玲")
+        expect(page.locator("#temp")).to_have_value("")
+
+        # A worker switches the level: the banner changes on its own.
+        with Session(world.engine) as session:
+            access.set_level(
+                session=session, actor=SYSTEM_ACTOR, community_id=world.grid.community.id,
+                level="closed",
+            )  # fmt: skip
+            session.commit()
+        expect(page.locator("#level-banner")).to_contain_text("封闭管理", timeout=10000)
+        with Session(world.engine) as session:
+            access.set_level(
+                session=session, actor=SYSTEM_ACTOR, community_id=world.grid.community.id,
+                level="normal",
+            )  # fmt: skip
+            session.commit()
         assert blocked == []
         browser.close()
 
