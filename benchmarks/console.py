@@ -3,6 +3,9 @@ page grabs a camera frame (``performance.now()`` before the motion check) to the
 painted (the next animation frame after the card is filled), with one console and with
 four consoles open at once against one server (one uvicorn worker, SQLite).
 
+The same with a resident code held up instead of a face (``code_*``: the console's own
+share, no face model).
+
 The camera is Chromium's fake device fed a Y4M video written with numpy: an empty scene
 for 1.2 s, then an enrolled resident's face for 0.8 s, in a loop. Each time the face
 appears the page sees movement, sends the frame, and the real face pipeline
@@ -39,15 +42,15 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def setup(engine: object, consoles: int) -> tuple[str, list[int]]:
+def setup(engine: object, consoles: int) -> tuple[str, list[int], str]:
     from sqlalchemy.orm import Session
+    from tests.conftest import PASSWORD, build_grid
 
     from fengchao.access import faces
     from fengchao.access import service as access
     from fengchao.auth import service as auth_service
     from fengchao.auth.models import Role, ScopeLevel
     from fengchao.auth.service import SYSTEM_ACTOR, GridScope
-    from tests.conftest import PASSWORD, build_grid
 
     with Session(engine) as session:  # type: ignore[call-overload]
         grid = build_grid(session)
@@ -68,7 +71,10 @@ def setup(engine: object, consoles: int) -> tuple[str, list[int]]:
             consent=faces.ConsentGiven("林国平"),
         )  # fmt: skip
         session.commit()
-    return PASSWORD, gates
+        from fengchao.access import codes
+
+        code = codes.personal_code(session, grid.resident6.id)
+    return PASSWORD, gates, code
 
 
 def run_consoles(
@@ -110,16 +116,17 @@ def main() -> None:
     samples_one, samples_four = (10, 6) if args.quick else (40, 20)
 
     from playwright.sync_api import sync_playwright
+    from tests.e2e.fake_camera import blank, camera_args, photo, with_qr, write_y4m
+    from tests.e2e.test_import_flow import ARGS
 
     from fengchao.testing import served_app
-    from tests.e2e.fake_camera import blank, camera_args, photo, write_y4m
-    from tests.e2e.test_import_flow import ARGS
 
     folder = Path(tempfile.mkdtemp(prefix="fc-console-bench-"))
     face = photo(FACES / "angelina_jolie_03.jpg")
     video = write_y4m(folder / "gate.y4m", [blank()] * 12 + [face] * 8, fps=10)
     with database("sqlite", folder) as engine:
-        password, gates = setup(engine, 4)
+        password, gates, code = setup(engine, 4)
+        shown = write_y4m(folder / "code.y4m", [blank()] * 12 + [with_qr(code)] * 8, fps=10)
         url = engine.url.render_as_string(hide_password=False)
         with served_app(url, folder) as base, sync_playwright() as p:
             browser = p.chromium.launch(
@@ -127,6 +134,12 @@ def main() -> None:
             )
             one, one_server = run_consoles(browser, base, password, gates[:1], samples_one, 180)
             four, four_server = run_consoles(browser, base, password, gates, samples_four, 300)
+            browser.close()
+            # The console's own share: a resident code held up (no face model).
+            browser = p.chromium.launch(
+                executable_path="/usr/bin/chromium", args=ARGS + camera_args(shown)
+            )
+            coded, coded_server = run_consoles(browser, base, password, gates[:1], samples_one, 180)
             browser.close()
     figures = {
         "p50_ms": round(statistics.median(one), 1) if one else None,
@@ -137,19 +150,29 @@ def main() -> None:
         "server_p50_ms_4_consoles": round(statistics.median(four_server), 1)
         if four_server
         else None,
+        "code_p50_ms": round(statistics.median(coded), 1) if coded else None,
+        "code_p95_ms": round(percentile(coded, 95), 1) if coded else None,
+        "code_server_p50_ms": round(statistics.median(coded_server), 1) if coded_server else None,
         "cards": len(one),
         "cards_4_consoles": len(four),
         "frame": "640x480 JPEG, one enrolled face, real face pipeline",
         "database": "sqlite",
     }
-    print(f"{'consoles':>9} {'cards':>6} {'p50 ms':>8} {'p95 ms':>8} {'server p50 ms':>14}")
     print(
-        f"{1:>9} {len(one):>6} {figures['p50_ms']!s:>8} {figures['p95_ms']!s:>8} "
+        f"{'frames':>6} {'consoles':>9} {'cards':>6} {'p50 ms':>8} {'p95 ms':>8} "
+        f"{'server p50 ms':>14}"
+    )
+    print(
+        f"{'face':>6} {1:>9} {len(one):>6} {figures['p50_ms']!s:>8} {figures['p95_ms']!s:>8} "
         f"{figures['server_p50_ms']!s:>14}"
     )
     print(
-        f"{4:>9} {len(four):>6} {figures['p50_ms_4_consoles']!s:>8} "
+        f"{'face':>6} {4:>9} {len(four):>6} {figures['p50_ms_4_consoles']!s:>8} "
         f"{figures['p95_ms_4_consoles']!s:>8} {figures['server_p50_ms_4_consoles']!s:>14}"
+    )
+    print(
+        f"{'code':>6} {1:>9} {len(coded):>6} {figures['code_p50_ms']!s:>8} "
+        f"{figures['code_p95_ms']!s:>8} {figures['code_server_p50_ms']!s:>14}"
     )
     emit(figures)
 
