@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from fengchao.access import codes, console
+from fengchao.access import codes, console, flows
 from fengchao.access import service as access
 from fengchao.access.console_views import PROVINCES
 from fengchao.access.models import AccessEvent
@@ -27,6 +28,15 @@ from fengchao.notify.models import Notification
 from tests.access.conftest import Gates
 from tests.access.fake_faces import FakeOutcome
 from tests.conftest import Grid, Persona, make_persona
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plate_index() -> Iterator[None]:
+    # The flow caches a community's plate index by (vehicle count, highest id) for 30 s;
+    # rolled-back tests reuse both, so a plate of one test would be seen by the next.
+    flows._plate_cache.clear()
+    yield
+    flows._plate_cache.clear()
 
 
 def key() -> str:

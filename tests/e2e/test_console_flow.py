@@ -102,6 +102,7 @@ def shot(page: Page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     for width, height in ((390, 844), (1280, 860)):
         page.set_viewport_size({"width": width, "height": height})
+        page.evaluate("window.scrollTo(0, 0)")  # a sticky header would be drawn mid-page
         page.screenshot(path=str(SHOTS / f"console-{name}-{width}.png"), full_page=True)
     page.set_viewport_size({"width": 1280, "height": 860})
 
