@@ -190,6 +190,12 @@ def test_a_code_shown_to_the_camera_gives_the_card_then_keyboard_only(
         page.keyboard.type(text + "\n", delay=5)
         expect(page.locator("#card-name")).to_have_text("陈美玲")
         expect(page.locator("#temp")).to_have_value("")
+        # A thermometer typing into the main field: the temperature of the person on the card.
+        page.focus("#entry")
+        page.keyboard.type("36,8\n")
+        expect(page.locator("#events")).to_contain_text("36.8", timeout=6000)
+        last = events_of(world)[-1]
+        assert (last.person_id, last.temperature) == (world.grid.resident6.id, 36.8)
 
         # A worker switches the level: the banner changes on its own.
         with Session(world.engine) as session:

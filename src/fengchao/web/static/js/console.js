@@ -333,6 +333,8 @@
     var text = entry.value.trim();
     if (!text) return;
     if (CODE.test(text)) { entry.value = ""; saveDraft(); sendValue("code", text.toUpperCase()); return; }
+    // A thermometer that types like a keyboard types into whatever field has the focus.
+    if (/^[34]\s*\d\s*[.,，]\s*\d{1,2}$/.test(text)) { entry.value = ""; temp.value = text; submitTemperature(); return; }
     if (looksLikePlate(text)) { sendValue("plate", text.toUpperCase()); return; }
     if (state.picks.length && state.picksFor === text) { pickPerson(state.picks[state.pick]); return; }
     search(text);
