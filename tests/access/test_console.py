@@ -520,3 +520,24 @@ def test_the_gate_list_offers_the_consoles_in_scope(
     )
     assert f"/gates/{gates.east.id}/console" not in login_as(other).get("/gates").text
     assert login_as(lead5).get("/gates").status_code == 403
+
+
+def test_an_unregistered_courier_passes_by_the_rules_for_couriers(
+    session: Session, login_as: Any, guard: Persona, gates: Gates, grid: Grid
+) -> None:
+    browser = login_as(guard)
+    refused = pass_(browser, gates.east.id, method="role", value="courier").json()
+    assert refused["decision"] == "deny" and refused["person"] is None
+    access.create_rule(
+        session=session, actor=SYSTEM_ACTOR, community_id=grid.community.id, effect="allow",
+        roles=["courier"], gate_id=gates.east.id,
+    )  # fmt: skip
+    allowed = pass_(browser, gates.east.id, method="role", value="courier").json()
+    assert allowed["decision"] == "allow"
+    event = session.get(AccessEvent, allowed["event_id"])
+    assert event is not None and event.detail == {
+        "declared_role": "courier",
+        **(event.detail or {}),
+    }
+    wrong = pass_(browser, gates.east.id, method="role", value="owner")
+    assert wrong.status_code == 422 and wrong.json()["errors"][0]["field"] == "value"

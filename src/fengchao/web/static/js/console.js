@@ -405,6 +405,11 @@
   temp.addEventListener("keydown", function (event) {
     if (event.key === "Enter") { event.preventDefault(); if (!scannerTook(event)) submitTemperature(); }
   });
+  // An unregistered courier, contractor or visitor: the guard vouches for the role.
+  root.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-declare]");
+    if (button) sendValue("role", button.dataset.declare);
+  });
   var provinces = $("provinces");
   if (provinces) provinces.addEventListener("click", function (event) {
     var button = event.target.closest("[data-province]");
