@@ -13,7 +13,7 @@ from sqlalchemy.orm import sessionmaker
 
 from fengchao import __version__
 from fengchao.access import api as access_api
-from fengchao.access import face_views
+from fengchao.access import console_views, face_views
 from fengchao.access import gate_views as access_gate_views
 from fengchao.access import views as access_views
 from fengchao.auth import views as auth_views
@@ -136,8 +136,10 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
     app.include_router(gridwork_public.router)
     app.include_router(access_api.device_router)
     app.include_router(access_api.router)
-    app.include_router(access_gate_views.router)
+    app.include_router(console_views.router)
+    app.include_router(console_views.api)
     app.include_router(face_views.router)
+    app.include_router(access_gate_views.router)
 
     @app.get("/", include_in_schema=False)
     def home(request: Request, actor: CurrentActor) -> Response:
