@@ -192,3 +192,18 @@ def _scope_over(session: Session):  # type: ignore[no-untyped-def]
         yield session
 
     return scope
+
+
+def test_the_printed_qr_reads_back_as_the_code(session: Session, grid: Grid) -> None:
+    import io
+
+    import cv2
+    import numpy as np
+    import segno
+
+    text = codes.personal_code(session, grid.resident5.id)
+    assert 'class="segno"' in codes.qr_svg(text)
+    buffer = io.BytesIO()
+    segno.make(text, error="m").save(buffer, kind="png", scale=6)
+    image = cv2.imdecode(np.frombuffer(buffer.getvalue(), np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert cv2.QRCodeDetector().detectAndDecode(image)[0] == text

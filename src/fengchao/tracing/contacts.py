@@ -1,0 +1,387 @@
+"""Contact finding (流调): who was near a case, why, and how close — a pure module.
+
+Plain records in, contacts out; no database. The records come through the ``Records``
+protocol so that the service can answer each question with one indexed query (the
+co-passage question as a windowed lookup on (gate, time), a person's passages on (person,
+time)) while tests answer them from lists (``RecordLists``).
+
+Every source (household, co-passage, visitor, sampling queue, tube, building, chain) has
+its tier and, where it has one, its window in ``Rules``. A person reached through several
+sources is one contact with several reasons; the highest tier wins. Contacts of close
+contacts are found to ``Rules.depth`` and are secondary.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+Tier = Literal["close", "secondary"]
+ReasonKind = Literal[
+    "household", "co_passage", "visitor", "sampling_queue", "tube", "building", "chain"
+]
+Subject = tuple[Literal["person", "visitor"], int]
+"""Who a contact is: a registered person or a visitor (whose ids are their own)."""
+
+_TIER_RANK: dict[str, int] = {"close": 2, "secondary": 1}
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One allowed passage through a gate (from the access record)."""
+
+    subject: Subject
+    gate_id: int
+    direction: str
+    at: dt.datetime
+    event_id: int
+
+
+@dataclass(frozen=True)
+class Visit:
+    """A visitor's pass used at a host household (from the visitors slice)."""
+
+    visitor: Subject
+    host_household_id: int
+    start: dt.datetime
+    end: dt.datetime
+    pass_id: int
+
+
+@dataclass(frozen=True)
+class Swab:
+    """One swab at the sampling site: its place in the site's queue and its tube."""
+
+    subject: Subject
+    site_id: int
+    tube_id: int
+    tube_barcode: str
+    at: dt.datetime
+    swab_id: int
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What counts as contact, and how close. Defaults follow common practice: household
+    members, co-passages (±5 min), visits, queue neighbours and tube mates are close
+    contacts (密接); the building's other residents and contacts of close contacts are
+    secondary (次密接)."""
+
+    co_passage_minutes: int = 5
+    co_passage_same_direction_only: bool = False
+    queue_neighbours: int = 2
+    include_building: bool = True
+    depth: int = 2
+    tiers: dict[str, Tier] = field(
+        default_factory=lambda: {
+            "household": "close",
+            "co_passage": "close",
+            "visitor": "close",
+            "sampling_queue": "close",
+            "tube": "close",
+            "building": "secondary",
+            "chain": "secondary",
+        }
+    )
+
+    def problems(self) -> list[str]:
+        """What makes these rules unusable (empty when they are fine)."""
+        found = []
+        if not 0 <= self.co_passage_minutes <= 120:
+            found.append("co_passage_minutes must be between 0 and 120")
+        if not 0 <= self.queue_neighbours <= 20:
+            found.append("queue_neighbours must be between 0 and 20")
+        if not 1 <= self.depth <= 3:
+            found.append("depth must be between 1 and 3")
+        for kind, tier in self.tiers.items():
+            if tier not in _TIER_RANK:
+                found.append(f"tier of {kind} must be close or secondary")
+        return found
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why someone is a contact, with the evidence a tracer checks (which gate, which
+    minute, which tube)."""
+
+    kind: ReasonKind
+    evidence: dict[str, object]
+    tier: Tier
+
+
+@dataclass(frozen=True)
+class Dismissal:
+    """An earlier decision that someone was not a contact of another case."""
+
+    case_id: int
+    reason: str
+    at: dt.datetime
+
+
+@dataclass
+class Contact:
+    subject: Subject
+    tier: Tier
+    reasons: list[Reason]
+    earlier_dismissals: list[Dismissal] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Window:
+    start: dt.datetime
+    end: dt.datetime
+
+    def __contains__(self, moment: dt.datetime) -> bool:
+        return self.start <= moment <= self.end
+
+
+class Records(Protocol):
+    """The questions contact finding asks. Each answer covers the given window only."""
+
+    def household_of(self, subject: Subject) -> int | None: ...
+
+    def household_members(self, household_id: int) -> Sequence[Subject]: ...
+
+    def building_of(self, household_id: int) -> int | None: ...
+
+    def building_residents(self, building_id: int) -> Sequence[tuple[Subject, int]]:
+        """(person, household) for everyone living in the building."""
+        ...
+
+    def passages_of(self, subject: Subject, window: Window) -> Sequence[Passage]: ...
+
+    def passages_near(self, gate_id: int, at: dt.datetime, minutes: int) -> Sequence[Passage]: ...
+
+    def visits_hosted(self, household_id: int, window: Window) -> Sequence[Visit]: ...
+
+    def visits_made(self, visitor: Subject, window: Window) -> Sequence[Visit]: ...
+
+    def swabs_of(self, subject: Subject, window: Window) -> Sequence[Swab]: ...
+
+    def queue_around(self, swab: Swab, neighbours: int) -> Sequence[Swab]:
+        """The swabs registered just before and after ``swab`` at its site."""
+        ...
+
+    def tube_mates(self, tube_id: int) -> Sequence[Swab]: ...
+
+
+def _stamp(moment: dt.datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
+class _Collector:
+    """Contacts keyed by subject, merging reasons and keeping the highest tier."""
+
+    def __init__(self, case: Subject, rules: Rules) -> None:
+        self.case = case
+        self.rules = rules
+        self.found: dict[Subject, Contact] = {}
+
+    def add(self, subject: Subject, kind: ReasonKind, evidence: dict[str, object]) -> None:
+        if subject == self.case:
+            return
+        tier = self.rules.tiers.get(kind, "secondary")
+        reason = Reason(kind, evidence, tier)
+        contact = self.found.get(subject)
+        if contact is None:
+            self.found[subject] = Contact(subject, tier, [reason])
+            return
+        if reason not in contact.reasons:
+            contact.reasons.append(reason)
+        if _TIER_RANK[tier] > _TIER_RANK[contact.tier]:
+            contact.tier = tier
+
+
+def _direct(
+    subject: Subject, records: Records, window: Window, rules: Rules, out: _Collector
+) -> None:
+    """Every direct contact of ``subject`` within ``window`` (all sources but chains)."""
+    household = records.household_of(subject)
+    if household is not None:
+        for member in records.household_members(household):
+            out.add(member, "household", {"household_id": household})
+        building = records.building_of(household)
+        if rules.include_building and building is not None:
+            for resident, their_household in records.building_residents(building):
+                if their_household != household:
+                    out.add(resident, "building", {"building_id": building})
+        for visit in records.visits_hosted(household, window):
+            out.add(
+                visit.visitor,
+                "visitor",
+                {"pass_id": visit.pass_id, "at": _stamp(visit.start), "role": "host"},
+            )
+    for visit in records.visits_made(subject, window):
+        for member in records.household_members(visit.host_household_id):
+            out.add(
+                member,
+                "visitor",
+                {
+                    "pass_id": visit.pass_id,
+                    "at": _stamp(visit.start),
+                    "household_id": visit.host_household_id,
+                    "role": "visited",
+                },
+            )
+    for passage in records.passages_of(subject, window):
+        for other in records.passages_near(passage.gate_id, passage.at, rules.co_passage_minutes):
+            if other.subject == subject:
+                continue
+            if rules.co_passage_same_direction_only and other.direction != passage.direction:
+                continue
+            gap = abs((other.at - passage.at).total_seconds()) / 60
+            if gap > rules.co_passage_minutes:
+                continue  # the records may answer a little wide; the rule decides
+            out.add(
+                other.subject,
+                "co_passage",
+                {
+                    "gate_id": passage.gate_id,
+                    "case_at": _stamp(passage.at),
+                    "contact_at": _stamp(other.at),
+                    "minutes_apart": round(gap, 1),
+                    "direction": other.direction,
+                },
+            )
+    for swab in records.swabs_of(subject, window):
+        for neighbour in records.queue_around(swab, rules.queue_neighbours):
+            out.add(
+                neighbour.subject,
+                "sampling_queue",
+                {
+                    "site_id": swab.site_id,
+                    "case_at": _stamp(swab.at),
+                    "contact_at": _stamp(neighbour.at),
+                },
+            )
+        for mate in records.tube_mates(swab.tube_id):
+            out.add(mate.subject, "tube", {"tube": swab.tube_barcode, "at": _stamp(swab.at)})
+
+
+def find_contacts(
+    case: Subject,
+    records: Records,
+    window: Window,
+    rules: Rules | None = None,
+    dismissals: dict[Subject, list[Dismissal]] | None = None,
+) -> list[Contact]:
+    """The contacts of ``case`` within ``window``: close contacts first, then secondary,
+    each once with all their reasons, and with the dismissals other cases recorded for them
+    (a dismissed contact who turns up again is shown again)."""
+    rules = rules or Rules()
+    problems = rules.problems()
+    if problems:
+        raise ValueError("; ".join(problems))
+    collector = _Collector(case, rules)
+    _direct(case, records, window, rules, collector)
+    frontier = [c.subject for c in collector.found.values() if c.tier == "close"]
+    seen = {case, *frontier}
+    for level in range(2, rules.depth + 1):
+        reached: list[Subject] = []
+        for via in frontier:
+            inner = _Collector(via, _without_building(rules))
+            _direct(via, records, window, inner.rules, inner)
+            for subject, found in inner.found.items():
+                if found.tier != "close" or subject in seen:
+                    continue
+                kinds = sorted({r.kind for r in found.reasons})
+                collector.add(subject, "chain", {"via": list(via), "kinds": kinds, "depth": level})
+                reached.append(subject)
+        seen.update(reached)
+        frontier = reached
+    contacts = list(collector.found.values())
+    for contact in contacts:
+        contact.earlier_dismissals = list((dismissals or {}).get(contact.subject, []))
+    contacts.sort(key=lambda c: (-_TIER_RANK[c.tier], c.subject))
+    return contacts
+
+
+def _without_building(rules: Rules) -> Rules:
+    # A close contact's building is not traced again: the building rule is about the case.
+    return Rules(
+        co_passage_minutes=rules.co_passage_minutes,
+        co_passage_same_direction_only=rules.co_passage_same_direction_only,
+        queue_neighbours=rules.queue_neighbours,
+        include_building=False,
+        depth=1,
+        tiers=rules.tiers,
+    )
+
+
+@dataclass
+class RecordLists:
+    """``Records`` answered from plain lists (tests, small command-line runs)."""
+
+    households: dict[Subject, int] = field(default_factory=dict)
+    buildings: dict[int, int] = field(default_factory=dict)  # household -> building
+    passages: list[Passage] = field(default_factory=list)
+    visits: list[Visit] = field(default_factory=list)
+    swabs: list[Swab] = field(default_factory=list)
+
+    def household_of(self, subject: Subject) -> int | None:
+        return self.households.get(subject)
+
+    def household_members(self, household_id: int) -> list[Subject]:
+        return sorted(s for s, h in self.households.items() if h == household_id)
+
+    def building_of(self, household_id: int) -> int | None:
+        return self.buildings.get(household_id)
+
+    def building_residents(self, building_id: int) -> list[tuple[Subject, int]]:
+        return sorted(
+            (s, h) for s, h in self.households.items() if self.buildings.get(h) == building_id
+        )
+
+    def passages_of(self, subject: Subject, window: Window) -> list[Passage]:
+        return [p for p in self.passages if p.subject == subject and p.at in window]
+
+    def passages_near(self, gate_id: int, at: dt.datetime, minutes: int) -> list[Passage]:
+        reach = dt.timedelta(minutes=minutes)
+        return [p for p in self.passages if p.gate_id == gate_id and abs(p.at - at) <= reach]
+
+    def visits_hosted(self, household_id: int, window: Window) -> list[Visit]:
+        return [
+            v for v in self.visits if v.host_household_id == household_id and _overlaps(v, window)
+        ]
+
+    def visits_made(self, visitor: Subject, window: Window) -> list[Visit]:
+        return [v for v in self.visits if v.visitor == visitor and _overlaps(v, window)]
+
+    def swabs_of(self, subject: Subject, window: Window) -> list[Swab]:
+        return [s for s in self.swabs if s.subject == subject and s.at in window]
+
+    def queue_around(self, swab: Swab, neighbours: int) -> list[Swab]:
+        queue = sorted(
+            (s for s in self.swabs if s.site_id == swab.site_id and s.at.date() == swab.at.date()),
+            key=lambda s: (s.at, s.swab_id),
+        )
+        index = queue.index(swab)
+        return _around(queue, index, neighbours)
+
+    def tube_mates(self, tube_id: int) -> list[Swab]:
+        return [s for s in self.swabs if s.tube_id == tube_id]
+
+
+def _overlaps(visit: Visit, window: Window) -> bool:
+    return visit.start <= window.end and visit.end >= window.start
+
+
+def _around(queue: Sequence[Swab], index: int, neighbours: int) -> list[Swab]:
+    lower = max(0, index - neighbours)
+    return [s for s in queue[lower : index + neighbours + 1] if s != queue[index]]
+
+
+def lookback_window(
+    *,
+    onset: dt.datetime | None,
+    sampled: dt.datetime | None,
+    confirmed: dt.datetime,
+    days_before: int = 4,
+) -> Window:
+    """From ``days_before`` days before the earlier of onset and sampling (or confirmation
+    when neither is known) up to confirmation."""
+    anchors: Iterable[dt.datetime] = [d for d in (onset, sampled) if d is not None]
+    anchor = min(anchors, default=confirmed)
+    return Window(anchor - dt.timedelta(days=days_before), max(confirmed, anchor))
