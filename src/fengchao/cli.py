@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from fengchao import backup as backups
 from fengchao.access.codes_cli import codes_app
+from fengchao.tracing.cli import trace_app
 from fengchao.auth import service as auth_service
 from fengchao.auth.models import Role, ScopeLevel, User
 from fengchao.auth.service import SYSTEM_ACTOR, Actor, AuthError, Forbidden, GridScope
@@ -45,6 +46,7 @@ app.add_typer(import_app, name="import")
 app.add_typer(users_app, name="users")
 app.add_typer(eval_app, name="eval")
 app.add_typer(codes_app, name="codes")
+app.add_typer(trace_app, name="trace")
 console = Console(stderr=True)
 
 

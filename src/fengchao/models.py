@@ -7,4 +7,5 @@ def load_all_models() -> None:
     import fengchao.access.models
     import fengchao.auth.models
     import fengchao.notify.models
-    import fengchao.registry.models  # noqa: F401
+    import fengchao.registry.models
+    import fengchao.tracing.models  # noqa: F401

@@ -43,6 +43,7 @@ class Permission(enum.StrEnum):
     access_manage = "access.manage"  # gates, devices, pass rules, console PINs
     gate_operate = "gate.operate"  # decisions at a gate's console
     alert_switch = "alert.switch"  # the alert level (one action, audited)
+    tracing_manage = "tracing.manage"  # cases, their contacts, isolation of contacts
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -59,6 +60,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.access_manage,
             Permission.gate_operate,
             Permission.alert_switch,
+            Permission.tracing_manage,
         }
     ),
     Role.building_lead: frozenset(

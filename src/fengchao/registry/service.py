@@ -505,3 +505,42 @@ GAP_LABELS = {
     completeness.Gap.duplicate: "疑似重复",
     completeness.Gap.moved_out_living: "空置户仍有在住人员",
 }
+
+
+# --- reads for contact tracing (who lives with whom); the caller checks role and scope ---
+
+
+def household_of_person(*, session: Session, person_id: int) -> int | None:
+    return session.scalar(select(Person.household_id).where(Person.id == person_id))
+
+
+def household_residents(*, session: Session, household_id: int) -> list[int]:
+    """The ids of the people living in a household (not those moved out)."""
+    return list(
+        session.scalars(
+            select(Person.id)
+            .where(
+                Person.household_id == household_id,
+                Person.residence_status != ResidenceStatus.moved_out,
+            )
+            .order_by(Person.id)
+        )
+    )
+
+
+def building_of_household(*, session: Session, household_id: int) -> int | None:
+    return session.scalar(select(Household.building_id).where(Household.id == household_id))
+
+
+def building_residents(*, session: Session, building_id: int) -> list[tuple[int, int]]:
+    """(person id, household id) of everyone living in a building."""
+    rows = session.execute(
+        select(Person.id, Person.household_id)
+        .join(Household, Household.id == Person.household_id)
+        .where(
+            Household.building_id == building_id,
+            Person.residence_status != ResidenceStatus.moved_out,
+        )
+        .order_by(Person.id)
+    )
+    return [(int(p), int(h)) for p, h in rows]

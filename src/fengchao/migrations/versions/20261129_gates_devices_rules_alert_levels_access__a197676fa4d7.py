@@ -12,7 +12,6 @@ from alembic import op
 
 import fengchao.db
 
-
 revision: str = "a197676fa4d7"
 down_revision: str | None = "98e044b2a610"
 branch_labels: str | Sequence[str] | None = None
