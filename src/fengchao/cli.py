@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session
 
 from fengchao import backup as backups
 from fengchao.access.codes_cli import codes_app
-from fengchao.tracing.cli import trace_app
 from fengchao.auth import service as auth_service
 from fengchao.auth.models import Role, ScopeLevel, User
 from fengchao.auth.service import SYSTEM_ACTOR, Actor, AuthError, Forbidden, GridScope
@@ -34,6 +33,7 @@ from fengchao.registry import jobs as registry_jobs
 from fengchao.registry import scope as registry_scope
 from fengchao.registry.models import Building, Community, Compound, Street
 from fengchao.settings import get_settings
+from fengchao.tracing.cli import trace_app
 
 if TYPE_CHECKING:
     from fengchao.vision.face_pipeline import FacePipeline

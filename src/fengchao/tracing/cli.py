@@ -63,6 +63,7 @@ def case(
         return
     for contact in output["contacts"]:
         kinds = ", ".join(r["kind"] for r in contact["reasons"])
-        typer.echo(f"{contact['person_id'] or contact.get('visitor_id')}\t{contact['tier']}\t{kinds}")
+        who = contact["person_id"] or contact.get("visitor_id")
+        typer.echo(f"{who}\t{contact['tier']}\t{kinds}")
     for note in result.notes:
         typer.echo(note, err=True)
