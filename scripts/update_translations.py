@@ -41,7 +41,9 @@ def main() -> int:
                 catalog[message].locations.append(location)
             else:
                 catalog.add(message, previous.string if previous else "", [location])
-    # Texts translated at run time from tables of labels rather than literals.
+    # Texts translated at run time from tables of labels rather than literals. Importing the
+    # app first lets every slice describe its audit actions and records.
+    import fengchao.app  # noqa: F401
     from fengchao.auth.audit_log import ACTION_LABELS as AUDIT_ACTIONS
     from fengchao.auth.audit_log import DETAIL_LABELS, OBJECT_LABELS
     from fengchao.auth.models import ROLE_LABELS
@@ -54,12 +56,13 @@ def main() -> int:
     from fengchao.registry.proposals import STATE_LABELS
     from fengchao.registry.service import GAP_LABELS
     from fengchao.registry.views import ROOM_LABELS
+    from fengchao.tracing.views import REASON_LABELS, TIER_LABELS
 
     notifier_labels = {kind: notifier_for(kind).label for kind in NOTIFIERS}
     tables = (
         LABELS, FIELD_LABELS, GAP_LABELS, ROLE_LABELS, ACTION_LABELS, STATE_LABELS,
         AUDIT_ACTIONS, OBJECT_LABELS, DETAIL_LABELS, ROOM_LABELS, URGENCY_LABELS,
-        notifier_labels,
+        notifier_labels, REASON_LABELS, TIER_LABELS,
     )  # fmt: skip
     for texts in (*(table.values() for table in tables), SUGGESTED_REASONS):
         for text in texts:

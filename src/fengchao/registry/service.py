@@ -544,3 +544,50 @@ def building_residents(*, session: Session, building_id: int) -> list[tuple[int,
         .order_by(Person.id)
     )
     return [(int(p), int(h)) for p, h in rows]
+
+
+@dataclass(frozen=True)
+class ContactCard:
+    """What a tracer sees of a contact: who, where, how to reach them (phone shown to
+    roles that may read the registry)."""
+
+    person_id: int
+    name: str
+    gender: str | None
+    birth_year: int | None
+    phone: str | None
+    compound: str
+    address: str
+    building_id: int
+    health_status: str
+
+
+def contact_cards(
+    *, session: Session, actor: Actor, person_ids: list[int]
+) -> dict[int, ContactCard]:
+    """Cards of the given people that lie in the actor's scope (others are left out)."""
+    require(actor, Permission.registry_read)
+    cards: dict[int, ContactCard] = {}
+    for start in range(0, len(person_ids), 500):
+        chunk = person_ids[start : start + 500]
+        rows = session.execute(
+            select(Person, Household, Building, Unit, Compound)
+            .join(Household, Household.id == Person.household_id)
+            .join(Building, Building.id == Household.building_id)
+            .join(Unit, Unit.id == Household.unit_id)
+            .join(Compound, Compound.id == Household.compound_id)
+            .where(Person.id.in_(chunk), household_in_scope(actor.scope))
+        )
+        for person, household, building, unit, compound in rows:
+            cards[person.id] = ContactCard(
+                person_id=person.id,
+                name=person.name,
+                gender=person.gender.value if person.gender else None,
+                birth_year=person.birth_date.year if person.birth_date else None,
+                phone=person.phone,
+                compound=compound.name,
+                address=f"{building.name}-{unit.name}-{household.room}",
+                building_id=building.id,
+                health_status=person.health_status.value,
+            )
+    return cards

@@ -52,16 +52,17 @@ def case(
         except NotFound:
             typer.echo(f"no person with id {person_id}", err=True)
             raise typer.Exit(2) from None
+    contacts = [contact_json(c) for c in result.contacts]
     output = {
         "case": person_id,
         "window": {"start": result.window.start.isoformat(), "end": result.window.end.isoformat()},
-        "contacts": [contact_json(c) for c in result.contacts],
+        "contacts": contacts,
         "notes": result.notes,
     }
     if as_json:
         typer.echo(json.dumps(output, ensure_ascii=False))
         return
-    for contact in output["contacts"]:
+    for contact in contacts:
         kinds = ", ".join(r["kind"] for r in contact["reasons"])
         who = contact["person_id"] or contact.get("visitor_id")
         typer.echo(f"{who}\t{contact['tier']}\t{kinds}")

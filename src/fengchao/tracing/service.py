@@ -440,3 +440,68 @@ def sampling_list(*, session: Session, actor: Actor, case_id: int) -> list[int]:
             )
         )
     )
+
+
+def audit_export(*, session: Session, actor: Actor, case: TracingCase, rows: int, fmt: str) -> None:
+    audit(
+        session=session,
+        actor=actor,
+        action="export",
+        object_type="tracing_case",
+        object_id=case.id,
+        community_id=case.community_id,
+        rows=rows,
+        format=fmt,
+    )
+
+
+@dataclass
+class Kpis:
+    """What tracing teams watch: contacts decided within 24 hours of the case, the share of
+    new cases already on a contact list, and confirmed contacts still not protected after
+    24 hours (lost to follow-up)."""
+
+    cases: int
+    decided_within_24h: int
+    decided: int
+    cases_already_listed: int
+    lost_to_follow_up: int
+
+    @property
+    def reached_share(self) -> float | None:
+        return self.decided_within_24h / self.decided if self.decided else None
+
+    @property
+    def listed_share(self) -> float | None:
+        return self.cases_already_listed / self.cases if self.cases else None
+
+
+def kpis(*, session: Session, actor: Actor) -> Kpis:
+    cases = list_cases(session=session, actor=actor)
+    if not cases:
+        return Kpis(0, 0, 0, 0, 0)
+    by_id = {c.id: c for c in cases}
+    decisions = list(
+        session.scalars(select(ContactDecision).where(ContactDecision.case_id.in_(by_id)))
+    )
+    day = dt.timedelta(hours=24)
+    within = sum(1 for d in decisions if d.decided_at - by_id[d.case_id].created_at <= day)
+    confirmed_before: dict[int, dt.datetime] = {}
+    for d in decisions:
+        if d.status == ContactStatus.confirmed and d.subject_kind == "person":
+            earlier = confirmed_before.get(d.subject_id)
+            confirmed_before[d.subject_id] = min(earlier, d.decided_at) if earlier else d.decided_at
+    listed = sum(
+        1
+        for c in cases
+        if c.person_id in confirmed_before and confirmed_before[c.person_id] <= c.created_at
+    )
+    now = utcnow()
+    lost = sum(
+        1
+        for d in decisions
+        if d.status == ContactStatus.confirmed
+        and d.isolated_at is None
+        and now - d.decided_at > day
+    )
+    return Kpis(len(cases), within, len(decisions), listed, lost)
