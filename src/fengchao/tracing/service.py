@@ -87,18 +87,21 @@ def _dismissals(
 
 
 def _coverage_notes(session: Session, community_id: int, window: Window) -> list[str]:
-    """Say what the records can no longer show: events before the oldest kept one."""
-    notes = []
-    oldest = access_passages.oldest_event_at(session, community_id=community_id)
-    keep = dt.timedelta(days=get_settings().access.event_keep_days)
-    if window.start < utcnow() - keep or (oldest is not None and window.start < oldest):
-        start = oldest.astimezone(zone()).strftime("%Y-%m-%d %H:%M") if oldest else "—"
-        notes.append(
+    """Say what the records cannot show: passages deleted after the retention period, or
+    none kept yet that far back."""
+    keep_from = utcnow() - dt.timedelta(days=get_settings().access.event_keep_days)
+    if window.start < keep_from:
+        start = keep_from.astimezone(zone()).strftime("%Y-%m-%d %H:%M")
+        return [
             _(
                 "回溯起点早于通行记录的保存期限：{start} 之前的通行记录已按规定删除，无法查到。"
             ).format(start=start)
-        )
-    return notes
+        ]
+    oldest = access_passages.oldest_event_at(session, community_id=community_id)
+    if oldest is not None and window.start < oldest:
+        start = oldest.astimezone(zone()).strftime("%Y-%m-%d %H:%M")
+        return [_("通行记录最早一条在 {start}，此前没有通行记录可查。").format(start=start)]
+    return []
 
 
 def trace(

@@ -18,7 +18,7 @@ from fengchao.registry.models import HealthStatus
 from fengchao.tracing import exports, service
 from fengchao.tracing.contacts import Contact, Subject
 from fengchao.tracing.models import ContactStatus
-from fengchao.web.deps import CurrentActor, DbSession, RowId, render, require_csrf
+from fengchao.web.deps import CurrentActor, DbSession, RowId, render, require_csrf, templates
 from fengchao.web.i18n import _
 
 router = APIRouter(prefix="/tracing", dependencies=[Depends(require_csrf)], include_in_schema=False)
@@ -56,6 +56,18 @@ audit_log.describe(
 )
 
 Text = Annotated[str, Form(max_length=400)]
+
+
+def local_stamp(text: object) -> str:
+    """An evidence time (ISO 8601, UTC) as the community reads it: 2026-12-07 18:03."""
+    try:
+        moment = dt.datetime.fromisoformat(str(text))
+    except ValueError:
+        return str(text)
+    return moment.astimezone(service.zone()).strftime("%Y-%m-%d %H:%M")
+
+
+templates.env.filters["local_stamp"] = local_stamp
 
 
 def _parse_local(text: str, field: str, *, required: bool) -> dt.datetime | None:
@@ -132,12 +144,23 @@ def _subject_key(subject: Subject) -> str:
     return f"{subject[0]}:{subject[1]}"
 
 
+def building_only(contact: Contact) -> bool:
+    """Reached only as a resident of the case's building: listed together, not one by one."""
+    return all(r.kind == "building" for r in contact.reasons)
+
+
 def _graph(case_name: str, contacts: list[Contact], names: dict[Subject, str]) -> dict[str, Any]:
-    """Nodes and links for the ECharts graph: the case, its contacts, and for contacts of
-    contacts the close contact they came through."""
-    nodes = [{"id": "case", "name": case_name, "category": 0, "symbolSize": 46}]
+    """Nodes and links for the ECharts graph: the case in the middle, each contact found
+    through a record, contacts of contacts linked to the close contact they came through,
+    and the building's other residents as one node (hundreds of dots say nothing)."""
+    nodes: list[dict[str, Any]] = [
+        {"id": "case", "name": case_name, "category": 0, "symbolSize": 46}
+    ]
     links = []
+    building = [c for c in contacts if building_only(c)]
     for contact in contacts:
+        if building_only(contact):
+            continue
         key = _subject_key(contact.subject)
         nodes.append(
             {
@@ -148,12 +171,23 @@ def _graph(case_name: str, contacts: list[Contact], names: dict[Subject, str]) -
             }
         )
         for reason in contact.reasons:
+            source = "case"
             if reason.kind == "chain":
                 via = reason.evidence.get("via")
                 source = f"{via[0]}:{via[1]}" if isinstance(via, list) else "case"
-            else:
-                source = "case"
             links.append({"source": source, "target": key, "label": _(REASON_LABELS[reason.kind])})
+    if building:
+        nodes.append(
+            {
+                "id": "building",
+                "name": _("同楼栋居民 {n} 人").format(n=len(building)),
+                "category": 2,
+                "symbolSize": 34,
+            }
+        )
+        links.append(
+            {"source": "case", "target": "building", "label": _(REASON_LABELS["building"])}
+        )
     categories = [{"name": _("病例")}, {"name": _("密切接触者")}, {"name": _("次密切接触者")}]
     return {"nodes": nodes, "links": links, "categories": categories}
 
@@ -184,6 +218,8 @@ def case_page(
         "reason_labels": REASON_LABELS,
         "tier_labels": TIER_LABELS,
         "close_count": sum(1 for x in view.lines if x.contact.tier == "close"),
+        "traced": [x for x in view.lines if not building_only(x.contact)],
+        "neighbours": [x for x in view.lines if building_only(x.contact)],
         "pending_protection": sum(
             1
             for x in view.lines
