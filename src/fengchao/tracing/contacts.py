@@ -74,6 +74,10 @@ class Rules:
     queue_neighbours: int = 2
     include_building: bool = True
     depth: int = 2
+    # Which links of a close contact make their contacts secondary: living together, a
+    # visit, a shared tube. Co-passages of co-passages are left out on purpose: at a busy
+    # gate they reach most of the community and say little.
+    chain_kinds: frozenset[str] = frozenset({"household", "visitor", "tube"})
     tiers: dict[str, Tier] = field(
         default_factory=lambda: {
             "household": "close",
@@ -95,6 +99,9 @@ class Rules:
             found.append("queue_neighbours must be between 0 and 20")
         if not 1 <= self.depth <= 3:
             found.append("depth must be between 1 and 3")
+        unknown = set(self.chain_kinds) - ALL_KINDS
+        if unknown:
+            found.append(f"chain_kinds: unknown kinds {sorted(unknown)}")
         for kind, tier in self.tiers.items():
             if tier not in _TIER_RANK:
                 found.append(f"tier of {kind} must be close or secondary")
@@ -194,26 +201,37 @@ class _Collector:
             contact.tier = tier
 
 
+ALL_KINDS = frozenset({"household", "co_passage", "visitor", "sampling_queue", "tube", "building"})
+
+
 def _direct(
-    subject: Subject, records: Records, window: Window, rules: Rules, out: _Collector
+    subject: Subject,
+    records: Records,
+    window: Window,
+    rules: Rules,
+    out: _Collector,
+    kinds: frozenset[str] = ALL_KINDS,
 ) -> None:
-    """Every direct contact of ``subject`` within ``window`` (all sources but chains)."""
+    """Every direct contact of ``subject`` within ``window`` through the given ``kinds`` of
+    link (each kind's records are read only when it is asked for)."""
     household = records.household_of(subject)
     if household is not None:
-        for member in records.household_members(household):
-            out.add(member, "household", {"household_id": household})
-        building = records.building_of(household)
+        if "household" in kinds:
+            for member in records.household_members(household):
+                out.add(member, "household", {"household_id": household})
+        building = records.building_of(household) if "building" in kinds else None
         if rules.include_building and building is not None:
             for resident, their_household in records.building_residents(building):
                 if their_household != household:
                     out.add(resident, "building", {"building_id": building})
+    if household is not None and "visitor" in kinds:
         for visit in records.visits_hosted(household, window):
             out.add(
                 visit.visitor,
                 "visitor",
                 {"pass_id": visit.pass_id, "at": _stamp(visit.start), "role": "host"},
             )
-    for visit in records.visits_made(subject, window):
+    for visit in records.visits_made(subject, window) if "visitor" in kinds else ():
         for member in records.household_members(visit.host_household_id):
             out.add(
                 member,
@@ -225,7 +243,7 @@ def _direct(
                     "role": "visited",
                 },
             )
-    for passage in records.passages_of(subject, window):
+    for passage in records.passages_of(subject, window) if "co_passage" in kinds else ():
         for other in records.passages_near(passage.gate_id, passage.at, rules.co_passage_minutes):
             if other.subject == subject:
                 continue
@@ -245,8 +263,11 @@ def _direct(
                     "direction": other.direction,
                 },
             )
-    for swab in records.swabs_of(subject, window):
+    swab_kinds = kinds & {"sampling_queue", "tube"}
+    for swab in records.swabs_of(subject, window) if swab_kinds else ():
         for neighbour in records.queue_around(swab, rules.queue_neighbours):
+            if "sampling_queue" not in kinds:
+                break
             out.add(
                 neighbour.subject,
                 "sampling_queue",
@@ -256,7 +277,7 @@ def _direct(
                     "contact_at": _stamp(neighbour.at),
                 },
             )
-        for mate in records.tube_mates(swab.tube_id):
+        for mate in records.tube_mates(swab.tube_id) if "tube" in kinds else ():
             out.add(mate.subject, "tube", {"tube": swab.tube_barcode, "at": _stamp(swab.at)})
 
 
@@ -281,8 +302,8 @@ def find_contacts(
     for level in range(2, rules.depth + 1):
         reached: list[Subject] = []
         for via in frontier:
-            inner = _Collector(via, _without_building(rules))
-            _direct(via, records, window, inner.rules, inner)
+            inner = _Collector(via, rules)
+            _direct(via, records, window, rules, inner, rules.chain_kinds & ALL_KINDS)
             for subject, found in inner.found.items():
                 if found.tier != "close" or subject in seen:
                     continue
@@ -296,18 +317,6 @@ def find_contacts(
         contact.earlier_dismissals = list((dismissals or {}).get(contact.subject, []))
     contacts.sort(key=lambda c: (-_TIER_RANK[c.tier], c.subject))
     return contacts
-
-
-def _without_building(rules: Rules) -> Rules:
-    # A close contact's building is not traced again: the building rule is about the case.
-    return Rules(
-        co_passage_minutes=rules.co_passage_minutes,
-        co_passage_same_direction_only=rules.co_passage_same_direction_only,
-        queue_neighbours=rules.queue_neighbours,
-        include_building=False,
-        depth=1,
-        tiers=rules.tiers,
-    )
 
 
 @dataclass
