@@ -528,6 +528,34 @@ def household_residents(*, session: Session, household_id: int) -> list[int]:
     )
 
 
+def households_of_people(*, session: Session, person_ids: list[int]) -> dict[int, int]:
+    """Each person's household, read in chunks (for hundreds of people at once)."""
+    found: dict[int, int] = {}
+    for start in range(0, len(person_ids), 1000):
+        chunk = person_ids[start : start + 1000]
+        rows = session.execute(select(Person.id, Person.household_id).where(Person.id.in_(chunk)))
+        found.update({int(p): int(h) for p, h in rows})
+    return found
+
+
+def residents_of_households(*, session: Session, household_ids: list[int]) -> dict[int, list[int]]:
+    """The people living in each household (not those moved out), read in chunks."""
+    found: dict[int, list[int]] = {h: [] for h in household_ids}
+    for start in range(0, len(household_ids), 1000):
+        chunk = household_ids[start : start + 1000]
+        rows = session.execute(
+            select(Person.household_id, Person.id)
+            .where(
+                Person.household_id.in_(chunk),
+                Person.residence_status != ResidenceStatus.moved_out,
+            )
+            .order_by(Person.id)
+        )
+        for household, person in rows:
+            found[int(household)].append(int(person))
+    return found
+
+
 def building_of_household(*, session: Session, household_id: int) -> int | None:
     return session.scalar(select(Household.building_id).where(Household.id == household_id))
 

@@ -14,7 +14,7 @@ contacts are found to ``Rules.depth`` and are secondary.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -151,6 +151,14 @@ class Records(Protocol):
 
     def household_members(self, household_id: int) -> Sequence[Subject]: ...
 
+    def households_of(self, subjects: Sequence[Subject]) -> dict[Subject, int]:
+        """The household of each subject that has one (one read for all)."""
+        ...
+
+    def members_of(self, household_ids: Sequence[int]) -> dict[int, list[Subject]]:
+        """The people living in each household (one read for all)."""
+        ...
+
     def building_of(self, household_id: int) -> int | None: ...
 
     def building_residents(self, building_id: int) -> Sequence[tuple[Subject, int]]:
@@ -281,6 +289,30 @@ def _direct(
             out.add(mate.subject, "tube", {"tube": swab.tube_barcode, "at": _stamp(swab.at)})
 
 
+def _chain_links(
+    frontier: list[Subject], records: Records, window: Window, rules: Rules
+) -> Iterator[tuple[Subject, Subject, str]]:
+    """(close contact, their contact, kind of link) for every chain link of the frontier.
+    Household links are read for the whole frontier at once (a busy gate gives hundreds of
+    close contacts; one query each would not do)."""
+    if "household" in rules.chain_kinds:
+        homes = records.households_of(frontier)
+        members = records.members_of(sorted(set(homes.values())))
+        for via in frontier:
+            for member in members.get(homes.get(via, -1), []):
+                if member != via:
+                    yield via, member, "household"
+    others = (rules.chain_kinds & ALL_KINDS) - {"household", "building"}
+    if others:
+        for via in frontier:
+            inner = _Collector(via, rules)
+            _direct(via, records, window, rules, inner, frozenset(others))
+            for subject, found in inner.found.items():
+                for reason in found.reasons:
+                    if reason.tier == "close":
+                        yield via, subject, reason.kind
+
+
 def find_contacts(
     case: Subject,
     records: Records,
@@ -300,18 +332,18 @@ def find_contacts(
     frontier = [c.subject for c in collector.found.values() if c.tier == "close"]
     seen = {case, *frontier}
     for level in range(2, rules.depth + 1):
-        reached: list[Subject] = []
-        for via in frontier:
-            inner = _Collector(via, rules)
-            _direct(via, records, window, rules, inner, rules.chain_kinds & ALL_KINDS)
-            for subject, found in inner.found.items():
-                if found.tier != "close" or subject in seen:
-                    continue
-                kinds = sorted({r.kind for r in found.reasons})
-                collector.add(subject, "chain", {"via": list(via), "kinds": kinds, "depth": level})
-                reached.append(subject)
+        reached: dict[Subject, tuple[Subject, set[str]]] = {}
+        for via, subject, kind in _chain_links(frontier, records, window, rules):
+            if subject in seen:
+                continue
+            first_via, kinds = reached.setdefault(subject, (via, set()))
+            if first_via == via:
+                kinds.add(kind)
+        for subject, (via, kinds) in reached.items():
+            evidence = {"via": list(via), "kinds": sorted(kinds), "depth": level}
+            collector.add(subject, "chain", evidence)
         seen.update(reached)
-        frontier = reached
+        frontier = list(reached)
     contacts = list(collector.found.values())
     for contact in contacts:
         contact.earlier_dismissals = list((dismissals or {}).get(contact.subject, []))
@@ -334,6 +366,12 @@ class RecordLists:
 
     def household_members(self, household_id: int) -> list[Subject]:
         return sorted(s for s, h in self.households.items() if h == household_id)
+
+    def households_of(self, subjects: Sequence[Subject]) -> dict[Subject, int]:
+        return {s: self.households[s] for s in subjects if s in self.households}
+
+    def members_of(self, household_ids: Sequence[int]) -> dict[int, list[Subject]]:
+        return {h: self.household_members(h) for h in household_ids}
 
     def building_of(self, household_id: int) -> int | None:
         return self.buildings.get(household_id)

@@ -43,6 +43,17 @@ class DatabaseRecords:
             for p in registry.household_residents(session=self.session, household_id=household_id)
         ]
 
+    def households_of(self, subjects: Sequence[Subject]) -> dict[Subject, int]:
+        people = [n for kind, n in subjects if kind == "person"]
+        found = registry.households_of_people(session=self.session, person_ids=people)
+        return {("person", p): h for p, h in found.items()}
+
+    def members_of(self, household_ids: Sequence[int]) -> dict[int, list[Subject]]:
+        found = registry.residents_of_households(
+            session=self.session, household_ids=list(household_ids)
+        )
+        return {h: [("person", p) for p in people] for h, people in found.items()}
+
     def building_of(self, household_id: int) -> int | None:
         return registry.building_of_household(session=self.session, household_id=household_id)
 
