@@ -21,6 +21,8 @@ from fengchao.notify import views as notify_views
 from fengchao.registry import api as registry_api
 from fengchao.registry import edit_views as registry_edit_views
 from fengchao.registry import views as registry_views
+from fengchao.sampling import api as sampling_api
+from fengchao.sampling import views as sampling_views
 from fengchao.settings import get_settings
 from fengchao.tracing import views as tracing_views
 from fengchao.web.deps import CSRF_COOKIE, LANG_COOKIE, CurrentActor, render
@@ -32,7 +34,7 @@ STATIC_DIR = Path(__file__).parent / "web" / "static"
 
 # Routes that take spreadsheet uploads may receive the import limit; everything else the
 # small general limit.
-UPLOAD_PATHS = ("/registry/import", "/api/registry/import/")
+UPLOAD_PATHS = ("/registry/import", "/api/registry/import/", "/sampling/rounds/")
 UPLOAD_OVERHEAD = 256 * 1024  # multipart framing and the form's other fields
 
 
@@ -47,6 +49,8 @@ def first_page(actor: Actor) -> str | None:
         return "/registry"
     if actor.can(Permission.registry_lookup):
         return "/registry/rooms"
+    if actor.can(Permission.sampling_register):
+        return "/sampling"
     return None
 
 
@@ -112,6 +116,8 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
     app.include_router(registry_api.router)
     app.include_router(notify_views.router)
     app.include_router(notify_api.router)
+    app.include_router(sampling_views.router)
+    app.include_router(sampling_api.router)
     app.include_router(access_views.router)
     app.include_router(tracing_views.router)
 

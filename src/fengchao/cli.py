@@ -32,6 +32,7 @@ from fengchao.registry import imports as registry_imports
 from fengchao.registry import jobs as registry_jobs
 from fengchao.registry import scope as registry_scope
 from fengchao.registry.models import Building, Community, Compound, Street
+from fengchao.sampling import cli as sampling_cli
 from fengchao.settings import get_settings
 from fengchao.tracing.cli import trace_app
 
@@ -45,6 +46,7 @@ eval_app = typer.Typer(help="Measure face and plate recognition on a labelled fo
 app.add_typer(import_app, name="import")
 app.add_typer(users_app, name="users")
 app.add_typer(eval_app, name="eval")
+app.add_typer(sampling_cli.app, name="sampling")
 app.add_typer(codes_app, name="codes")
 app.add_typer(trace_app, name="trace")
 console = Console(stderr=True)

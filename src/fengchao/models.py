@@ -8,4 +8,5 @@ def load_all_models() -> None:
     import fengchao.auth.models
     import fengchao.notify.models
     import fengchao.registry.models
+    import fengchao.sampling.models
     import fengchao.tracing.models  # noqa: F401

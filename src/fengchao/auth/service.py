@@ -38,6 +38,9 @@ class Permission(enum.StrEnum):
     audit_read = "audit.read"
     users_manage = "users.manage"
     notify_manage = "notify.manage"
+    sampling_manage = "sampling.manage"  # rounds, sites, lab results, retests
+    sampling_register = "sampling.register"  # swabs into tubes at the site
+    sampling_coverage = "sampling.coverage"  # who has been sampled, who has not
     codes_issue = "codes.issue"  # print and rotate residents' gate codes
     access_read = "access.read"  # the access record, in scope (a building lead: their building)
     access_manage = "access.manage"  # gates, devices, pass rules, console PINs
@@ -55,6 +58,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.registry_lookup,
             Permission.id_number_unmasked,
             Permission.notify_manage,
+            Permission.sampling_manage,
+            Permission.sampling_register,
+            Permission.sampling_coverage,
             Permission.codes_issue,
             Permission.access_read,
             Permission.access_manage,
@@ -69,6 +75,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.registry_propose,
             Permission.registry_lookup,
             Permission.access_read,
+            Permission.sampling_coverage,
         }
     ),
     Role.property_staff: frozenset(
@@ -84,7 +91,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.guard: frozenset(
         {Permission.registry_lookup, Permission.access_read, Permission.gate_operate}
     ),
-    Role.sampler: frozenset(),
+    Role.sampler: frozenset({Permission.sampling_register}),
     Role.volunteer: frozenset(),
 }
 

@@ -318,6 +318,11 @@ def build_demo(
                 )
             )
     session.flush()
+    # Imported here: the sampling slice stands on the registry.
+    from fengchao.sampling.demo import add_demo_sampling
+
+    say("核酸采样")
+    add_demo_sampling(session, cid)
     seconds = (dt.datetime.now() - started).total_seconds()
     return DemoSummary(
         cid, len(rooms), len(people), len(vehicles), len(layout), party_members, seconds

@@ -1,7 +1,7 @@
 """tracing cases and contact decisions
 
 Revision ID: 115f3bbebd40
-Revises: a197676fa4d7
+Revises: 5a0dfd8aead7
 Create Date: 2026-11-29 20:51:15.449683
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import fengchao.db
 
 revision: str = "115f3bbebd40"
-down_revision: str | None = "a197676fa4d7"
+down_revision: str | None = "5a0dfd8aead7"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,1 @@
+"""Sampling rounds, sites, slots, tubes, lab results and coverage (M9)."""

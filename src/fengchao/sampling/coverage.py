@@ -1,0 +1,264 @@
+"""Coverage of a round (采样覆盖): per building and household, who is still unsampled (the
+list a building lead takes door to door), samples per hour against the site's target, and
+the XLSX export. Read within the actor's grid scope; phones masked unless the role keeps
+the registry."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from fengchao.auth.service import Actor, Permission, audit, require
+from fengchao.registry.id_numbers import mask_phone
+from fengchao.registry.models import Building, Compound, Household, Person, Unit
+from fengchao.registry.scope import household_in_scope
+from fengchao.sampling.models import (
+    SamplingExemption,
+    SamplingRound,
+    SamplingSite,
+    Swab,
+)
+from fengchao.sampling.service import get_round, household_filter, local_zone, person_filter
+from fengchao.tabular import Sheet, xlsx_bytes
+from fengchao.web.i18n import _
+
+
+@dataclass
+class BuildingCoverage:
+    building_id: int
+    name: str
+    people: int = 0
+    sampled: int = 0
+    exempt: int = 0
+    households: int = 0
+    households_done: int = 0
+
+    @property
+    def expected(self) -> int:
+        return self.people - self.exempt
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.sampled / self.expected if self.expected else 100.0
+
+
+@dataclass
+class Coverage:
+    round: SamplingRound
+    buildings: list[BuildingCoverage] = field(default_factory=list)
+    per_hour: list[tuple[str, int, int]] = field(default_factory=list)  # hour, swabs, target
+
+    @property
+    def people(self) -> int:
+        return sum(b.people for b in self.buildings)
+
+    @property
+    def sampled(self) -> int:
+        return sum(b.sampled for b in self.buildings)
+
+    @property
+    def exempt(self) -> int:
+        return sum(b.exempt for b in self.buildings)
+
+    @property
+    def expected(self) -> int:
+        return self.people - self.exempt
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.sampled / self.expected if self.expected else 100.0
+
+
+def _people_rows(session: Session, actor: Actor, found: SamplingRound, building_id: int | None):  # type: ignore[no-untyped-def]
+    sampled = (
+        select(Swab.person_id.label("pid")).where(Swab.round_id == found.id).distinct().subquery()
+    )
+    exempt = (
+        select(SamplingExemption.person_id.label("pid"), SamplingExemption.kind.label("kind"))
+        .where(SamplingExemption.round_id == found.id)
+        .subquery()
+    )
+    query = (
+        select(
+            Household.building_id,
+            Household.id,
+            sampled.c.pid.is_not(None),
+            exempt.c.kind,
+        )
+        .select_from(Person)
+        .join(Household, Household.id == Person.household_id)
+        .outerjoin(sampled, sampled.c.pid == Person.id)
+        .outerjoin(exempt, exempt.c.pid == Person.id)
+        .where(household_filter(found), person_filter(found), household_in_scope(actor.scope))
+    )
+    if building_id is not None:
+        query = query.where(Household.building_id == building_id)
+    return session.execute(query)
+
+
+def coverage(*, session: Session, actor: Actor, round_id: int) -> Coverage:
+    """Per building: people, sampled, exempt, households complete; and swabs per hour."""
+    require(actor, Permission.sampling_coverage)
+    found = get_round(session, actor, round_id)
+    names = {
+        b_id: _("{c} {b}号楼").format(c=compound, b=name)
+        for b_id, name, compound in session.execute(
+            select(Building.id, Building.name, Compound.name)
+            .join(Compound, Compound.id == Building.compound_id)
+            .where(Building.community_id == found.community_id)
+            .order_by(Building.compound_id, Building.sort_key, Building.id)
+        )
+    }
+    by_building: dict[int, BuildingCoverage] = {}
+    households: dict[int, tuple[int, bool]] = {}  # household -> (building, complete)
+    for building_id, household_id, was_sampled, exempt_kind in _people_rows(
+        session, actor, found, None
+    ):
+        row = by_building.get(building_id)
+        if row is None:
+            row = by_building[building_id] = BuildingCoverage(
+                building_id, names.get(building_id, "")
+            )
+        row.people += 1
+        if was_sampled:
+            row.sampled += 1
+        elif exempt_kind is not None:
+            row.exempt += 1
+        done = was_sampled or exempt_kind is not None
+        _b, complete = households.get(household_id, (building_id, True))
+        households[household_id] = (building_id, complete and done)
+    for building_id, complete in households.values():
+        by_building[building_id].households += 1
+        by_building[building_id].households_done += int(complete)
+    order = {b: i for i, b in enumerate(names)}
+    result = Coverage(
+        found, sorted(by_building.values(), key=lambda b: order.get(b.building_id, 0))
+    )
+    result.per_hour = _per_hour(session, found)
+    return result
+
+
+def _per_hour(session: Session, found: SamplingRound) -> list[tuple[str, int, int]]:
+    site = session.get(SamplingSite, found.site_id)
+    target = site.stations * site.per_station_hour if site else 0
+    zone = local_zone(session, found.community_id)
+    counts: dict[str, int] = {}
+    for (at,) in session.execute(select(Swab.taken_at).where(Swab.round_id == found.id)):
+        hour = at.astimezone(zone).strftime("%H:00")
+        counts[hour] = counts.get(hour, 0) + 1
+    if site is not None:
+        start, end = int(site.opens[:2]), int(site.closes[:2]) + (site.closes[3:] != "00")
+        for h in range(start, end):
+            counts.setdefault(f"{h:02d}:00", 0)
+    return [(hour, counts[hour], target) for hour in sorted(counts)]
+
+
+@dataclass(frozen=True)
+class UnsampledRow:
+    person_id: int
+    name: str
+    building: str
+    unit: str
+    room: str
+    phone: str
+
+
+def unsampled(
+    *,
+    session: Session,
+    actor: Actor,
+    round_id: int,
+    building_id: int | None = None,
+    limit: int = 5000,
+) -> list[UnsampledRow]:
+    """People of the round not yet sampled and not exempt, by building, unit and room."""
+    require(actor, Permission.sampling_coverage)
+    found = get_round(session, actor, round_id)
+    sampled = select(Swab.person_id).where(Swab.round_id == found.id)
+    exempt = select(SamplingExemption.person_id).where(SamplingExemption.round_id == found.id)
+    query = (
+        select(Person.id, Person.name, Person.phone, Building.name, Unit.name, Household.room)
+        .join(Household, Household.id == Person.household_id)
+        .join(Building, Building.id == Household.building_id)
+        .join(Unit, Unit.id == Household.unit_id)
+        .where(
+            household_filter(found),
+            person_filter(found),
+            household_in_scope(actor.scope),
+            Person.id.not_in(sampled),
+            Person.id.not_in(exempt),
+        )
+        .order_by(Building.sort_key, Building.id, Unit.sort_key, Unit.id, Household.room, Person.id)
+        .limit(limit)
+    )
+    if building_id is not None:
+        query = query.where(Household.building_id == building_id)
+    whole_phone = actor.can(Permission.registry_read)
+    rows = [
+        UnsampledRow(
+            pid,
+            name,
+            building,
+            unit,
+            room,
+            (phone if whole_phone else mask_phone(phone)) if phone else "",
+        )
+        for pid, name, phone, building, unit, room in session.execute(query)
+    ]
+    audit(
+        session=session,
+        actor=actor,
+        action="read_unsampled",
+        object_type="sampling_round",
+        object_id=found.id,
+        community_id=found.community_id,
+        rows=len(rows),
+    )
+    return rows
+
+
+def coverage_xlsx(*, session: Session, actor: Actor, round_id: int) -> bytes:
+    """The round's coverage by building and the unsampled list, as a workbook."""
+    report = coverage(session=session, actor=actor, round_id=round_id)
+    people = unsampled(session=session, actor=actor, round_id=round_id, limit=100_000)
+    return xlsx_bytes(
+        [
+            Sheet(
+                _("按楼栋"),
+                [_("楼栋"), _("应采"), _("已采"), _("免采"), _("覆盖率"), _("户数"), _("已完成户")],
+                [
+                    [
+                        b.name,
+                        b.expected,
+                        b.sampled,
+                        b.exempt,
+                        round(b.percent, 1),
+                        b.households,
+                        b.households_done,
+                    ]
+                    for b in report.buildings
+                ],
+            ),
+            Sheet(
+                _("未采名单"),
+                [_("楼栋"), _("单元"), _("房号"), _("姓名"), _("电话")],
+                [[r.building, r.unit, r.room, r.name, r.phone] for r in people],
+                text_columns=("C", "E"),
+            ),
+        ]
+    )
+
+
+def sampled_today(*, session: Session, community_id: int, since: dt.datetime) -> int:
+    """Swabs taken in a community since ``since`` (a figure for the dashboard)."""
+    return int(
+        session.scalar(
+            select(func.count(Swab.id)).where(
+                Swab.community_id == community_id, Swab.taken_at >= since
+            )
+        )
+        or 0
+    )

@@ -1,0 +1,218 @@
+"""Swab registration: tubes of ten, refusals with their field, idempotency, undo."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from fengchao.auth.service import Forbidden
+from fengchao.sampling import registration as reg
+from fengchao.sampling import service
+from fengchao.sampling.models import Swab
+from tests.conftest import Grid, Persona
+from tests.sampling.conftest import Site
+
+
+def key() -> str:
+    return uuid.uuid4().hex
+
+
+def swab(session: Session, actor: Persona, site: Site, barcode: str, i: int, **kw: object):  # type: ignore[no-untyped-def]
+    return reg.register_swab(
+        session=session,
+        actor=actor.actor,
+        round_id=site.round.id,
+        barcode=barcode,
+        key=str(kw.pop("key", key())),
+        code=site.numbers[i],
+        station="1",
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_a_tube_fills_to_ten_and_closes(session: Session, site: Site, sampler: Persona) -> None:
+    for i in range(10):
+        done = swab(session, sampler, site, "T0001", i)
+        assert done.tube.swabs == i + 1
+        assert done.name == f"居民{i + 1}"
+    assert done.tube.closed
+
+
+def test_an_eleventh_swab_into_a_ten_tube_is_refused(
+    session: Session, site: Site, sampler: Persona
+) -> None:
+    for i in range(10):
+        swab(session, sampler, site, "T0002", i)
+    with pytest.raises(reg.SwabRefused) as refused:
+        swab(session, sampler, site, "T0002", 10)
+    assert refused.value.field == "tube"
+    assert session.scalar(select(func.count(Swab.id)).where(Swab.round_id == site.round.id)) == 10
+
+
+def test_a_person_scanned_twice_in_a_tube_is_refused(
+    session: Session, site: Site, sampler: Persona
+) -> None:
+    swab(session, sampler, site, "T0003", 0)
+    with pytest.raises(reg.SwabRefused) as refused:
+        swab(session, sampler, site, "T0003", 0, retest_reason="复采")
+    assert refused.value.code == "in_tube"
+
+
+def test_a_person_twice_in_a_round_needs_a_reason(
+    session: Session, site: Site, sampler: Persona
+) -> None:
+    swab(session, sampler, site, "T0004", 0)
+    with pytest.raises(reg.SwabRefused) as refused:
+        swab(session, sampler, site, "T0005", 0)
+    assert refused.value.field == "retest_reason"
+    done = swab(session, sampler, site, "T0005", 0, retest_reason="试管破损复采")
+    assert done.retest
+
+
+def test_a_repeated_key_counts_once(session: Session, site: Site, sampler: Persona) -> None:
+    same = key()
+    first = swab(session, sampler, site, "T0006", 0, key=same)
+    again = swab(session, sampler, site, "T0006", 0, key=same)
+    assert again.repeated and again.swab_id == first.swab_id
+    assert again.tube.swabs == 1
+
+
+def test_a_tube_barcode_scanned_twice_takes_up_the_open_tube(
+    session: Session, site: Site, sampler: Persona
+) -> None:
+    actor = sampler.actor
+    first = reg.open_tube(session=session, actor=actor, round_id=site.round.id, barcode="t0007")
+    swab(session, sampler, site, "T0007", 0)
+    again = reg.open_tube(session=session, actor=actor, round_id=site.round.id, barcode="T0007")
+    assert again.id == first.id and again.swabs == 1
+    reg.close_tube(session=session, actor=actor, round_id=site.round.id, barcode="T0007")
+    with pytest.raises(reg.SwabRefused) as refused:
+        reg.open_tube(session=session, actor=actor, round_id=site.round.id, barcode="T0007")
+    assert refused.value.code == "tube_closed"
+    with pytest.raises(reg.SwabRefused):
+        swab(session, sampler, site, "T0007", 1)
+
+
+def test_a_tube_of_another_round_is_refused(
+    session: Session, site: Site, sampler: Persona, worker: Persona
+) -> None:
+    swab(session, sampler, site, "T0008", 0)
+    other = service.create_round(
+        session=session, actor=worker.actor, site_id=site.site.id, name="复采", day=site.round.day
+    )
+    with pytest.raises(reg.SwabRefused) as refused:
+        reg.register_swab(
+            session=session,
+            actor=sampler.actor,
+            round_id=other.id,
+            barcode="T0008",
+            key=key(),
+            code=site.numbers[1],
+        )
+    assert refused.value.code == "other_round"
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("110105198001019999", "bad_id"),  # wrong check character
+        ("110105198001010011", "unknown_id"),  # valid, not registered here
+        ("<script>", "malformed"),
+        ("", "empty"),
+    ],
+)
+def test_unknown_or_malformed_people_are_refused(
+    session: Session, site: Site, sampler: Persona, text: str, code: str
+) -> None:
+    with pytest.raises(reg.SwabRefused) as refused:
+        reg.register_swab(
+            session=session,
+            actor=sampler.actor,
+            round_id=site.round.id,
+            barcode="T0009",
+            key=key(),
+            code=text,
+        )
+    assert refused.value.field == "person"
+    if code != "unknown_id" or not text.endswith("0011"):
+        assert refused.value.code in (code, "unknown_id", "bad_id")
+
+
+def test_undo_takes_the_last_swab_out_of_an_open_tube(
+    session: Session, site: Site, sampler: Persona
+) -> None:
+    swab(session, sampler, site, "T0010", 0)
+    swab(session, sampler, site, "T0010", 1)
+    state = reg.undo_last(
+        session=session, actor=sampler.actor, round_id=site.round.id, barcode="T0010"
+    )
+    assert state.swabs == 1
+    assert [m.name for m in reg.tube_members(session, state.id)] == ["居民1"]
+
+
+def test_a_person_picked_by_room_is_registered(
+    session: Session, site: Site, sampler: Persona, grid: Grid
+) -> None:
+    people = reg.people_in_room(
+        session=session,
+        actor=sampler.actor,
+        round_id=site.round.id,
+        building="5",
+        unit="1",
+        room="101",
+    )
+    assert grid.resident5.id in [p.person_id for p in people]
+    done = reg.register_swab(
+        session=session,
+        actor=sampler.actor,
+        round_id=site.round.id,
+        barcode="T0011",
+        key=key(),
+        person_id=grid.resident5.id,
+    )
+    assert done.name == grid.resident5.name
+    assert service.last_sampled_at(session, grid.resident5.id) is not None
+
+
+def test_one_household_per_tube_refuses_a_neighbour(
+    session: Session, site: Site, sampler: Persona, worker: Persona, grid: Grid
+) -> None:
+    sealed = service.create_round(
+        session=session,
+        actor=worker.actor,
+        site_id=site.site.id,
+        name="封控楼 按户",
+        day=site.round.day,
+        household_tubes=True,
+    )
+    reg.register_swab(session=session, actor=sampler.actor, round_id=sealed.id, barcode="H0001",
+                      key=key(), person_id=grid.resident5.id)  # fmt: skip
+    with pytest.raises(reg.SwabRefused) as refused:
+        reg.register_swab(session=session, actor=sampler.actor, round_id=sealed.id,
+                          barcode="H0001", key=key(), person_id=grid.resident6.id)  # fmt: skip
+    assert refused.value.code == "other_household"
+
+
+def test_a_guard_may_not_register(session: Session, site: Site, guard: Persona) -> None:
+    with pytest.raises(Forbidden):
+        swab(session, guard, site, "T0012", 0)
+
+
+def test_a_resident_code_registers_and_a_forged_one_is_refused(
+    session: Session, site: Site, sampler: Persona, grid: Grid
+) -> None:
+    from fengchao.access import codes
+
+    text = codes.personal_code(session, grid.resident6.id)
+    done = reg.register_swab(session=session, actor=sampler.actor, round_id=site.round.id,
+                             barcode="C0001", key=key(), code=text)  # fmt: skip
+    assert done.person_id == grid.resident6.id
+    forged = text[:-3] + ("AAA" if not text.endswith("AAA") else "BBB")
+    with pytest.raises(reg.SwabRefused) as refused:
+        reg.register_swab(session=session, actor=sampler.actor, round_id=site.round.id,
+                          barcode="C0001", key=key(), code=forged)  # fmt: skip
+    assert refused.value.field == "person"
+    assert refused.value.code in ("forged", "malformed")
