@@ -250,3 +250,77 @@ def test_cli_prints_the_contacts_as_json(
     assert grid.resident6.id not in {c["person_id"] for c in json.loads(narrow.stdout)["contacts"]}
     bad = CliRunner().invoke(cli.app, ["trace", "case", "1", "--since", "yesterday"])
     assert bad.exit_code == 2
+
+
+def test_queue_neighbours_and_tube_mates_from_the_sampling_site(
+    session: Session, grid: Grid, worker: Persona
+) -> None:
+    from fengchao.sampling.models import SamplingRound, SamplingSite, Swab, Tube
+
+    site = SamplingSite(community_id=grid.community.id, name="华润中央公园采样点")
+    session.add(site)
+    session.flush()
+    round_ = SamplingRound(
+        community_id=grid.community.id, site_id=site.id, name="全员", day=NOW.date()
+    )
+    session.add(round_)
+    session.flush()
+    people = [
+        Person(community_id=grid.community.id, household_id=grid.h6_101.id, name=f"排队{i}")
+        for i in range(6)
+    ]
+    session.add_all(people)
+    session.flush()
+    tubes = [
+        Tube(community_id=grid.community.id, round_id=round_.id, barcode=f"T{i}", station="1")
+        for i in range(2)
+    ]
+    session.add_all(tubes)
+    session.flush()
+    queue = [people[0], people[1], grid.resident5, people[2], people[3], people[4]]
+    for i, person in enumerate(queue):
+        session.add(
+            Swab(
+                community_id=grid.community.id,
+                round_id=round_.id,
+                tube_id=tubes[0 if i < 4 else 1].id,
+                person_id=person.id,
+                station="1",
+                taken_at=NOW - dt.timedelta(hours=2, minutes=-i),
+                key=f"k{i}",
+            )
+        )
+    # Someone at another station at the same minute is not in the case's queue.
+    other_tube = Tube(community_id=grid.community.id, round_id=round_.id, barcode="T9", station="2")
+    session.add(other_tube)
+    session.flush()
+    session.add(
+        Swab(
+            community_id=grid.community.id,
+            round_id=round_.id,
+            tube_id=other_tube.id,
+            person_id=people[5].id,
+            station="2",
+            taken_at=NOW - dt.timedelta(hours=2, minutes=-2),
+            key="k9",
+        )
+    )
+    session.flush()
+    case = service.open_case(
+        session=session, actor=worker.actor, person_id=grid.resident5.id, confirmed_at=NOW
+    )
+    view = service.case_view(session=session, actor=worker.actor, case_id=case.id)
+    # (Everyone queued here lives in 6-1-101, so they are also each other's household
+    # contacts through the chain: only the direct reasons are compared.)
+    kinds = {
+        line.contact.subject[1]: sorted(
+            r.kind for r in line.contact.reasons if r.kind not in ("building", "chain")
+        )
+        for line in view.lines
+    }
+    assert kinds[people[1].id] == ["sampling_queue", "tube"]  # just before, same tube
+    assert kinds[people[0].id] == ["sampling_queue", "tube"]
+    assert kinds[people[2].id] == ["sampling_queue", "tube"]
+    assert kinds[people[3].id] == ["sampling_queue"]  # two after, next tube
+    assert kinds.get(people[4].id, []) == []  # three after: too far
+    assert kinds.get(people[5].id, []) == []  # another station

@@ -1,6 +1,7 @@
 """The records contact finding reads, answered from the database through the other slices'
-services: the registry (who lives with whom), the access record (passages) and, once those
-slices keep them, visitor passes and sampling swabs. Each question is one indexed query."""
+services: the registry (who lives with whom), the access record (passages), the sampling
+site (swabs, the queue, tubes) and, once that slice keeps them, visitor passes. Each
+question is one indexed query."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from fengchao.access import passages as access_passages
 from fengchao.registry import service as registry
+from fengchao.sampling import swab_reads
 from fengchao.tracing.contacts import Passage, Subject, Swab, Visit, Window
 
 
@@ -26,6 +28,7 @@ class DatabaseRecords:
         self.session = session
         self._households: dict[int, int | None] = {}
         self._near: dict[tuple[int, dt.datetime, int], list[Passage]] = {}
+        self._rows: dict[int, swab_reads.SwabRow] = {}
 
     def household_of(self, subject: Subject) -> int | None:
         person = _person(subject)
@@ -86,19 +89,40 @@ class DatabaseRecords:
             ]
         return self._near[key]
 
-    # Visitor passes and sampling swabs join here when their slices keep them (issues 14
-    # and 15); until then these sources contribute nothing, and the case page says so.
+    # Visitor passes join here when their slice keeps them (issue 14); until then that
+    # source contributes nothing, and the case page says so.
     def visits_hosted(self, household_id: int, window: Window) -> Sequence[Visit]:
         return []
 
     def visits_made(self, visitor: Subject, window: Window) -> Sequence[Visit]:
         return []
 
-    def swabs_of(self, subject: Subject, window: Window) -> Sequence[Swab]:
-        return []
+    def swabs_of(self, subject: Subject, window: Window) -> list[Swab]:
+        person = _person(subject)
+        if person is None:
+            return []
+        rows = swab_reads.swabs_of(
+            self.session, person_id=person, start=window.start, end=window.end
+        )
+        return [self._swab(row) for row in rows]
 
-    def queue_around(self, swab: Swab, neighbours: int) -> Sequence[Swab]:
-        return []
+    def queue_around(self, swab: Swab, neighbours: int) -> list[Swab]:
+        row = self._rows[swab.swab_id]
+        return [
+            self._swab(r)
+            for r in swab_reads.queue_around(self.session, swab=row, neighbours=neighbours)
+        ]
 
-    def tube_mates(self, tube_id: int) -> Sequence[Swab]:
-        return []
+    def tube_mates(self, tube_id: int) -> list[Swab]:
+        return [self._swab(r) for r in swab_reads.tube_mates(self.session, tube_id=tube_id)]
+
+    def _swab(self, row: swab_reads.SwabRow) -> Swab:
+        self._rows[row.swab_id] = row
+        return Swab(
+            ("person", row.person_id),
+            row.site_id,
+            row.tube_id,
+            row.tube_barcode,
+            row.at,
+            row.swab_id,
+        )
