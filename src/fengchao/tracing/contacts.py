@@ -74,10 +74,11 @@ class Rules:
     queue_neighbours: int = 2
     include_building: bool = True
     depth: int = 2
-    # Which links of a close contact make their contacts secondary: living together, a
-    # visit, a shared tube. Co-passages of co-passages are left out on purpose: at a busy
-    # gate they reach most of the community and say little.
-    chain_kinds: frozenset[str] = frozenset({"household", "visitor", "tube"})
+    # Which links of a close contact make their contacts secondary: by default living
+    # together (次密接 as tracing teams count them). Visits and shared tubes of close contacts
+    # can be added; co-passages of co-passages are best left out: at a busy gate they reach
+    # most of the community and say little. Each added kind costs queries per close contact.
+    chain_kinds: frozenset[str] = frozenset({"household"})
     tiers: dict[str, Tier] = field(
         default_factory=lambda: {
             "household": "close",
@@ -222,7 +223,8 @@ def _direct(
 ) -> None:
     """Every direct contact of ``subject`` within ``window`` through the given ``kinds`` of
     link (each kind's records are read only when it is asked for)."""
-    household = records.household_of(subject)
+    wants_home = bool(kinds & {"household", "building", "visitor"})
+    household = records.household_of(subject) if wants_home else None
     if household is not None:
         if "household" in kinds:
             for member in records.household_members(household):
