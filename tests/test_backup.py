@@ -84,6 +84,46 @@ def data_key() -> bytes:
     return get_settings().security.data_key_bytes()
 
 
+def add_sampling_rows(s: Session, community_id: int, person_id: int, other_id: int) -> None:
+    """A site, a round with its plan, an exemption, a tube with a lab result, a swab and a
+    retest (the sampling slice's tables)."""
+    from fengchao.sampling import models as sm
+
+    site = sm.SamplingSite(community_id=community_id, name="采样点", opens="07:30")
+    s.add(site)
+    s.flush()
+    found = sm.SamplingRound(
+        community_id=community_id, site_id=site.id, name="全员核酸", day=dt.date(2022, 11, 11),
+        due_at=dt.datetime(2022, 11, 11, 6, tzinfo=dt.UTC), scope=sm.RoundScope.people,
+        scope_ids=[person_id, other_id], slot_plan={"slots": [], "unplaced": []},
+    )  # fmt: skip
+    s.add(found)
+    s.flush()
+    lab = sm.LabImport(community_id=community_id, round_id=found.id, filename="结果.csv",
+                       digest="0" * 64, rows=1, applied=1, positives=1)  # fmt: skip
+    s.add(lab)
+    s.add(
+        sm.SamplingExemption(
+            community_id=community_id,
+            round_id=found.id,
+            person_id=other_id,
+            kind=sm.ExemptionKind.infant,
+            note="婴儿",
+        )
+    )
+    s.flush()
+    tube = sm.Tube(community_id=community_id, round_id=found.id, barcode="T0001", swabs=1,
+                   status=sm.TubeStatus.closed, result=sm.LabResult.positive,
+                   lab_import_id=lab.id)  # fmt: skip
+    s.add(tube)
+    s.flush()
+    s.add(sm.Swab(community_id=community_id, round_id=found.id, tube_id=tube.id,
+                  person_id=person_id, key="k" * 32, station="1"))  # fmt: skip
+    s.add(sm.Retest(community_id=community_id, round_id=found.id, tube_id=tube.id,
+                    person_id=person_id))  # fmt: skip
+    s.flush()
+
+
 def build_community(engine: Engine, audit_events: int = 300) -> None:
     """A small community touching every table and every kind of column."""
     with Session(engine) as s:
@@ -156,6 +196,7 @@ def build_community(engine: Engine, audit_events: int = 300) -> None:
         s.flush()
         s.add(BuildingLead(building_id=b5.id, community_id=community.id, person_id=lin.id))
         s.add(ResidentCode(person_id=lin.id, community_id=community.id, version=2))
+        add_sampling_rows(s, community.id, lin.id, child.id)
         s.add_all(
             [
                 Vehicle(

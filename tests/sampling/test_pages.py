@@ -166,3 +166,26 @@ def test_a_round_over_a_building_with_nobody_registered(  # type: ignore[no-unty
     page = browser.get(f"{url}/coverage")
     assert page.status_code == 200
     assert "没有登记的居民" in page.text
+
+
+def test_an_exemption_is_listed_and_leaves_the_expected_count(  # type: ignore[no-untyped-def]
+    login_as, site: Site, worker: Persona
+) -> None:
+    browser = login_as(worker)
+    before = browser.get(f"/api/sampling/rounds/{site.round.id}/coverage").json()
+    person = site.people[0]
+    made = browser.post(
+        f"/sampling/rounds/{site.round.id}/exemptions",
+        data={"person_id": person.id, "kind": "home_visit", "note": "卧床，上门采样"},
+    )
+    assert made.status_code == 303
+    after = browser.get(f"/api/sampling/rounds/{site.round.id}/coverage").json()
+    assert after["exempt"] == before["exempt"] + 1
+    assert after["expected"] == before["expected"] - 1
+    page = browser.get(f"/sampling/rounds/{site.round.id}")
+    assert "卧床，上门采样" in page.text and person.name in page.text
+    other = browser.post(
+        f"/sampling/rounds/{site.round.id}/exemptions",
+        data={"person_id": site.people[1].id, "kind": "other", "note": ""},
+    )
+    assert other.status_code == 422

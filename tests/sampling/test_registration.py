@@ -216,3 +216,25 @@ def test_a_resident_code_registers_and_a_forged_one_is_refused(
                           barcode="C0001", key=key(), code=forged)  # fmt: skip
     assert refused.value.field == "person"
     assert refused.value.code in ("forged", "malformed")
+
+
+def test_tracing_reads_tube_mates_and_queue_neighbours(
+    session: Session, site: Site, sampler: Persona
+) -> None:
+    import datetime as dt
+
+    for i in range(5):
+        swab(session, sampler, site, "Q0001", i)
+    mates = service.tube_mates(session, session.scalar(select(Swab.tube_id).limit(1)) or 0)
+    assert len(mates) == 5 and {m.tube_barcode for m in mates} == {"Q0001"}
+    middle = mates[2]
+    around = service.queue_around(session, middle.swab_id, 1)
+    assert middle.swab_id not in {r.swab_id for r in around} and len(around) == 2
+    day = service.swabs_of(
+        session,
+        middle.person_id,
+        middle.at - dt.timedelta(hours=1),
+        middle.at + dt.timedelta(hours=1),
+    )
+    assert [r.swab_id for r in day] == [middle.swab_id]
+    assert day[0].site_id == site.site.id

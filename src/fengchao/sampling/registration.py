@@ -96,7 +96,10 @@ def _round_for_registration(session: Session, actor: Actor, round_id: int) -> Sa
 
 
 def _tube_for(session: Session, found: SamplingRound, barcode: str, *, create: bool) -> Tube | None:
-    tube = session.scalar(select(Tube).where(Tube.round_id == found.id, Tube.barcode == barcode))
+    # Locked on PostgreSQL: two stations scanning one tube cannot both take its tenth place.
+    tube = session.scalar(
+        select(Tube).where(Tube.round_id == found.id, Tube.barcode == barcode).with_for_update()
+    )
     if tube is not None:
         return tube
     elsewhere = session.scalar(
@@ -209,6 +212,24 @@ def resolve_person(
     raise SwabRefused(_("无法识别：不是居民码，也不是身份证号"), field="person", code="malformed")
 
 
+def _repeated(session: Session, found: SamplingRound, earlier: Swab) -> Registered:
+    """The answer to a key seen before: that registration, nothing written."""
+    if earlier.round_id != found.id:
+        raise SwabRefused(_("幂等键已被另一轮使用"), field="key", code="key")
+    tube = session.get(Tube, earlier.tube_id)
+    again = _with_place(session, Person.id == earlier.person_id)
+    assert tube is not None and again is not None
+    return Registered(
+        earlier.id,
+        again[0].id,
+        again[0].name,
+        again[1],
+        _state(tube),
+        True,
+        earlier.retest_reason is not None,
+    )
+
+
 def register_swab(
     *,
     session: Session,
@@ -235,20 +256,7 @@ def register_swab(
     found = _round_for_registration(session, actor, round_id)
     earlier = session.scalar(select(Swab).where(Swab.key == key))
     if earlier is not None:
-        if earlier.round_id != found.id:
-            raise SwabRefused(_("幂等键已被另一轮使用"), field="key", code="key")
-        tube = session.get(Tube, earlier.tube_id)
-        again = _with_place(session, Person.id == earlier.person_id)
-        assert tube is not None and again is not None
-        return Registered(
-            earlier.id,
-            again[0].id,
-            again[0].name,
-            again[1],
-            _state(tube),
-            True,
-            earlier.retest_reason is not None,
-        )
+        return _repeated(session, found, earlier)
     tube = _tube_for(session, found, barcode, create=True)
     assert tube is not None
     if tube.status == TubeStatus.closed or tube.swabs >= tube.capacity:
@@ -293,7 +301,16 @@ def register_swab(
         retest_reason=reason if before else None,
         user_id=actor.user_id or None,
     )
-    session.add(swab)
+    try:
+        with session.begin_nested():
+            session.add(swab)
+            session.flush()
+    except IntegrityError:
+        # The same key committed meanwhile by another request (a page that resent).
+        earlier = session.scalar(select(Swab).where(Swab.key == key))
+        if earlier is None:
+            raise
+        return _repeated(session, found, earlier)
     tube.swabs += 1
     if found.household_tubes and tube.household_id is None:
         tube.household_id = person.household_id

@@ -31,6 +31,7 @@ from fengchao.sampling.models import (
     SamplingRound,
     SamplingSite,
     Swab,
+    Tube,
 )
 from fengchao.web.i18n import _
 
@@ -421,8 +422,8 @@ def plan_round(*, session: Session, actor: Actor, round_id: int) -> slots.Plan:
     site = session.get(SamplingSite, found.site_id)
     assert site is not None
     loads, _b, _u = building_loads(session, found.community_id, household_filter(found))
-    if found.scope in (RoundScope.compounds, RoundScope.buildings, RoundScope.people):
-        loads = [b for b in loads if b.people > 0]
+    # A building with nobody expected is given no time (the command line lists every one).
+    loads = [b for b in loads if b.people > 0]
     day = slots.SiteDay(
         parse_clock(site.opens, "opens"),
         parse_clock(site.closes, "closes"),
@@ -536,3 +537,98 @@ def announce_schedule(*, session: Session, actor: Actor, round_id: int) -> int:
         buildings=len(by_building),
     )
     return len(by_building)
+
+
+@dataclass(frozen=True)
+class ExemptionRow:
+    person_id: int
+    name: str
+    place: str
+    kind: ExemptionKind
+    note: str
+
+
+def exemptions(*, session: Session, actor: Actor, round_id: int) -> list[ExemptionRow]:
+    """A round's exemptions within the actor's scope; those marked ``home_visit`` are the
+    list for sampling at home (上门采样)."""
+    from fengchao.registry.scope import household_in_scope
+
+    require(actor, Permission.sampling_coverage)
+    found = get_round(session, actor, round_id)
+    rows = session.execute(
+        select(SamplingExemption, Person.name, Building.name, Unit.name, Household.room)
+        .join(Person, Person.id == SamplingExemption.person_id)
+        .join(Household, Household.id == Person.household_id)
+        .join(Building, Building.id == Household.building_id)
+        .join(Unit, Unit.id == Household.unit_id)
+        .where(SamplingExemption.round_id == found.id, household_in_scope(actor.scope))
+        .order_by(SamplingExemption.kind, Building.sort_key, Building.id, Household.room)
+    ).all()
+    return [
+        ExemptionRow(e.person_id, name, f"{b}-{u}-{room}", e.kind, e.note)
+        for e, name, b, u, room in rows
+    ]
+
+
+# --- for contact tracing ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SwabRecord:
+    """One swab as contact tracing reads it (no names: tracing resolves people itself)."""
+
+    swab_id: int
+    person_id: int
+    site_id: int
+    round_id: int
+    tube_id: int
+    tube_barcode: str
+    station: str
+    at: dt.datetime
+
+
+def _records(session: Session, *where: ColumnElement[bool]) -> list[SwabRecord]:
+    rows = session.execute(
+        select(Swab, SamplingRound.site_id, Tube.barcode)
+        .join(SamplingRound, SamplingRound.id == Swab.round_id)
+        .join(Tube, Tube.id == Swab.tube_id)
+        .where(*where)
+        .order_by(Swab.taken_at, Swab.id)
+    ).all()
+    return [
+        SwabRecord(s.id, s.person_id, site_id, s.round_id, s.tube_id, barcode, s.station,
+                   s.taken_at)
+        for s, site_id, barcode in rows
+    ]  # fmt: skip
+
+
+def swabs_of(
+    session: Session, person_id: int, since: dt.datetime, until: dt.datetime
+) -> list[SwabRecord]:
+    """A person's swabs in a time window, oldest first."""
+    return _records(
+        session, Swab.person_id == person_id, Swab.taken_at >= since, Swab.taken_at <= until
+    )
+
+
+def tube_mates(session: Session, tube_id: int) -> list[SwabRecord]:
+    """Everyone swabbed into a tube (the person asked about included)."""
+    return _records(session, Swab.tube_id == tube_id)
+
+
+def queue_around(session: Session, swab_id: int, neighbours: int) -> list[SwabRecord]:
+    """The ``neighbours`` swabs registered just before and just after one, at the same site
+    on the same round (the people who stood beside that person in the queue)."""
+    swab = session.get(Swab, swab_id)
+    if swab is None:
+        return []
+    same = (Swab.round_id == swab.round_id, Swab.id != swab.id)
+    before = session.scalars(
+        select(Swab.id).where(*same, Swab.taken_at <= swab.taken_at)
+        .order_by(Swab.taken_at.desc(), Swab.id.desc()).limit(neighbours)
+    ).all()  # fmt: skip
+    after = session.scalars(
+        select(Swab.id).where(*same, Swab.taken_at >= swab.taken_at)
+        .order_by(Swab.taken_at, Swab.id).limit(neighbours)
+    ).all()  # fmt: skip
+    return _records(session, Swab.id.in_({*before, *after}))

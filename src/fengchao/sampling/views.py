@@ -146,6 +146,9 @@ def round_page(
             "slots": (found.slot_plan or {}).get("slots", []),
             "manage": actor.can(Permission.sampling_manage),
             "exemption_labels": exemption_labels(),
+            "exemptions": service.exemptions(session=session, actor=actor, round_id=round_id)
+            if actor.can(Permission.sampling_coverage)
+            else [],
         },
     )
 

@@ -131,7 +131,9 @@
       request = api("POST", "/swabs", body);
     }
     request.then(function (response) {
-      if (response.status === 401) {
+      // Logged out, or the page's CSRF token is stale (a login elsewhere): keep the queue;
+      // it is sent after logging in again and reloading this page.
+      if (response.status === 401 || response.status === 403) {
         online = false;
         say(t.tLogin, "bad");
         sending = false;
@@ -199,7 +201,7 @@
     if (op.type === "swab" && why.field === "tube" && state.tube && state.tube.barcode === op.barcode) {
       state.tube.closed = true;
     }
-    state.problems.push(new Date().toLocaleTimeString() + "  " + (op.barcode || "") + "  " + why.message);
+    state.problems.push(new Date().toTimeString().slice(0, 8) + "  " + (op.barcode || "") + "  " + why.message);
     say(why.message, "bad");
   }
 
@@ -225,7 +227,7 @@
           }
         });
       }
-      if (response.status < 500 && response.status !== 401) {
+      if (response.status < 500 && response.status !== 401 && response.status !== 403) {
         return refusal(response).then(function (why) {
           if (state.tube && state.tube.barcode === barcode) state.tube = null;
           save();

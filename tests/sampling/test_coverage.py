@@ -1,0 +1,80 @@
+"""Coverage: per building and household, exemptions, the unsampled list and its masks."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.orm import Session
+
+from fengchao.auth.models import Role, ScopeLevel
+from fengchao.auth.service import GridScope
+from fengchao.sampling import coverage as cover
+from fengchao.sampling import registration as reg
+from fengchao.sampling import service
+from fengchao.sampling.models import ExemptionKind
+from tests.conftest import Grid, Persona, make_persona
+from tests.sampling.conftest import Site
+
+
+def swab(session: Session, sampler: Persona, site: Site, person_id: int, barcode: str) -> None:
+    reg.register_swab(session=session, actor=sampler.actor, round_id=site.round.id,
+                      barcode=barcode, key=uuid.uuid4().hex, person_id=person_id)  # fmt: skip
+
+
+def test_a_household_is_done_when_everyone_is_sampled_or_exempt(
+    session: Session, site: Site, sampler: Persona, worker: Persona, grid: Grid
+) -> None:
+    home = [p for p in site.people if p.household_id == grid.h5_101.id]
+    assert len(home) == 2
+    swab(session, sampler, site, grid.resident5.id, "V0001")
+    swab(session, sampler, site, home[0].id, "V0001")
+    service.add_exemption(session=session, actor=worker.actor, round_id=site.round.id,
+                          person_id=home[1].id, kind=ExemptionKind.infant)  # fmt: skip
+    # Exempt but sampled all the same: counted as sampled, not as exempt.
+    service.add_exemption(session=session, actor=worker.actor, round_id=site.round.id,
+                          person_id=grid.resident5.id, kind=ExemptionKind.away)  # fmt: skip
+    report = cover.coverage(session=session, actor=worker.actor, round_id=site.round.id)
+    b5 = next(b for b in report.buildings if b.building_id == grid.b5.id)
+    assert (b5.people, b5.sampled, b5.exempt) == (13, 2, 1)
+    assert b5.households == 8 and b5.households_done == 1
+    rows = cover.unsampled(
+        session=session, actor=worker.actor, round_id=site.round.id, building_id=grid.b5.id
+    )
+    names = [r.name for r in rows]
+    assert grid.resident5.name not in names and home[1].name not in names
+    assert len(names) == 10
+    assert service.last_sampled_at(session, home[0].id) is not None
+    assert service.last_sampled_at(session, home[1].id) is None
+
+
+def test_phones_are_masked_for_a_role_without_the_registry(
+    session: Session, site: Site, grid: Grid, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from fengchao.auth import service as auth_service
+
+    viewer = make_persona(session, "viewer", Role.sampler,
+                          GridScope(ScopeLevel.community, grid.community.id))  # fmt: skip
+    monkeypatch.setitem(
+        auth_service.ROLE_PERMISSIONS,
+        Role.sampler,
+        frozenset({auth_service.Permission.sampling_coverage}),
+    )
+    rows = cover.unsampled(session=session, actor=viewer.actor, round_id=site.round.id)
+    phones = [r.phone for r in rows if r.phone]
+    assert phones and all("*" in p for p in phones)
+
+
+def test_a_round_of_listed_people_expects_only_them(
+    session: Session, site: Site, worker: Persona
+) -> None:
+    listed = service.create_round(
+        session=session,
+        actor=worker.actor,
+        site_id=site.site.id,
+        name="复采名单",
+        day=site.round.day,
+        scope=service.RoundScope.people,
+        scope_ids=[site.people[0].id, site.people[1].id],
+    )
+    report = cover.coverage(session=session, actor=worker.actor, round_id=listed.id)
+    assert report.expected == 2
