@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from fengchao.access import passages as access_passages
 from fengchao.registry import service as registry
-from fengchao.sampling import swab_reads
+from fengchao.sampling import service as sampling
 from fengchao.tracing.contacts import Passage, Subject, Swab, Visit, Window
 
 
@@ -28,7 +28,6 @@ class DatabaseRecords:
         self.session = session
         self._households: dict[int, int | None] = {}
         self._near: dict[tuple[int, dt.datetime, int], list[Passage]] = {}
-        self._rows: dict[int, swab_reads.SwabRow] = {}
 
     def household_of(self, subject: Subject) -> int | None:
         person = _person(subject)
@@ -101,28 +100,17 @@ class DatabaseRecords:
         person = _person(subject)
         if person is None:
             return []
-        rows = swab_reads.swabs_of(
-            self.session, person_id=person, start=window.start, end=window.end
-        )
-        return [self._swab(row) for row in rows]
+        rows = sampling.swabs_of(self.session, person, window.start, window.end)
+        return [_swab(row) for row in rows]
 
     def queue_around(self, swab: Swab, neighbours: int) -> list[Swab]:
-        row = self._rows[swab.swab_id]
-        return [
-            self._swab(r)
-            for r in swab_reads.queue_around(self.session, swab=row, neighbours=neighbours)
-        ]
+        return [_swab(r) for r in sampling.queue_around(self.session, swab.swab_id, neighbours)]
 
     def tube_mates(self, tube_id: int) -> list[Swab]:
-        return [self._swab(r) for r in swab_reads.tube_mates(self.session, tube_id=tube_id)]
+        return [_swab(r) for r in sampling.tube_mates(self.session, tube_id)]
 
-    def _swab(self, row: swab_reads.SwabRow) -> Swab:
-        self._rows[row.swab_id] = row
-        return Swab(
-            ("person", row.person_id),
-            row.site_id,
-            row.tube_id,
-            row.tube_barcode,
-            row.at,
-            row.swab_id,
-        )
+
+def _swab(row: sampling.SwabRecord) -> Swab:
+    return Swab(
+        ("person", row.person_id), row.site_id, row.tube_id, row.tube_barcode, row.at, row.swab_id
+    )
