@@ -41,8 +41,9 @@ def main() -> int:
                 catalog[message].locations.append(location)
             else:
                 catalog.add(message, previous.string if previous else "", [location])
-    # Texts translated at run time from tables of labels rather than literals.
-    import fengchao.access.service  # noqa: F401  (describes its audit actions)
+    # Texts translated at run time from tables of labels rather than literals. Importing the
+    # app first lets every slice describe its audit actions and records.
+    import fengchao.app  # noqa: F401
     from fengchao.access import flows, gate_views, records
     from fengchao.access.service import LEVEL_LABELS
     from fengchao.auth.audit_log import ACTION_LABELS as AUDIT_ACTIONS
@@ -59,6 +60,7 @@ def main() -> int:
     from fengchao.registry.proposals import STATE_LABELS
     from fengchao.registry.service import GAP_LABELS
     from fengchao.registry.views import ROOM_LABELS
+    from fengchao.tracing.views import REASON_LABELS, TIER_LABELS
 
     access_tables = (
         flows.REASON_TEXT, LEVEL_LABELS, gate_views.ROLE_LABELS, gate_views.KIND_LABELS,
@@ -70,7 +72,7 @@ def main() -> int:
         *access_tables,
         LABELS, FIELD_LABELS, GAP_LABELS, ROLE_LABELS, ACTION_LABELS, STATE_LABELS,
         AUDIT_ACTIONS, OBJECT_LABELS, DETAIL_LABELS, ROOM_LABELS, URGENCY_LABELS,
-        notifier_labels, GRIDWORK_LABELS, GRIDWORK_EVENTS,
+        notifier_labels, GRIDWORK_LABELS, GRIDWORK_EVENTS, REASON_LABELS, TIER_LABELS,
     )  # fmt: skip
     for texts in (*(table.values() for table in tables), SUGGESTED_REASONS):
         for text in texts:

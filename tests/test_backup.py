@@ -84,6 +84,13 @@ from fengchao.registry.models import (
 from fengchao.registry.service import register_person_id
 from fengchao.settings import get_settings
 from fengchao.testing import throwaway_database
+from fengchao.tracing.models import (
+    CaseResult,
+    CaseSource,
+    ContactDecision,
+    ContactStatus,
+    TracingCase,
+)
 
 TARGET = os.environ.get("FENGCHAO_TEST_DATABASE", "sqlite")
 # The suite's database to itself; on the PostgreSQL pass also across the two dialects.
@@ -363,6 +370,37 @@ def build_community(engine: Engine, audit_events: int = 300) -> None:
             key="gate:1:fever",
         )
         s.add(DeliveryAttempt(channel_id=channel.id, delivery_id=None, duration_ms=12.5, ok=True))
+        case = TracingCase(
+            community_id=community.id,
+            person_id=lin.id,
+            onset_at=dt.datetime(2022, 11, 9, 8, 0, tzinfo=dt.UTC),
+            confirmed_at=dt.datetime(2022, 11, 11, 9, 0, tzinfo=dt.UTC),
+            source=CaseSource.lab_import,
+            created_by=admin.id,
+        )
+        s.add(case)
+        s.flush()
+        s.add(
+            CaseResult(
+                case_id=case.id,
+                community_id=community.id,
+                at=case.confirmed_at,
+                source=CaseSource.lab_import,
+                note="十混一阳性后单采",
+            )
+        )
+        s.add(
+            ContactDecision(
+                case_id=case.id,
+                community_id=community.id,
+                subject_kind="person",
+                subject_id=child.id,
+                tier="close",
+                status=ContactStatus.confirmed,
+                decided_by=admin.id,
+                isolated_at=dt.datetime(2022, 11, 11, 10, 0, tzinfo=dt.UTC),
+            )
+        )
         s.add(
             ScheduledJob(
                 name="notify.purge",

@@ -37,6 +37,7 @@ from fengchao.registry import scope as registry_scope
 from fengchao.registry.models import Building, Community, Compound, Street
 from fengchao.sampling import cli as sampling_cli
 from fengchao.settings import get_settings
+from fengchao.tracing.cli import trace_app
 
 if TYPE_CHECKING:
     from fengchao.vision.face_pipeline import FacePipeline
@@ -56,6 +57,7 @@ app.add_typer(access_cli.devices_app, name="devices")
 app.add_typer(access_cli.gate_app, name="gate")
 app.add_typer(access_cli.alert_app, name="alert")
 app.add_typer(faces_app, name="faces")
+app.add_typer(trace_app, name="trace")
 console = Console(stderr=True)
 
 

@@ -11,4 +11,5 @@ def load_all_models() -> None:
     import fengchao.gridwork.models
     import fengchao.notify.models
     import fengchao.registry.models
-    import fengchao.sampling.models  # noqa: F401
+    import fengchao.sampling.models
+    import fengchao.tracing.models  # noqa: F401

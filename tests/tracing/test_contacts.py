@@ -128,11 +128,25 @@ def test_contacts_of_close_contacts_are_secondary_through_a_chain() -> None:
     ]
     one = by_subject(find_contacts(P(1), records, WINDOW, Rules(depth=1)))
     assert P(4) not in one
-    two = by_subject(find_contacts(P(1), records, WINDOW, Rules(depth=2)))
+    # By default a co-passage of a close contact does not chain (at a busy gate it would
+    # reach most of the community); a tracer can ask for it.
+    assert P(4) not in by_subject(find_contacts(P(1), records, WINDOW, Rules(depth=2)))
+    wide = Rules(depth=2, chain_kinds=frozenset({"household", "co_passage"}))
+    two = by_subject(find_contacts(P(1), records, WINDOW, wide))
     assert two[P(4)].tier == "secondary"
     chain = two[P(4)].reasons[0]
     assert chain.kind == "chain" and chain.evidence["via"] == ["person", 2]
     assert chain.evidence["kinds"] == ["co_passage"]
+
+
+def test_household_members_of_a_close_contact_are_secondary() -> None:
+    records = community()
+    records.passages = [Passage(P(1), 7, "in", at(0), 1), Passage(P(5), 7, "in", at(1), 2)]
+    records.households[P(6)] = 21  # lives with 5, who passed the gate with the case
+    found = by_subject(find_contacts(P(1), records, WINDOW))
+    assert found[P(5)].tier == "close"
+    assert found[P(6)].tier == "secondary" and found[P(6)].reasons[0].kind == "chain"
+    assert found[P(6)].reasons[0].evidence["via"] == ["person", 5]
 
 
 def test_a_contact_dismissed_in_another_case_is_shown_again_with_that_dismissal() -> None:

@@ -53,6 +53,7 @@ class Permission(enum.StrEnum):
     gate_operate = "gate.operate"  # decisions at a gate's console
     alert_switch = "alert.switch"  # the alert level (one action, audited)
     faces_manage = "faces.manage"  # enrol faces, record consent, see thumbnails
+    tracing_manage = "tracing.manage"  # cases, their contacts, isolation of contacts
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -73,6 +74,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.gate_operate,
             Permission.alert_switch,
             Permission.faces_manage,
+            Permission.tracing_manage,
             Permission.duty_manage,
             Permission.gridwork_manage,
             Permission.gridwork_submit,

@@ -505,3 +505,117 @@ GAP_LABELS = {
     completeness.Gap.duplicate: "疑似重复",
     completeness.Gap.moved_out_living: "空置户仍有在住人员",
 }
+
+
+# --- reads for contact tracing (who lives with whom); the caller checks role and scope ---
+
+
+def household_of_person(*, session: Session, person_id: int) -> int | None:
+    return session.scalar(select(Person.household_id).where(Person.id == person_id))
+
+
+def household_residents(*, session: Session, household_id: int) -> list[int]:
+    """The ids of the people living in a household (not those moved out)."""
+    return list(
+        session.scalars(
+            select(Person.id)
+            .where(
+                Person.household_id == household_id,
+                Person.residence_status != ResidenceStatus.moved_out,
+            )
+            .order_by(Person.id)
+        )
+    )
+
+
+def households_of_people(*, session: Session, person_ids: list[int]) -> dict[int, int]:
+    """Each person's household, read in chunks (for hundreds of people at once)."""
+    found: dict[int, int] = {}
+    for start in range(0, len(person_ids), 1000):
+        chunk = person_ids[start : start + 1000]
+        rows = session.execute(select(Person.id, Person.household_id).where(Person.id.in_(chunk)))
+        found.update({int(p): int(h) for p, h in rows})
+    return found
+
+
+def residents_of_households(*, session: Session, household_ids: list[int]) -> dict[int, list[int]]:
+    """The people living in each household (not those moved out), read in chunks."""
+    found: dict[int, list[int]] = {h: [] for h in household_ids}
+    for start in range(0, len(household_ids), 1000):
+        chunk = household_ids[start : start + 1000]
+        rows = session.execute(
+            select(Person.household_id, Person.id)
+            .where(
+                Person.household_id.in_(chunk),
+                Person.residence_status != ResidenceStatus.moved_out,
+            )
+            .order_by(Person.id)
+        )
+        for household, person in rows:
+            found[int(household)].append(int(person))
+    return found
+
+
+def building_of_household(*, session: Session, household_id: int) -> int | None:
+    return session.scalar(select(Household.building_id).where(Household.id == household_id))
+
+
+def building_residents(*, session: Session, building_id: int) -> list[tuple[int, int]]:
+    """(person id, household id) of everyone living in a building."""
+    rows = session.execute(
+        select(Person.id, Person.household_id)
+        .join(Household, Household.id == Person.household_id)
+        .where(
+            Household.building_id == building_id,
+            Person.residence_status != ResidenceStatus.moved_out,
+        )
+        .order_by(Person.id)
+    )
+    return [(int(p), int(h)) for p, h in rows]
+
+
+@dataclass(frozen=True)
+class ContactCard:
+    """What a tracer sees of a contact: who, where, how to reach them (phone shown to
+    roles that may read the registry)."""
+
+    person_id: int
+    name: str
+    gender: str | None
+    birth_year: int | None
+    phone: str | None
+    compound: str
+    address: str
+    building_id: int
+    health_status: str
+
+
+def contact_cards(
+    *, session: Session, actor: Actor, person_ids: list[int]
+) -> dict[int, ContactCard]:
+    """Cards of the given people that lie in the actor's scope (others are left out)."""
+    require(actor, Permission.registry_read)
+    cards: dict[int, ContactCard] = {}
+    for start in range(0, len(person_ids), 500):
+        chunk = person_ids[start : start + 500]
+        rows = session.execute(
+            select(Person, Household, Building, Unit, Compound)
+            .join(Household, Household.id == Person.household_id)
+            .join(Building, Building.id == Household.building_id)
+            .join(Unit, Unit.id == Household.unit_id)
+            .join(Compound, Compound.id == Household.compound_id)
+            .where(Person.id.in_(chunk), household_in_scope(actor.scope))
+        )
+        for person, household, building, unit, compound in rows:
+            cards[person.id] = ContactCard(
+                person_id=person.id,
+                name=person.name,
+                gender=person.gender.value if person.gender else None,
+                birth_year=person.birth_date.year if person.birth_date else None,
+                phone=person.phone,
+                compound=compound.name,
+                address=f"{building.name}-{unit.name}-{household.room}",
+                building_id=building.id,
+                health_status=person.health_status.value,
+            )
+    return cards

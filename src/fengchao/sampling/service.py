@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from fengchao.auth.models import ScopeLevel
@@ -617,18 +617,24 @@ def tube_mates(session: Session, tube_id: int) -> list[SwabRecord]:
 
 
 def queue_around(session: Session, swab_id: int, neighbours: int) -> list[SwabRecord]:
-    """The ``neighbours`` swabs registered just before and just after one, at the same site
-    on the same round (the people who stood beside that person in the queue)."""
+    """The ``neighbours`` swabs registered just before and just after one at the same
+    station of the same round (the people who stood beside that person in its queue)."""
     swab = session.get(Swab, swab_id)
-    if swab is None:
+    if swab is None or neighbours <= 0:
         return []
-    same = (Swab.round_id == swab.round_id, Swab.id != swab.id)
+    same = (Swab.round_id == swab.round_id, Swab.station == swab.station, Swab.id != swab.id)
+    earlier = or_(
+        Swab.taken_at < swab.taken_at, and_(Swab.taken_at == swab.taken_at, Swab.id < swab.id)
+    )
+    later = or_(
+        Swab.taken_at > swab.taken_at, and_(Swab.taken_at == swab.taken_at, Swab.id > swab.id)
+    )
     before = session.scalars(
-        select(Swab.id).where(*same, Swab.taken_at <= swab.taken_at)
+        select(Swab.id).where(*same, earlier)
         .order_by(Swab.taken_at.desc(), Swab.id.desc()).limit(neighbours)
     ).all()  # fmt: skip
     after = session.scalars(
-        select(Swab.id).where(*same, Swab.taken_at >= swab.taken_at)
+        select(Swab.id).where(*same, later)
         .order_by(Swab.taken_at, Swab.id).limit(neighbours)
     ).all()  # fmt: skip
     return _records(session, Swab.id.in_({*before, *after}))

@@ -14,7 +14,7 @@ contacts are found to ``Rules.depth`` and are secondary.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -74,6 +74,11 @@ class Rules:
     queue_neighbours: int = 2
     include_building: bool = True
     depth: int = 2
+    # Which links of a close contact make their contacts secondary: by default living
+    # together (次密接 as tracing teams count them). Visits and shared tubes of close contacts
+    # can be added; co-passages of co-passages are best left out: at a busy gate they reach
+    # most of the community and say little. Each added kind costs queries per close contact.
+    chain_kinds: frozenset[str] = frozenset({"household"})
     tiers: dict[str, Tier] = field(
         default_factory=lambda: {
             "household": "close",
@@ -95,6 +100,9 @@ class Rules:
             found.append("queue_neighbours must be between 0 and 20")
         if not 1 <= self.depth <= 3:
             found.append("depth must be between 1 and 3")
+        unknown = set(self.chain_kinds) - ALL_KINDS
+        if unknown:
+            found.append(f"chain_kinds: unknown kinds {sorted(unknown)}")
         for kind, tier in self.tiers.items():
             if tier not in _TIER_RANK:
                 found.append(f"tier of {kind} must be close or secondary")
@@ -143,6 +151,14 @@ class Records(Protocol):
     def household_of(self, subject: Subject) -> int | None: ...
 
     def household_members(self, household_id: int) -> Sequence[Subject]: ...
+
+    def households_of(self, subjects: Sequence[Subject]) -> dict[Subject, int]:
+        """The household of each subject that has one (one read for all)."""
+        ...
+
+    def members_of(self, household_ids: Sequence[int]) -> dict[int, list[Subject]]:
+        """The people living in each household (one read for all)."""
+        ...
 
     def building_of(self, household_id: int) -> int | None: ...
 
@@ -194,26 +210,38 @@ class _Collector:
             contact.tier = tier
 
 
+ALL_KINDS = frozenset({"household", "co_passage", "visitor", "sampling_queue", "tube", "building"})
+
+
 def _direct(
-    subject: Subject, records: Records, window: Window, rules: Rules, out: _Collector
+    subject: Subject,
+    records: Records,
+    window: Window,
+    rules: Rules,
+    out: _Collector,
+    kinds: frozenset[str] = ALL_KINDS,
 ) -> None:
-    """Every direct contact of ``subject`` within ``window`` (all sources but chains)."""
-    household = records.household_of(subject)
+    """Every direct contact of ``subject`` within ``window`` through the given ``kinds`` of
+    link (each kind's records are read only when it is asked for)."""
+    wants_home = bool(kinds & {"household", "building", "visitor"})
+    household = records.household_of(subject) if wants_home else None
     if household is not None:
-        for member in records.household_members(household):
-            out.add(member, "household", {"household_id": household})
-        building = records.building_of(household)
+        if "household" in kinds:
+            for member in records.household_members(household):
+                out.add(member, "household", {"household_id": household})
+        building = records.building_of(household) if "building" in kinds else None
         if rules.include_building and building is not None:
             for resident, their_household in records.building_residents(building):
                 if their_household != household:
                     out.add(resident, "building", {"building_id": building})
+    if household is not None and "visitor" in kinds:
         for visit in records.visits_hosted(household, window):
             out.add(
                 visit.visitor,
                 "visitor",
                 {"pass_id": visit.pass_id, "at": _stamp(visit.start), "role": "host"},
             )
-    for visit in records.visits_made(subject, window):
+    for visit in records.visits_made(subject, window) if "visitor" in kinds else ():
         for member in records.household_members(visit.host_household_id):
             out.add(
                 member,
@@ -225,7 +253,7 @@ def _direct(
                     "role": "visited",
                 },
             )
-    for passage in records.passages_of(subject, window):
+    for passage in records.passages_of(subject, window) if "co_passage" in kinds else ():
         for other in records.passages_near(passage.gate_id, passage.at, rules.co_passage_minutes):
             if other.subject == subject:
                 continue
@@ -245,8 +273,11 @@ def _direct(
                     "direction": other.direction,
                 },
             )
-    for swab in records.swabs_of(subject, window):
+    swab_kinds = kinds & {"sampling_queue", "tube"}
+    for swab in records.swabs_of(subject, window) if swab_kinds else ():
         for neighbour in records.queue_around(swab, rules.queue_neighbours):
+            if "sampling_queue" not in kinds:
+                break
             out.add(
                 neighbour.subject,
                 "sampling_queue",
@@ -256,8 +287,32 @@ def _direct(
                     "contact_at": _stamp(neighbour.at),
                 },
             )
-        for mate in records.tube_mates(swab.tube_id):
+        for mate in records.tube_mates(swab.tube_id) if "tube" in kinds else ():
             out.add(mate.subject, "tube", {"tube": swab.tube_barcode, "at": _stamp(swab.at)})
+
+
+def _chain_links(
+    frontier: list[Subject], records: Records, window: Window, rules: Rules
+) -> Iterator[tuple[Subject, Subject, str]]:
+    """(close contact, their contact, kind of link) for every chain link of the frontier.
+    Household links are read for the whole frontier at once (a busy gate gives hundreds of
+    close contacts; one query each would not do)."""
+    if "household" in rules.chain_kinds:
+        homes = records.households_of(frontier)
+        members = records.members_of(sorted(set(homes.values())))
+        for via in frontier:
+            for member in members.get(homes.get(via, -1), []):
+                if member != via:
+                    yield via, member, "household"
+    others = (rules.chain_kinds & ALL_KINDS) - {"household", "building"}
+    if others:
+        for via in frontier:
+            inner = _Collector(via, rules)
+            _direct(via, records, window, rules, inner, frozenset(others))
+            for subject, found in inner.found.items():
+                for reason in found.reasons:
+                    if reason.tier == "close":
+                        yield via, subject, reason.kind
 
 
 def find_contacts(
@@ -279,35 +334,23 @@ def find_contacts(
     frontier = [c.subject for c in collector.found.values() if c.tier == "close"]
     seen = {case, *frontier}
     for level in range(2, rules.depth + 1):
-        reached: list[Subject] = []
-        for via in frontier:
-            inner = _Collector(via, _without_building(rules))
-            _direct(via, records, window, inner.rules, inner)
-            for subject, found in inner.found.items():
-                if found.tier != "close" or subject in seen:
-                    continue
-                kinds = sorted({r.kind for r in found.reasons})
-                collector.add(subject, "chain", {"via": list(via), "kinds": kinds, "depth": level})
-                reached.append(subject)
+        reached: dict[Subject, tuple[Subject, set[str]]] = {}
+        for via, subject, kind in _chain_links(frontier, records, window, rules):
+            if subject in seen:
+                continue
+            first_via, kinds = reached.setdefault(subject, (via, set()))
+            if first_via == via:
+                kinds.add(kind)
+        for subject, (via, kinds) in reached.items():
+            evidence = {"via": list(via), "kinds": sorted(kinds), "depth": level}
+            collector.add(subject, "chain", evidence)
         seen.update(reached)
-        frontier = reached
+        frontier = list(reached)
     contacts = list(collector.found.values())
     for contact in contacts:
         contact.earlier_dismissals = list((dismissals or {}).get(contact.subject, []))
     contacts.sort(key=lambda c: (-_TIER_RANK[c.tier], c.subject))
     return contacts
-
-
-def _without_building(rules: Rules) -> Rules:
-    # A close contact's building is not traced again: the building rule is about the case.
-    return Rules(
-        co_passage_minutes=rules.co_passage_minutes,
-        co_passage_same_direction_only=rules.co_passage_same_direction_only,
-        queue_neighbours=rules.queue_neighbours,
-        include_building=False,
-        depth=1,
-        tiers=rules.tiers,
-    )
 
 
 @dataclass
@@ -325,6 +368,12 @@ class RecordLists:
 
     def household_members(self, household_id: int) -> list[Subject]:
         return sorted(s for s, h in self.households.items() if h == household_id)
+
+    def households_of(self, subjects: Sequence[Subject]) -> dict[Subject, int]:
+        return {s: self.households[s] for s in subjects if s in self.households}
+
+    def members_of(self, household_ids: Sequence[int]) -> dict[int, list[Subject]]:
+        return {h: self.household_members(h) for h in household_ids}
 
     def building_of(self, household_id: int) -> int | None:
         return self.buildings.get(household_id)

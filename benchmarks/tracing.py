@@ -1,0 +1,160 @@
+"""Contact tracing on a real-sized record: one case's contacts, and 100 cases on an outbreak
+day, with the reference community (15,000 people) and a month of gate passages.
+
+    python benchmarks/tracing.py            # 10 million events
+    python benchmarks/tracing.py --quick    # 1 million events
+
+Each case: a random resident, a 14-day lookback, the default rules (household, co-passages
+within ±5 minutes at the same gate, the building, household links of close contacts).
+Prints a table per database and, as the last line, one JSON object; the top-level figures
+are the slower database's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import database, emit, postgres_available
+
+from fengchao.access.models import AccessEvent
+from fengchao.registry.demo import build_demo
+from fengchao.registry.models import Household, Person
+from fengchao.tracing import service
+from fengchao.tracing.contacts import Window
+
+GATES = 8
+BATCH = 20_000
+
+
+def fill(session: Session, events: int, seed: int) -> tuple[int, list[int], dt.datetime]:
+    """The demo community and ``events`` allowed or refused passages over 30 days."""
+    build_demo(session)
+    session.commit()
+    people = session.execute(
+        select(Person.id, Person.household_id, Household.building_id, Person.community_id).join(
+            Household, Household.id == Person.household_id
+        )
+    ).all()
+    community_id = people[0][3]
+    rng = random.Random(seed)
+    end = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    start = end - dt.timedelta(days=30)
+    span = int((end - start).total_seconds())
+    written = 0
+    while written < events:
+        rows = []
+        for _ in range(min(BATCH, events - written)):
+            person, household, building, _c = people[rng.randrange(len(people))]
+            at = start + dt.timedelta(seconds=rng.randrange(span))
+            rows.append(
+                {
+                    "community_id": community_id,
+                    "compound_id": 1,
+                    "gate_id": 1 + rng.randrange(GATES),
+                    "direction": "in" if rng.random() < 0.5 else "out",
+                    "method": "face",
+                    "decision": "allow" if rng.random() < 0.97 else "deny",
+                    "reasons": [],
+                    "person_id": person,
+                    "household_id": household,
+                    "building_id": building,
+                    "masked": False,
+                    "alert_level": "normal",
+                    "occurred_at": at,
+                    "server_time": at,
+                    "late": False,
+                    "clock_off": False,
+                }
+            )
+        session.execute(insert(AccessEvent), rows)
+        session.commit()
+        written += len(rows)
+        print(f"  {written:,} events", end="\r", file=sys.stderr)
+    print(file=sys.stderr)
+    return community_id, [p[0] for p in people], end
+
+
+def run(kind: str, events: int, cases: int, seed: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as folder, database(kind, Path(folder)) as engine:
+        started = time.perf_counter()
+        with Session(engine) as session:
+            community_id, people, end = fill(session, events, seed)
+        with engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE")  # fresh statistics, as a running system has
+        load_s = time.perf_counter() - started
+        rng = random.Random(seed + 1)
+        window = Window(end - dt.timedelta(days=14), end)
+        timings, contacts = [], []
+        with Session(engine) as session:
+            for person in rng.sample(people, cases):
+                t0 = time.perf_counter()
+                found = service.trace(
+                    session, person_id=person, community_id=community_id, window=window
+                )
+                timings.append((time.perf_counter() - t0) * 1000)
+                contacts.append(len(found.contacts))
+            session.rollback()
+        batch = rng.sample(people, 100)
+        t0 = time.perf_counter()
+        with Session(engine) as session:
+            for person in batch:
+                service.trace(session, person_id=person, community_id=community_id, window=window)
+        hundred_s = time.perf_counter() - t0
+    timings.sort()
+    return {
+        "p50_ms": round(statistics.median(timings), 1),
+        "p95_ms": round(timings[int(0.95 * (len(timings) - 1))], 1),
+        "max_ms": round(timings[-1], 1),
+        "contacts_median": statistics.median(contacts),
+        "cases_100_seconds": round(hundred_s, 2),
+        "load_seconds": round(load_s, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 million events")
+    parser.add_argument("--events", type=int, help="events to store (overrides the size)")
+    parser.add_argument("--cases", type=int, default=40, help="cases timed one by one")
+    parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
+    args = parser.parse_args()
+    events = args.events or (1_000_000 if args.quick else 10_000_000)
+    kinds = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
+    if "postgresql" in kinds and not postgres_available():
+        print("PostgreSQL is not reachable: measuring SQLite only", file=sys.stderr)
+        kinds = [k for k in kinds if k != "postgresql"]
+    by_database = {}
+    for kind in kinds:
+        print(f"{kind}: storing {events:,} events …", file=sys.stderr)
+        by_database[kind] = run(kind, events, args.cases, seed=20221111)
+    header = ("database", "p50 ms", "p95 ms", "max ms", "contacts", "100 cases s")
+    print(f"{header[0]:<12}" + "".join(f"{h:>12}" for h in header[1:]))
+    for kind, f in by_database.items():
+        cells = (f["p50_ms"], f["p95_ms"], f["max_ms"], f["contacts_median"])
+        print(f"{kind:<12}" + "".join(f"{c:>12}" for c in (*cells, f["cases_100_seconds"])))
+    slower = max(by_database.values(), key=lambda f: f["p95_ms"])
+    emit(
+        {
+            "events": events,
+            "people": 15665,
+            "p50_ms": slower["p50_ms"],
+            "p95_ms": slower["p95_ms"],
+            "cases_100_seconds": max(f["cases_100_seconds"] for f in by_database.values()),
+            "by_database": by_database,
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()

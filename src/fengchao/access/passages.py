@@ -1,0 +1,83 @@
+"""Passages read back for contact tracing: a person's allowed passages over the (person,
+time) index and who passed a gate around a moment over the (gate, time) index — each one
+indexed range read, never a scan. Tracing reads the access record and never writes it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fengchao.access.models import AccessEvent
+
+_PASSED = ("allow",)
+
+
+@dataclass(frozen=True)
+class PassageRow:
+    event_id: int
+    person_id: int
+    gate_id: int
+    direction: str
+    at: dt.datetime
+
+
+def _rows(result: object) -> list[PassageRow]:
+    return [PassageRow(*row) for row in result]  # type: ignore[attr-defined]
+
+
+_COLUMNS = (
+    AccessEvent.id,
+    AccessEvent.person_id,
+    AccessEvent.gate_id,
+    AccessEvent.direction,
+    AccessEvent.occurred_at,
+)
+
+
+def passages_of(
+    session: Session, *, person_id: int, start: dt.datetime, end: dt.datetime
+) -> list[PassageRow]:
+    """The person's passages (allowed decisions) between ``start`` and ``end``."""
+    query = (
+        select(*_COLUMNS)
+        .where(
+            AccessEvent.person_id == person_id,
+            AccessEvent.occurred_at >= start,
+            AccessEvent.occurred_at <= end,
+            AccessEvent.decision.in_(_PASSED),
+        )
+        .order_by(AccessEvent.occurred_at)
+    )
+    return _rows(session.execute(query))
+
+
+def passages_near(
+    session: Session, *, gate_id: int, at: dt.datetime, minutes: int
+) -> list[PassageRow]:
+    """Everyone who passed ``gate_id`` within ``minutes`` of ``at`` (people only)."""
+    reach = dt.timedelta(minutes=minutes)
+    query = (
+        select(*_COLUMNS)
+        .where(
+            AccessEvent.gate_id == gate_id,
+            AccessEvent.occurred_at >= at - reach,
+            AccessEvent.occurred_at <= at + reach,
+            AccessEvent.decision.in_(_PASSED),
+            AccessEvent.person_id.is_not(None),
+        )
+        .order_by(AccessEvent.occurred_at)
+    )
+    return _rows(session.execute(query))
+
+
+def oldest_event_at(session: Session, *, community_id: int) -> dt.datetime | None:
+    """When the community's access record now begins (older events have been purged)."""
+    return session.scalar(
+        select(AccessEvent.occurred_at)
+        .where(AccessEvent.community_id == community_id)
+        .order_by(AccessEvent.occurred_at)
+        .limit(1)
+    )

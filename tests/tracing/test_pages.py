@@ -1,0 +1,140 @@
+"""The tracing pages as production runs them: open a case, read its contacts, decide,
+protect, export; refusals for other roles and scopes; English."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+import openpyxl
+import pytest
+from sqlalchemy.orm import Session
+
+from fengchao.registry.models import HealthStatus, Person, Relation
+from tests.conftest import Live
+from tests.web.test_english import ALLOWED, CJK, _user_data
+
+
+def _csrf(client: object) -> str:
+    page = client.get("/tracing")  # type: ignore[attr-defined]
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    if found:
+        return found.group(1)
+    page = client.get("/registry")  # type: ignore[attr-defined]
+    return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+
+
+@pytest.fixture(scope="module")
+def case_url(live: Live) -> str:
+    with Session(live.engine) as session:
+        session.add(
+            Person(
+                community_id=live.grid.community.id,
+                household_id=live.grid.h5_101.id,
+                name="林太太",
+                relation=Relation.family,
+            )
+        )
+        session.commit()
+    client = live.client("worker")
+    token = _csrf(client)
+    empty = client.post(
+        "/tracing/new",
+        data={"person_id": live.grid.resident5.id, "confirmed_at": ""},
+        headers={"X-CSRF-Token": token},
+    )
+    assert empty.status_code == 422 and "请填写时间" in empty.text
+    wrong = client.post(
+        "/tracing/new",
+        data={
+            "person_id": live.grid.resident5.id,
+            "confirmed_at": "2026-11-20T10:00",
+            "onset_at": "2026-11-21T10:00",
+        },
+        headers={"X-CSRF-Token": token},
+    )
+    assert wrong.status_code == 422 and "不能晚于确诊时间" in wrong.text
+    opened = client.post(
+        "/tracing/new",
+        data={
+            "person_id": live.grid.resident5.id,
+            "confirmed_at": "2026-11-28T10:00",
+            "onset_at": "2026-11-27T08:00",
+        },
+        headers={"X-CSRF-Token": token},
+    )
+    assert opened.status_code == 303, opened.text
+    return str(opened.headers["location"])
+
+
+def test_worker_reads_the_case_decides_and_protects(live: Live, case_url: str) -> None:
+    client = live.client("worker")
+    page = client.get(case_url)
+    assert page.status_code == 200
+    assert "林太太" in page.text and "同住家庭成员" in page.text and "data-graph=" in page.text
+    with Session(live.engine) as session:
+        wife = session.query(Person).filter_by(name="林太太").one()
+    token = _csrf(client)
+    saved = client.post(
+        f"{case_url}/contacts",
+        data={"subject": f"person:{wife.id}", "status": "confirmed"},
+        headers={"X-CSRF-Token": token},
+    )
+    assert saved.status_code == 303
+    protected = client.post(
+        f"{case_url}/protect",
+        data={"isolation": "central_isolation"},
+        headers={"X-CSRF-Token": token},
+    )
+    assert protected.status_code == 303
+    assert "已落实" in client.get(protected.headers["location"]).text
+    with Session(live.engine) as session:
+        assert session.get(Person, wife.id).health_status == HealthStatus.central_isolation  # type: ignore[union-attr]
+        assert session.get(Person, live.grid.resident5.id).health_status == HealthStatus.positive  # type: ignore[union-attr]
+    forged = client.post(
+        f"{case_url}/contacts",
+        data={"subject": "person:<script>", "status": "confirmed"},
+        headers={"X-CSRF-Token": token},
+    )
+    assert forged.status_code == 422
+
+
+def test_exports_in_go_data_columns(live: Live, case_url: str) -> None:
+    client = live.client("worker")
+    book = openpyxl.load_workbook(io.BytesIO(client.get(f"{case_url}/contacts.xlsx").content))
+    rows = list(book.active.iter_rows(values_only=True))
+    assert rows[0][:3] == ("First Name", "Last Name", "Gender")
+    assert ("太太", "林") in {(r[0], r[1]) for r in rows[1:]}
+    gbk = client.get(f"{case_url}/contacts.csv?encoding=gbk")
+    assert "charset=gbk" in gbk.headers["content-type"]
+    table = list(csv.reader(io.StringIO(gbk.content.decode("gbk"))))
+    assert table[0][0] == "First Name" and any(r[1] == "林" for r in table[1:])
+    utf8 = client.get(f"{case_url}/contacts.csv")
+    assert utf8.content.startswith(b"\xef\xbb\xbf")
+
+
+@pytest.mark.parametrize("persona", ["lead5", "guard"])
+def test_other_roles_are_refused_with_a_page(live: Live, case_url: str, persona: str) -> None:
+    client = live.client(persona, raise_errors=False)
+    for url in ("/tracing", case_url, f"{case_url}/contacts.xlsx"):
+        response = client.get(url)
+        assert response.status_code == 403, url
+        assert "林太太" not in response.text
+
+
+def test_a_case_that_does_not_exist_is_a_404_page(live: Live) -> None:
+    response = live.client("worker", raise_errors=False).get("/tracing/cases/999999")
+    assert response.status_code == 404 and "<html" in response.text
+
+
+def test_tracing_pages_read_as_english(live: Live, case_url: str) -> None:
+    client = live.client("worker", lang="en")
+    user_data = _user_data(live)
+    for url in ("/tracing", case_url, f"/tracing/new?person_id={live.grid.resident6.id}"):
+        text = client.get(url).text
+        for allowed in ALLOWED:
+            text = text.replace(allowed, "")
+        for data in user_data:
+            text = text.replace(data, "")
+        assert not CJK.findall(text), (url, sorted(set(CJK.findall(text)))[:8])
