@@ -426,18 +426,26 @@ def purge(
         bool, typer.Option("--dry-run", help="Only count what would be deleted.")
     ] = False,
 ) -> None:
-    """Delete what is past its keeping time: expired import uploads, and access events older
-    than FENGCHAO_ACCESS__EVENT_KEEP_DAYS (run from cron)."""
+    """Delete what is past its keeping time: expired import uploads, access events older
+    than FENGCHAO_ACCESS__EVENT_KEEP_DAYS, and the faces of people who moved out (run from
+    cron)."""
+    from fengchao.access.faces import purge_faces
     from fengchao.access.records import purge_events
+    from fengchao.db import utcnow
 
     upgrade(get_engine())
     with session_scope() as session:
         events = purge_events(session=session, dry_run=dry_run)
+    with session_scope() as session:
+        faces = purge_faces(session, now=utcnow(), dry_run=dry_run)
+    face_counts = ", ".join(f"{n} {what}" for what, n in faces.items())
     if dry_run:
-        console.print(f"would purge {events} access event(s)")
+        console.print(f"would purge {events} access event(s); faces: {face_counts}")
         return
     purged = registry_jobs.purge_uploads()
-    console.print(f"purged {purged} expired upload(s), {events} access event(s)")
+    console.print(
+        f"purged {purged} expired upload(s), {events} access event(s); faces: {face_counts}"
+    )
 
 
 @app.command()

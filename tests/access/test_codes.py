@@ -207,3 +207,20 @@ def test_the_printed_qr_reads_back_as_the_code(session: Session, grid: Grid) -> 
     segno.make(text, error="m").save(buffer, kind="png", scale=6)
     image = cv2.imdecode(np.frombuffer(buffer.getvalue(), np.uint8), cv2.IMREAD_GRAYSCALE)
     assert cv2.QRCodeDetector().detectAndDecode(image)[0] == text
+
+
+def test_cli_rotates_a_code_for_the_whole_database(
+    session: Session, grid: Grid, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fengchao import cli
+
+    before = codes.personal_code(session, grid.resident5.id)
+    monkeypatch.setattr("fengchao.access.codes_cli.session_scope", _scope_over(session))
+    result = CliRunner().invoke(cli.app, ["codes", "rotate", str(grid.resident5.id), "--json"])
+    assert result.exit_code == 0, result.output
+    rotated = json.loads(result.stdout)
+    assert rotated["code"] != before
+    assert codes.resolve_code(session, rotated["code"]).version == 2
+    assert _refusal(session, before) == "rotated"
+    missing = CliRunner().invoke(cli.app, ["codes", "rotate", "999999"])
+    assert missing.exit_code == 2

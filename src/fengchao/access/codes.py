@@ -32,7 +32,15 @@ from sqlalchemy.orm import Session
 
 from fengchao.access.models import ResidentCode
 from fengchao.auth.crypto import derive_key
-from fengchao.auth.service import Actor, Permission, Refusal, audit, require
+from fengchao.auth.service import (
+    SYSTEM_ACTOR,
+    Actor,
+    NotFound,
+    Permission,
+    Refusal,
+    audit,
+    require,
+)
 from fengchao.db import begin_write, utcnow
 from fengchao.registry import service as registry
 from fengchao.settings import get_settings
@@ -155,11 +163,17 @@ def rotate_code(session: Session, actor: Actor, person_id: int) -> str:
     Needs ``codes.issue`` and the person in the actor's scope."""
     require(actor, Permission.codes_issue)
     begin_write(session)
-    view = registry.get_person(session=session, actor=actor, person_id=person_id)
-    person = view.person
+    if actor == SYSTEM_ACTOR:  # the command line: the whole database, no grid scope
+        found = registry.person_community(session=session, person_id=person_id)
+        if found is None:
+            raise NotFound(f"person {person_id}")
+        community_id = found
+    else:
+        view = registry.get_person(session=session, actor=actor, person_id=person_id)
+        community_id = view.person.community_id
     row = session.get(ResidentCode, person_id)
     if row is None:
-        row = ResidentCode(person_id=person_id, community_id=person.community_id, version=1)
+        row = ResidentCode(person_id=person_id, community_id=community_id, version=1)
         session.add(row)
     row.version += 1
     row.rotated_at = utcnow()
@@ -170,10 +184,10 @@ def rotate_code(session: Session, actor: Actor, person_id: int) -> str:
         action="rotate",
         object_type="resident_code",
         object_id=person_id,
-        community_id=person.community_id,
+        community_id=community_id,
         version=row.version,
     )
-    return seal(person_id, person.community_id, row.version)
+    return seal(person_id, community_id, row.version)
 
 
 def qr_svg(text: str, *, scale: int = 4) -> str:
