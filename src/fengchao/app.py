@@ -13,8 +13,7 @@ from sqlalchemy.orm import sessionmaker
 
 from fengchao import __version__
 from fengchao.access import api as access_api
-from fengchao.access import console_views
-from fengchao.access import face_views
+from fengchao.access import console_views, face_views
 from fengchao.access import views as access_views
 from fengchao.auth import views as auth_views
 from fengchao.auth.service import Actor, Permission

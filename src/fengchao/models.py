@@ -8,4 +8,5 @@ def load_all_models() -> None:
     import fengchao.access.models
     import fengchao.auth.models
     import fengchao.notify.models
-    import fengchao.registry.models  # noqa: F401
+    import fengchao.registry.models
+    import fengchao.visitors.models  # noqa: F401

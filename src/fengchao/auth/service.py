@@ -44,6 +44,9 @@ class Permission(enum.StrEnum):
     gate_operate = "gate.operate"  # decisions at a gate's console
     alert_switch = "alert.switch"  # the alert level (one action, audited)
     faces_manage = "faces.manage"  # enrol faces, record consent, see thumbnails
+    visitors_manage = "visitors.manage"  # posters, visitor passes, couriers, who is inside
+    visitors_approve = "visitors.approve"  # approve visitors to the households in scope
+    visitors_issue = "visitors.issue"  # a pass issued at the gate (a visitor without a phone)
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -61,6 +64,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.gate_operate,
             Permission.alert_switch,
             Permission.faces_manage,
+            Permission.visitors_manage,
+            Permission.visitors_issue,
         }
     ),
     Role.building_lead: frozenset(
@@ -69,6 +74,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.registry_propose,
             Permission.registry_lookup,
             Permission.access_read,
+            Permission.visitors_approve,
         }
     ),
     Role.property_staff: frozenset(
@@ -80,10 +86,17 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.access_manage,
             Permission.gate_operate,
             Permission.faces_manage,
+            Permission.visitors_manage,
+            Permission.visitors_issue,
         }
     ),
     Role.guard: frozenset(
-        {Permission.registry_lookup, Permission.access_read, Permission.gate_operate}
+        {
+            Permission.registry_lookup,
+            Permission.access_read,
+            Permission.gate_operate,
+            Permission.visitors_issue,
+        }
     ),
     Role.sampler: frozenset(),
     Role.volunteer: frozenset(),
