@@ -24,6 +24,7 @@ from fengchao.registry import api as registry_api
 from fengchao.registry import edit_views as registry_edit_views
 from fengchao.registry import views as registry_views
 from fengchao.settings import get_settings
+from fengchao.visitors import views as visitors_views
 from fengchao.web.deps import CSRF_COOKIE, LANG_COOKIE, CurrentActor, render
 from fengchao.web.errors import error_response, install_error_handlers
 from fengchao.web.i18n import _, current_language, pick_language
@@ -120,6 +121,7 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
     app.include_router(console_views.router)
     app.include_router(console_views.api)
     app.include_router(face_views.router)
+    app.include_router(visitors_views.router)
 
     @app.get("/", include_in_schema=False)
     def home(request: Request, actor: CurrentActor) -> Response:

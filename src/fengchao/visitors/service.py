@@ -514,7 +514,14 @@ def pass_in_scope(actor: Actor) -> ColumnElement[bool]:
 
 
 def _can_see(actor: Actor) -> None:
-    if not (actor.can(Permission.visitors_manage) or actor.can(Permission.visitors_approve)):
+    if not any(
+        actor.can(p)
+        for p in (
+            Permission.visitors_manage,
+            Permission.visitors_approve,
+            Permission.visitors_issue,
+        )
+    ):
         raise Forbidden("visitors")
 
 
@@ -723,13 +730,53 @@ def record_passage(
                 VisitorPass.entries_used < VisitorPass.entries_allowed,
             )
             .values(entries_used=VisitorPass.entries_used + 1, inside=True, last_in_at=at)
-            .execution_options(synchronize_session=False)
         )
         return bool(taken.rowcount)  # type: ignore[attr-defined]
     session.execute(
-        update(VisitorPass)
-        .where(VisitorPass.id == pass_id)
-        .values(inside=False, last_out_at=at)
-        .execution_options(synchronize_session=False)
+        update(VisitorPass).where(VisitorPass.id == pass_id).values(inside=False, last_out_at=at)
     )
     return True
+
+
+# --- the form's own token (against scripts, without an outside captcha) ----------------
+
+FORM_TOKEN_HOURS = 2
+
+
+def _form_key() -> bytes:
+    from fengchao.auth.crypto import derive_key
+
+    return derive_key(get_settings().security.data_key_bytes(), b"fengchao/visitor-form")
+
+
+def form_token(now: dt.datetime | None = None) -> str:
+    """A signed token for one showing of the form: when it was shown and a nonce (the
+    nonce also makes a second send of the same form give the same pass)."""
+    import hmac
+
+    moment = int((now or utcnow()).timestamp())
+    nonce = secrets.token_urlsafe(12)
+    body = f"{moment}.{nonce}"
+    tag = hmac.new(_form_key(), body.encode(), hashlib.sha256).hexdigest()[:24]
+    return f"{body}.{tag}"
+
+
+def check_form_token(text: str, now: dt.datetime | None = None) -> str:
+    """The nonce of a form token that is genuine, not older than two hours and was shown
+    at least ``visitors.min_fill_seconds`` ago; :class:`VisitorRefusal` otherwise."""
+    import hmac
+
+    now = now or utcnow()
+    parts = (text or "")[:80].split(".")
+    if len(parts) != 3 or not parts[0].isdigit():
+        raise VisitorRefusal(_("表单已失效，请重新扫码填写"), field="form")
+    body = f"{parts[0]}.{parts[1]}"
+    expected = hmac.new(_form_key(), body.encode(), hashlib.sha256).hexdigest()[:24]
+    if not hmac.compare_digest(parts[2], expected):
+        raise VisitorRefusal(_("表单已失效，请重新扫码填写"), field="form")
+    age = now.timestamp() - int(parts[0])
+    if age > FORM_TOKEN_HOURS * 3600 or age < -60:
+        raise VisitorRefusal(_("表单已失效，请重新扫码填写"), field="form")
+    if age < get_settings().visitors.min_fill_seconds:
+        raise VisitorRefusal(_("提交太快了，请核对后再提交"), field="form")
+    return parts[1]
