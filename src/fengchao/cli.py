@@ -35,6 +35,7 @@ from fengchao.registry import jobs as registry_jobs
 from fengchao.registry import scope as registry_scope
 from fengchao.registry.models import Building, Community, Compound, Street
 from fengchao.settings import get_settings
+from fengchao.visitors.cli import visitors_app
 
 if TYPE_CHECKING:
     from fengchao.vision.face_pipeline import FacePipeline
@@ -52,6 +53,7 @@ app.add_typer(access_cli.devices_app, name="devices")
 app.add_typer(access_cli.gate_app, name="gate")
 app.add_typer(access_cli.alert_app, name="alert")
 app.add_typer(faces_app, name="faces")
+app.add_typer(visitors_app, name="visitors")
 console = Console(stderr=True)
 
 
@@ -417,18 +419,23 @@ def purge(
         bool, typer.Option("--dry-run", help="Only count what would be deleted.")
     ] = False,
 ) -> None:
-    """Delete what is past its keeping time: expired import uploads, and access events older
-    than FENGCHAO_ACCESS__EVENT_KEEP_DAYS (run from cron)."""
+    """Delete what is past its keeping time: expired import uploads, access events older
+    than FENGCHAO_ACCESS__EVENT_KEEP_DAYS, and visitors' passes ended more than
+    FENGCHAO_VISITORS__KEEP_DAYS ago (run from cron)."""
     from fengchao.access.records import purge_events
+    from fengchao.visitors.service import purge_passes
 
     upgrade(get_engine())
     with session_scope() as session:
         events = purge_events(session=session, dry_run=dry_run)
+        visitors = purge_passes(session=session, dry_run=dry_run)
     if dry_run:
-        console.print(f"would purge {events} access event(s)")
+        console.print(f"would purge {events} access event(s), {visitors} visitor pass(es)")
         return
     purged = registry_jobs.purge_uploads()
-    console.print(f"purged {purged} expired upload(s), {events} access event(s)")
+    console.print(
+        f"purged {purged} expired upload(s), {events} access event(s), {visitors} visitor pass(es)"
+    )
 
 
 @app.command()

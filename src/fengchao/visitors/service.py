@@ -616,6 +616,7 @@ def issue(
     entries: int = 1,
     kind: PassKind = PassKind.visitor,
     plate: str | None = None,
+    compound: str | None = None,
     now: dt.datetime | None = None,
 ) -> tuple[VisitorPass, str]:
     """A pass issued by staff at once (a visitor without a phone, a courier registered at
@@ -638,8 +639,24 @@ def issue(
         errors["phone"] = exc.message
         clean_phone = ""
     host: Host | None = None
+    host_compound = gate.compound_id
+    if compound:
+        # The host may live in another compound of the gate's community (named by its start).
+        found = session.scalar(
+            select(Compound.id)
+            .where(
+                Compound.community_id == gate.community_id,
+                Compound.name.startswith(compound.strip(), autoescape=True),
+            )
+            .order_by(Compound.id)
+        )
+        if found is None:
+            raise VisitorRefusal(
+                _("本社区没有这个小区：{name}").format(name=compound), field="compound"
+            )
+        host_compound = found
     if kind == PassKind.visitor:
-        host = find_host(session=session, compound_id=gate.compound_id, room=host_room)
+        host = find_host(session=session, compound_id=host_compound, room=host_room)
         if host is None:
             errors["host_room"] = _("没有找到这个房号，请核对楼栋-单元-房号")
     if not 1 <= hours <= 24 * COURIER_DAYS:
