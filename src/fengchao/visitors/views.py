@@ -74,12 +74,14 @@ def _form_page(
     values: dict[str, Any] | None = None,
     errors: dict[str, str] | None = None,
     status_code: int = 200,
+    token: str | None = None,
 ) -> Response:
+    # A form sent back for a correction keeps its token: its fill time has been shown.
     context = {
         "gate": gate,
         "values": values or {},
         "errors": errors or {},
-        "form_token": service.form_token(),
+        "form_token": token or service.form_token(),
         "symptom_labels": service.SYMPTOM_LABELS,
         "health_codes": service.HEALTH_CODE_LABELS,
         "max_stay": service.MAX_STAY_HOURS,
@@ -118,28 +120,32 @@ async def visitor_submit(token: str, request: Request, session: DbSession) -> Re
         # The honeypot: a field people never see, which scripts fill in.
         return _form_page(request, gate, values=values, status_code=422,
                           errors={"form": _("表单无法提交，请联系门岗")})  # fmt: skip
+    sent_token = str(form.get("form_token") or "")[:80]
     try:
-        nonce = service.check_form_token(str(form.get("form_token") or ""), now)
+        nonce = service.check_form_token(sent_token, now)
     except service.VisitorRefusal as refused:
         return _form_page(request, gate, values=values, status_code=422,
                           errors={"form": refused.message})  # fmt: skip
     application = service.check_form(values)
     if application.errors:
-        return _form_page(request, gate, values=values, errors=application.errors, status_code=422)
+        return _form_page(
+            request, gate, values=values, errors=application.errors, status_code=422,
+            token=sent_token,
+        )  # fmt: skip
     if not service.take_rate(
         session=session, kind="phone", value=application.phone,
         limit=settings.per_phone_per_hour, now=now,
     ):  # fmt: skip
         return _form_page(
             request, gate, values=values, status_code=429,
-            errors={"phone": _("这个手机号提交次数过多，请稍后再试")},
+            errors={"phone": _("这个手机号提交次数过多，请稍后再试")}, token=sent_token,
         )  # fmt: skip
     try:
         submitted = service.submit(
             session=session, gate=gate, application=application, form_key=nonce, now=now
         )
     except service.VisitorRefusal as refused:
-        return _form_page(request, gate, values=values, status_code=422,
+        return _form_page(request, gate, values=values, status_code=422, token=sent_token,
                           errors={refused.field or "form": refused.message})  # fmt: skip
     return RedirectResponse(f"/v/pass/{submitted.link}", status_code=303)
 

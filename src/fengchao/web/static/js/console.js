@@ -10,7 +10,7 @@
   var csrf = root.dataset.csrf;
   var QUEUE_KEY = "fc-console-queue-" + gateId;
   var DRAFT_KEY = "fc-console-draft-" + gateId;
-  var CODE = /^FC1-[A-Z2-7]{32}$/i;
+  var CODE = /^(FC1-[A-Z2-7]{32}|FV1-[A-Z2-7]{20,190})$/i;  // resident code or visitor pass
   var MOTION = 6;        // mean grey-level change on the 64×48 canvas that counts as movement
   var STILL = 0.8;       // below this against the last frame sent: the same picture again
   var MIN_GAP_MS = 340;  // at most about three frames a second
