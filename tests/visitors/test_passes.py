@@ -113,6 +113,7 @@ def test_pass_issued_at_once_at_normal_level_and_admits_once(
     first = at_gate(session, gates.east.id, token)
     assert first.decision == "allow", first.reasons
     assert first.person is not None and first.person.name == "王小明"
+    assert first.reasons == ["visitor_pass"] and first.person.relation == "访客"
     event = session.get(AccessEvent, first.event_id)
     assert event is not None and event.person_id is None and event.detail["pass_id"] == row.id
     session.refresh(row)

@@ -254,6 +254,7 @@ REASON_TEXT = {
     "moved_out": "此人已迁出",
     "clock_off": "设备时钟偏差过大，已按服务器时间记录",
     "late": "离线补传的记录",
+    "visitor_pass": "访客通行证有效，放行",
     "pass_malformed": "这不是访客通行证",
     "pass_forged": "通行证无效（可能被改动过）",
     "pass_other_community": "这是其他社区的通行证",
@@ -664,7 +665,9 @@ def decide(
             refusals.extend(verdict.reasons)
         else:
             notes = [*verdict.reasons, *notes]
-        if verdict.rule is not None:
+        if verdict.rule is not None and verdict.rule is subject.pass_rule:
+            notes = ["visitor_pass" if r == "rule_allow" else r for r in notes]
+        elif verdict.rule is not None:
             detail["rule_id"] = verdict.rule.id
     timings["policy_ms"] = (time.perf_counter() - t1) * 1000
     if late:

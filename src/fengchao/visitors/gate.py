@@ -34,6 +34,7 @@ def _outcome(
     session: Session, gate: Gate, row: VisitorPass, direction: str, now: dt.datetime
 ) -> PassOutcome:
     """What the row allows at this gate now (the token, if any, was checked already)."""
+    courier = row.kind == PassKind.courier
     refusal = _STATUS_REFUSAL.get(row.status)
     if refusal is None and gate.id not in (row.gate_ids or ()):
         refusal = "pass_wrong_gate"
@@ -54,13 +55,13 @@ def _outcome(
                 and version > row.poster_version
             ):
                 refusal = "pass_stale"
-    courier = row.kind == PassKind.courier
     card = PersonCard(
         id=0,
         name=row.name,
         household_id=row.host_household_id or 0,
         place=row.host_place,
-        relation=str(row.kind),
+        # Shown on the console's card through the translation (a label, not a code).
+        relation="快递外卖" if courier else "访客",
         health_status="normal",
     )
     rule = None
