@@ -240,3 +240,24 @@ def test_inside_now_page(login_as, session: Session, gates: Gates, worker: Perso
     browser = login_as(worker)
     page = browser.get("/visitors?show=inside")
     assert "张三" in page.text and "在内" in page.text
+
+
+def test_form_and_pass_in_english(
+    app_client: TestClient, session: Session, poster_token: str
+) -> None:
+    app_client.cookies.set("fc_lang", "en")
+    allowed = ("华润中央公园", "东门", "王小明", "探望父母", "蜂", "简体中文")
+    cjk = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]+")
+
+    def leftover(text: str) -> list[str]:
+        for word in allowed:
+            text = text.replace(word, "")
+        return cjk.findall(text)
+
+    form = app_client.get(f"/v/{poster_token}")
+    assert "Visitor registration" in form.text and not leftover(form.text)
+    answer = send(app_client, poster_token, id_number="110105194912310021")
+    assert "check" in answer.text and leftover(answer.text) == []  # type: ignore[attr-defined]
+    answer = send(app_client, poster_token)
+    shown = app_client.get(answer.headers["location"])  # type: ignore[attr-defined]
+    assert "Visitor pass" in shown.text and not leftover(shown.text)

@@ -22,6 +22,7 @@ from fengchao.access.flows import PassOutcome, PersonCard
 from fengchao.access.models import Gate
 from fengchao.visitors import service, tokens
 from fengchao.visitors.models import PassKind, PassStatus, VisitorPass, VisitorPoster
+from fengchao.web.i18n import _
 
 _STATUS_REFUSAL = {
     PassStatus.pending: "pass_pending",
@@ -141,3 +142,25 @@ def identify_plate(
         if gate.id in (row.gate_ids or ()):
             return _outcome(session, gate, row, direction, now)
     return None
+
+
+def _catalogue() -> tuple[str, ...]:
+    """The pass reasons of ``flows.REASON_TEXT``, written out here so that the translation
+    script collects them (never called)."""
+    return (
+        _("访客通行证有效，放行"),
+        _("这不是访客通行证"),
+        _("通行证无效（可能被改动过）"),
+        _("这是其他社区的通行证"),
+        _("通行证不含此出入口"),
+        _("通行证已过期"),
+        _("通行证尚未生效"),
+        _("通行证不存在或已清除"),
+        _("通行证待审批"),
+        _("通行证已撤销或未获批准"),
+        _("通行证次数已用完"),
+        _("通行证已作废（二维码已更换），请重新登记"),
+        _("访客通行证暂不可用，请人工核验"),
+        _("访客"),
+        _("快递外卖"),
+    )

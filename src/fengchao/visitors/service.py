@@ -797,3 +797,12 @@ def check_form_token(text: str, now: dt.datetime | None = None) -> str:
     if age < get_settings().visitors.min_fill_seconds:
         raise VisitorRefusal(_("提交太快了，请核对后再提交"), field="form")
     return parts[1]
+
+
+def _catalogue() -> tuple[str, ...]:
+    """The labels above, written out so that the translation script collects them."""
+    return (
+        _("发热"), _("咳嗽"), _("咽痛"), _("乏力"), _("嗅觉或味觉减退"),
+        _("绿码"), _("黄码"), _("红码"),
+        _("待审批"), _("有效"), _("未批准"), _("已撤销"),
+    )  # fmt: skip
