@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from fengchao.access import codes
 from fengchao.access import service as access
@@ -100,10 +101,17 @@ def visitor_form(token: str, request: Request, session: DbSession) -> Response:
 
 @router.post("/v/{token}", response_class=HTMLResponse)
 async def visitor_submit(token: str, request: Request, session: DbSession) -> Response:
+    # The form is read here; everything that touches the database runs in the thread pool
+    # (a SQLite writer waits for the write lock, which must never block the event loop).
+    too_long = int(request.headers.get("content-length") or 0) > MAX_FORM_BYTES
+    form = None if too_long else await request.form()
+    return await run_in_threadpool(_submit, token, request, session, form)
+
+
+def _submit(token: str, request: Request, session: Any, form: Any) -> Response:
     gate = service.gate_for_token(session=session, token=token)
-    if int(request.headers.get("content-length") or 0) > MAX_FORM_BYTES:
+    if form is None:
         return _form_page(request, gate, errors={"form": _("提交的内容太长")}, status_code=413)
-    form = await request.form()
     values: dict[str, Any] = {name: str(form.get(name) or "")[:200] for name in FORM_FIELDS}
     values["symptoms"] = [str(s)[:20] for s in form.getlist("symptoms")[:10]]
     settings = get_settings().visitors
