@@ -272,7 +272,7 @@ def build_visitors(
     user_id: int,
 ) -> None:  # fmt: skip
     """The visitors slice's rows: a gate's poster, a pass (ID number encrypted, the health
-    declaration as JSON) and a rate counter."""
+    declaration as JSON), a watchlist entry and a rate counter."""
     from fengchao.access.models import Gate, GateKind
     from fengchao.visitors.models import (
         PassKind,
@@ -280,6 +280,7 @@ def build_visitors(
         VisitorPass,
         VisitorPoster,
         VisitorRate,
+        VisitorWatch,
     )  # fmt: skip
 
     gate = Gate(community_id=community_id, compound_id=compound_id, name="访客东门",
@@ -307,6 +308,10 @@ def build_visitors(
             note="", extra={"来源": "poster"},
         )
     )  # fmt: skip
+    s.add(VisitorWatch(community_id=community_id, id_number_hash="d" * 64,
+                       id_mask="350***********1234", phone="13500000000", reason="冒用通行证",
+                       expires_at=dt.datetime(2026, 12, 30, tzinfo=dt.UTC),
+                       created_by_id=user_id))  # fmt: skip
     s.add(VisitorRate(key="addr:" + "c" * 40, window_start=dt.datetime(2026, 11, 30, 1, 0,
                       tzinfo=dt.UTC), count=3))  # fmt: skip
 

@@ -299,3 +299,21 @@ def test_purge_deletes_old_passes(session: Session, gates: Gates) -> None:
     row = apply(session, gates).row
     assert service.purge_passes(session=session, now=NOW + dt.timedelta(days=60)) >= 1
     assert session.get(VisitorPass, row.id) is None
+
+
+def test_watchlisted_person_applying_with_another_phone_is_refused_without_a_reason(
+    session: Session, grid: Grid, gates: Gates, worker: Persona
+) -> None:
+    existing = apply(session, gates, key="before").row
+    service.add_watch(
+        session=session, actor=worker.actor, community_id=grid.community.id,
+        reason="冒用他人通行证", days=30, id_number=FORM["id_number"], now=NOW,
+    )  # fmt: skip
+    with pytest.raises(service.VisitorRefusal) as refused:
+        apply(session, gates, key="other-phone", phone="13500000000")
+    assert "联系物业" in refused.value.message and "冒用" not in refused.value.message
+    at = at_gate(session, gates.east.id, service.token_for(existing))
+    assert at.decision == "deny" and "pass_watch" in at.reasons
+    assert flows.reason_text("pass_watch") == "请联系物业"
+    later = NOW + dt.timedelta(days=31)
+    assert not service.watched(session, grid.community.id, existing.id_number_hash, None, later)

@@ -263,3 +263,17 @@ def test_form_and_pass_in_english(
     answer = send(app_client, poster_token)
     shown = app_client.get(answer.headers["location"])  # type: ignore[attr-defined]
     assert "Visitor pass" in shown.text and not leftover(shown.text)
+
+
+def test_watchlist_page(login_as, worker: Persona, guard: Persona) -> None:  # type: ignore[no-untyped-def]
+    browser = login_as(worker)
+    added = browser.post(
+        "/visitors/watch",
+        data={"phone": "13912345678", "reason": "<b>多次冒用</b>", "days": "7"},
+    )
+    assert added.status_code == 303
+    page = browser.get("/visitors/watch")
+    assert "13912345678" in page.text and "&lt;b&gt;多次冒用" in page.text
+    bad = browser.post("/visitors/watch", data={"reason": "x", "days": "7"})
+    assert bad.status_code == 422 and "身份证号或手机号" in bad.text
+    assert login_as(guard).get("/visitors/watch").status_code == 403

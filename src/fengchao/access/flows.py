@@ -267,6 +267,7 @@ REASON_TEXT = {
     "pass_used": "通行证次数已用完",
     "pass_stale": "通行证已作废（二维码已更换），请重新登记",
     "pass_unavailable": "访客通行证暂不可用，请人工核验",
+    "pass_watch": "请联系物业",
 }
 
 

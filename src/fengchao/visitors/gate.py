@@ -37,6 +37,13 @@ def _outcome(
     """What the row allows at this gate now (the token, if any, was checked already)."""
     courier = row.kind == PassKind.courier
     refusal = _STATUS_REFUSAL.get(row.status)
+    watch = service.watched
+    if (
+        refusal is None
+        and direction == "in"
+        and watch(session, row.community_id, row.id_number_hash, row.phone, now)
+    ):
+        refusal = "pass_watch"
     if refusal is None and gate.id not in (row.gate_ids or ()):
         refusal = "pass_wrong_gate"
     if refusal is None and direction == "in":
@@ -161,6 +168,7 @@ def _catalogue() -> tuple[str, ...]:
         _("通行证次数已用完"),
         _("通行证已作废（二维码已更换），请重新登记"),
         _("访客通行证暂不可用，请人工核验"),
+        _("请联系物业"),
         _("访客"),
         _("快递外卖"),
     )

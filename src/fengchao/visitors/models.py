@@ -123,3 +123,23 @@ class VisitorRate(Base):
     key: Mapped[str] = mapped_column(String(80), primary_key=True)
     window_start: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class VisitorWatch(Base):
+    """A person staff do not admit as a visitor (访客限制名单), by the keyed hash of the ID
+    number or by the mobile number, with a reason for staff and an expiry; the form and the
+    gate honour it without telling the visitor why."""
+
+    __tablename__ = "visitor_watch"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("community.id"), index=True)
+    id_number_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    id_mask: Mapped[str | None] = mapped_column(String(18))
+    phone: Mapped[str | None] = mapped_column(String(11), index=True)
+    reason: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user_account.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

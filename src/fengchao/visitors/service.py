@@ -46,6 +46,7 @@ from fengchao.visitors.models import (
     VisitorPass,
     VisitorPoster,
     VisitorRate,
+    VisitorWatch,
 )
 from fengchao.web.i18n import _
 
@@ -374,6 +375,11 @@ def submit(
         existing.link_hash = _link_hash(link)
         session.flush()
         return Submitted(existing, link, duplicate=True)
+    cipher = get_cipher()
+    id_hash = cipher.lookup_hash(application.id_number)
+    if watched(session, gate.community_id, id_hash, application.phone, now):
+        # Never why: the guard and the property know, the visitor is asked to see them.
+        raise VisitorRefusal(_("暂时无法办理，请联系物业"), field="form")
     host = find_host(session=session, compound_id=gate.compound_id, room=application.host_room)
     if host is None:
         raise VisitorRefusal(_("没有找到这个房号，请核对楼栋-单元-房号"), field="host_room")
@@ -384,7 +390,6 @@ def submit(
     if needs is None:
         raise VisitorRefusal(_("本小区正在静默管理，暂停访客登记"), field="host_room")
     link = secrets.token_urlsafe(18)
-    cipher = get_cipher()
     row = VisitorPass(
         community_id=gate.community_id,
         compound_id=gate.compound_id,
@@ -393,7 +398,7 @@ def submit(
         name=application.name,
         phone=application.phone,
         id_number_enc=cipher.encrypt(application.id_number),
-        id_number_hash=cipher.lookup_hash(application.id_number),
+        id_number_hash=id_hash,
         id_mask=application.id_mask,
         host_household_id=host.household_id,
         host_building_id=host.building_id,
@@ -806,3 +811,111 @@ def _catalogue() -> tuple[str, ...]:
         _("绿码"), _("黄码"), _("红码"),
         _("待审批"), _("有效"), _("未批准"), _("已撤销"),
     )  # fmt: skip
+
+
+# --- the watchlist (访客限制名单) ----------------------------------------------------------
+
+
+def watched(
+    session: Session, community_id: int, id_hash: str | None, phone: str | None, now: dt.datetime
+) -> bool:
+    """Whether a person (by ID hash or phone) is on the community's watchlist now."""
+    keys = []
+    if id_hash:
+        keys.append(VisitorWatch.id_number_hash == id_hash)
+    if phone:
+        keys.append(VisitorWatch.phone == phone)
+    if not keys:
+        return False
+    from sqlalchemy import or_
+
+    found = session.scalar(
+        select(VisitorWatch.id)
+        .where(VisitorWatch.community_id == community_id, VisitorWatch.expires_at > now, or_(*keys))
+        .limit(1)
+    )
+    return found is not None
+
+
+def add_watch(
+    *,
+    session: Session,
+    actor: Actor,
+    community_id: int,
+    reason: str,
+    days: int,
+    id_number: str = "",
+    phone: str = "",
+    now: dt.datetime | None = None,
+) -> VisitorWatch:
+    """Put a person on the watchlist by ID number and/or phone, with a reason and an expiry
+    (the ID number is kept only as its keyed hash and mask)."""
+    require(actor, Permission.visitors_manage)
+    own = actor_community(session, actor)
+    if own is not None and own != community_id:
+        raise NotFound(f"community {community_id}")
+    begin_write(session)
+    now = now or utcnow()
+    id_hash = id_mask = None
+    clean_phone = None
+    if id_number.strip():
+        try:
+            parsed = parse_id_number(id_number)
+        except FieldError as exc:
+            raise VisitorRefusal(exc.message, field="id_number") from None
+        id_hash, id_mask = get_cipher().lookup_hash(parsed.number), parsed.masked
+    if phone.strip():
+        try:
+            clean_phone = parse_mobile(phone)
+        except FieldError as exc:
+            raise VisitorRefusal(exc.message, field="phone") from None
+    if id_hash is None and clean_phone is None:
+        raise VisitorRefusal(_("请填写身份证号或手机号"), field="id_number")
+    reason = reason.strip()
+    if not reason or len(reason) > 200:
+        raise VisitorRefusal(_("请写明原因（最多 200 字）"), field="reason")
+    if not 1 <= days <= 365:
+        raise VisitorRefusal(_("期限为 1–365 天"), field="days")
+    row = VisitorWatch(
+        community_id=community_id, id_number_hash=id_hash, id_mask=id_mask, phone=clean_phone,
+        reason=reason, expires_at=now + dt.timedelta(days=days),
+        created_by_id=actor.user_id or None, created_at=now,
+    )  # fmt: skip
+    session.add(row)
+    session.flush()
+    audit(session=session, actor=actor, action="watch", object_type="visitor_watch",
+          object_id=row.id, community_id=community_id)  # fmt: skip
+    return row
+
+
+def list_watch(*, session: Session, actor: Actor, now: dt.datetime | None = None) -> list[Any]:
+    require(actor, Permission.visitors_manage)
+    now = now or utcnow()
+    query = select(VisitorWatch).where(VisitorWatch.expires_at > now)
+    own = actor_community(session, actor)
+    if own is not None:
+        query = query.where(VisitorWatch.community_id == own)
+    return list(session.scalars(query.order_by(VisitorWatch.id.desc()).limit(500)))
+
+
+def remove_watch(*, session: Session, actor: Actor, watch_id: int) -> None:
+    require(actor, Permission.visitors_manage)
+    begin_write(session)
+    row = session.get(VisitorWatch, watch_id)
+    own = actor_community(session, actor)
+    if row is None or (own is not None and row.community_id != own):
+        raise NotFound(f"watch {watch_id}")
+    session.delete(row)
+    audit(session=session, actor=actor, action="unwatch", object_type="visitor_watch",
+          object_id=watch_id, community_id=row.community_id)  # fmt: skip
+
+
+def actor_community(session: Session, actor: Actor) -> int | None:
+    """The community of an account's scope; None for the system and a street's accounts
+    (who act on the communities of their street)."""
+    if access.is_system(actor) or actor.scope.level == ScopeLevel.street:
+        return None
+    if actor.scope.level == ScopeLevel.community:
+        return actor.scope.node_id
+    table = Compound if actor.scope.level == ScopeLevel.compound else Building
+    return session.scalar(select(table.community_id).where(table.id == actor.scope.node_id))

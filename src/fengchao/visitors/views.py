@@ -338,3 +338,43 @@ def poster_file(gate_id: RowId, fmt: str, session: DbSession, actor: CurrentActo
 def poster_rotate(gate_id: RowId, session: DbSession, actor: CurrentActor) -> Response:
     service.rotate_poster(session=session, actor=actor, gate_id=gate_id)
     return RedirectResponse("/visitors/posters?rotated=1", status_code=303)
+
+
+@router.get("/visitors/watch", response_class=HTMLResponse)
+def watch_page(request: Request, session: DbSession, actor: CurrentActor) -> Response:
+    """The watchlist: people not admitted as visitors, with the reason and the expiry."""
+    rows = service.list_watch(session=session, actor=actor)
+    context = {"rows": rows, "local": _local, "error": None, "values": {}}
+    return render(request, "visitors/watch.html", context)
+
+
+@router.post("/visitors/watch", response_class=HTMLResponse)
+def watch_add(
+    request: Request,
+    session: DbSession,
+    actor: CurrentActor,
+    reason: Annotated[str, Form(max_length=400)],
+    days: Annotated[int, Form(ge=1, le=365)] = 30,
+    id_number: Annotated[str, Form(max_length=30)] = "",
+    phone: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    community_id = service.actor_community(session, actor)
+    try:
+        if community_id is None:
+            raise service.VisitorRefusal(_("请用社区的账号办理"), field="reason")
+        service.add_watch(
+            session=session, actor=actor, community_id=community_id, reason=reason,
+            days=days, id_number=id_number, phone=phone,
+        )  # fmt: skip
+    except service.VisitorRefusal as refused:
+        rows = service.list_watch(session=session, actor=actor)
+        values = {"reason": reason, "days": days, "id_number": id_number, "phone": phone}
+        context = {"rows": rows, "local": _local, "error": refused, "values": values}
+        return render(request, "visitors/watch.html", context, status_code=422)
+    return RedirectResponse("/visitors/watch", status_code=303)
+
+
+@router.post("/visitors/watch/{watch_id}/remove")
+def watch_remove(watch_id: RowId, session: DbSession, actor: CurrentActor) -> Response:
+    service.remove_watch(session=session, actor=actor, watch_id=watch_id)
+    return RedirectResponse("/visitors/watch", status_code=303)

@@ -1,8 +1,8 @@
-"""visitor posters passes and form rate counters
+"""visitor posters passes watchlist and form rate counters
 
-Revision ID: f4cc9678417b
+Revision ID: 794211d75bbf
 Revises: 45ad7df426a6
-Create Date: 2026-11-29 21:23:15.998447
+Create Date: 2026-11-29 21:59:50.692512
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from alembic import op
 
 import fengchao.db
 
-revision: str = "f4cc9678417b"
+revision: str = "794211d75bbf"
 down_revision: str | None = "45ad7df426a6"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -27,6 +27,37 @@ def upgrade() -> None:
         sa.Column("count", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_visitor_rate")),
     )
+    op.create_table(
+        "visitor_watch",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("community_id", sa.Integer(), nullable=False),
+        sa.Column("id_number_hash", sa.String(length=64), nullable=True),
+        sa.Column("id_mask", sa.String(length=18), nullable=True),
+        sa.Column("phone", sa.String(length=11), nullable=True),
+        sa.Column("reason", sa.String(length=200), nullable=False),
+        sa.Column("expires_at", fengchao.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_by_id", sa.Integer(), nullable=True),
+        sa.Column("created_at", fengchao.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["community_id"], ["community.id"], name=op.f("fk_visitor_watch_community_id_community")
+        ),
+        sa.ForeignKeyConstraint(
+            ["created_by_id"],
+            ["user_account.id"],
+            name=op.f("fk_visitor_watch_created_by_id_user_account"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_visitor_watch")),
+    )
+    with op.batch_alter_table("visitor_watch", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_visitor_watch_community_id"), ["community_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_visitor_watch_id_number_hash"), ["id_number_hash"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_visitor_watch_phone"), ["phone"], unique=False)
+
     op.create_table(
         "visitor_poster",
         sa.Column("gate_id", sa.Integer(), nullable=False),
@@ -195,5 +226,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_visitor_poster_community_id"))
 
     op.drop_table("visitor_poster")
+    with op.batch_alter_table("visitor_watch", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_visitor_watch_phone"))
+        batch_op.drop_index(batch_op.f("ix_visitor_watch_id_number_hash"))
+        batch_op.drop_index(batch_op.f("ix_visitor_watch_community_id"))
+
+    op.drop_table("visitor_watch")
     op.drop_table("visitor_rate")
     # ### end Alembic commands ###
