@@ -277,3 +277,24 @@ def test_watchlist_page(login_as, worker: Persona, guard: Persona) -> None:  # t
     bad = browser.post("/visitors/watch", data={"reason": "x", "days": "7"})
     assert bad.status_code == 422 and "身份证号或手机号" in bad.text
     assert login_as(guard).get("/visitors/watch").status_code == 403
+
+
+def test_history_export_masks_id_and_neutralises_formulas(
+    login_as, session: Session, gates: Gates, worker: Persona, lead5: Persona
+) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    from openpyxl import load_workbook
+
+    service.issue(
+        session=session, actor=worker.actor, gate_id=gates.east.id, name="=HYPERLINK(1)",
+        phone="13600000002", host_room="5-1-101",
+    )  # fmt: skip
+    browser = login_as(worker)
+    answer = browser.get("/visitors/export.xlsx")
+    assert answer.status_code == 200
+    sheet = load_workbook(io.BytesIO(answer.content)).active
+    assert sheet is not None
+    names = [row[0] for row in sheet.iter_rows(min_row=2, values_only=True)]
+    assert names and not str(names[0]).startswith("=")
+    assert login_as(lead5).get("/visitors/export.xlsx").status_code == 403
