@@ -385,7 +385,7 @@
     var value = temp.value.trim();
     if (!value) return;
     var card = state.card;
-    if (card && card.person && card.decision !== "pending" && state.online) {
+    if (card && card.person && card.person.id && card.decision !== "pending" && state.online) {  // a visitor (no id): scan the pass again
       // Measured after the card showed: the same person again with the temperature; a
       // fever card's second measurement is its re-measurement.
       var extra = card.fever && card.sent_temperature ? { temperature: card.sent_temperature, retest: value } : { temperature: value };
