@@ -42,6 +42,9 @@ def main() -> int:
             else:
                 catalog.add(message, previous.string if previous else "", [location])
     # Texts translated at run time from tables of labels rather than literals.
+    import fengchao.access.service  # noqa: F401  (describes its audit actions)
+    from fengchao.access import flows, gate_views, records
+    from fengchao.access.service import LEVEL_LABELS
     from fengchao.auth.audit_log import ACTION_LABELS as AUDIT_ACTIONS
     from fengchao.auth.audit_log import DETAIL_LABELS, OBJECT_LABELS
     from fengchao.auth.models import ROLE_LABELS
@@ -55,8 +58,14 @@ def main() -> int:
     from fengchao.registry.service import GAP_LABELS
     from fengchao.registry.views import ROOM_LABELS
 
+    access_tables = (
+        flows.REASON_TEXT, LEVEL_LABELS, gate_views.ROLE_LABELS, gate_views.KIND_LABELS,
+        gate_views.METHOD_LABELS, gate_views.DECISION_LABELS,
+        dict(enumerate(gate_views.WEEKDAYS)), dict(enumerate(records.HEADER)),
+    )  # fmt: skip
     notifier_labels = {kind: notifier_for(kind).label for kind in NOTIFIERS}
     tables = (
+        *access_tables,
         LABELS, FIELD_LABELS, GAP_LABELS, ROLE_LABELS, ACTION_LABELS, STATE_LABELS,
         AUDIT_ACTIONS, OBJECT_LABELS, DETAIL_LABELS, ROOM_LABELS, URGENCY_LABELS,
         notifier_labels,

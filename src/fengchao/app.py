@@ -14,6 +14,7 @@ from sqlalchemy.orm import sessionmaker
 from fengchao import __version__
 from fengchao.access import api as access_api
 from fengchao.access import console_views, face_views
+from fengchao.access import gate_views as access_gate_views
 from fengchao.access import views as access_views
 from fengchao.auth import views as auth_views
 from fengchao.auth.service import Actor, Permission
@@ -122,6 +123,7 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
     app.include_router(console_views.api)
     app.include_router(face_views.router)
     app.include_router(visitors_views.router)
+    app.include_router(access_gate_views.router)
 
     @app.get("/", include_in_schema=False)
     def home(request: Request, actor: CurrentActor) -> Response:

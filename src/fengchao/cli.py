@@ -141,6 +141,9 @@ def serve(
             # uvicorn would otherwise believe X-Forwarded-For/-Proto from any local peer; the
             # client address counts for login throttling, so one setting decides for both.
             proxy_headers=get_settings().login.trust_forwarded_for,
+            # dlib holds the GIL while it loads its models (about a second, several on a busy
+            # machine): uvicorn's default 5 s would kill a worker that was only loading them.
+            timeout_worker_healthcheck=30,
         )
     finally:
         if background is not None:

@@ -80,7 +80,7 @@ def served_app(database_url: str, folder: Path, workers: int = 1) -> Iterator[st
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "fengchao.app:create_app", "--factory",
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-         "--workers", str(workers), proxy_headers],
+         "--workers", str(workers), "--timeout-worker-healthcheck", "30", proxy_headers],
         env=env,
         cwd=folder,
     )  # fmt: skip

@@ -340,3 +340,91 @@ def test_code_of_another_community_is_refused(session: Session, gates: Gates) ->
     text = codes.personal_code(session, elsewhere.resident5.id)
     answer = decide(session, gates, method="code", value=text)
     assert answer.decision == "deny" and answer.reasons == ["code_other_community"]
+
+
+def test_counts_per_local_hour_and_busiest_hour(
+    session: Session, grid: Grid, gates: Gates, worker: Persona, lead5: Persona
+) -> None:
+    from fengchao.access import records
+
+    for minutes in (0, 10, 50, 70):  # 12:00, 12:10, 12:50, 13:10 in Shanghai
+        decide(
+            session, gates, value=str(grid.resident5.id), now=NOW + dt.timedelta(minutes=minutes)
+        )
+    day = dt.date(2026, 11, 30)
+    counts = records.hourly_counts(session=session, actor=worker.actor, day=day,
+                                   gate_id=gates.east.id)  # fmt: skip
+    assert (counts[12]["allow"], counts[13]["allow"], sum(c["allow"] for c in counts)) == (3, 1, 4)
+    assert records.busiest_hour(session=session, actor=worker.actor, gate_id=gates.east.id,
+                                day=day) == (12, 3)  # fmt: skip
+    # A building lead sees the gate's events of their own building's residents only.
+    decide(session, gates, value=str(grid.resident6.id))
+    lead = records.hourly_counts(session=session, actor=lead5.actor, day=day, gate_id=gates.east.id)
+    assert sum(c["allow"] for c in lead) == 4
+
+
+def test_scheduled_purge_deletes_only_events_past_their_keeping_time(
+    session: Session, grid: Grid, gates: Gates
+) -> None:
+    from fengchao.access.jobs import purge_events_job
+    from fengchao.notify.scheduler import SCHEDULED_JOBS
+
+    assert "access.purge_events" in SCHEDULED_JOBS
+    old = decide(session, gates, value=str(grid.resident5.id),
+                 now=dt.datetime.now(dt.UTC) - dt.timedelta(days=400))  # fmt: skip
+    fresh = decide(session, gates, value=str(grid.resident5.id), now=dt.datetime.now(dt.UTC))
+    assert purge_events_job(session=session) == 1
+    assert session.get(AccessEvent, old.event_id) is None
+    assert session.get(AccessEvent, fresh.event_id) is not None
+
+
+def test_truncated_and_huge_frames_are_refused(session: Session, grid: Grid, gates: Gates) -> None:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (200, 120), "white").save(buffer, "JPEG")
+    truncated = buffer.getvalue()[: len(buffer.getvalue()) // 2]
+    huge = b"\\xff\\xd8" + b"0" * (16 * 1024 * 1024)
+    garage = {"gate_id": gates.garage.id, "method": "plate",
+              "sender": Sender.device(gates.garage_device)}  # fmt: skip
+    for frame in (truncated, huge):
+        with pytest.raises(BadPassage) as refused:
+            decide(session, gates, frame=frame, **garage)
+        assert refused.value.field == "frame"
+    assert events(session) == 0
+
+
+def test_an_unregistered_courier_passes_by_the_rules_for_couriers(
+    session: Session, grid: Grid, gates: Gates, guard: Persona
+) -> None:
+    access.create_rule(session=session, actor=SYSTEM_ACTOR, community_id=grid.community.id,
+                       effect="allow", roles=["courier"], gate_id=gates.east.id,
+                       start_time="08:00", end_time="20:00")  # fmt: skip
+    console = Sender.console(guard.actor)
+    noon = decide(session, gates, direction="in", role="courier", sender=console)
+    assert noon.decision == "allow" and noon.person is None
+    night = decide(session, gates, direction="in", role="courier", sender=console,
+                   now=NOW + dt.timedelta(hours=10))  # fmt: skip
+    assert night.decision == "deny" and night.reasons == ["no_rule"]
+    with pytest.raises(BadPassage):  # a device cannot vouch for anyone
+        decide(session, gates, direction="in", role="courier")
+
+
+def test_a_fever_is_told_even_when_the_face_is_unknown(
+    session: Session, grid: Grid, gates: Gates, fake_faces: list[object]
+) -> None:
+    fake_faces.append(FakeOutcome(None, reason="unknown_face"))
+    answer = decide(session, gates, method="face", frame=b"jpeg", temperature=38.4)
+    assert answer.decision == "deny" and answer.reasons == ["unknown_face", "fever"]
+    assert session.scalar(select(func.count()).where(Notification.kind == "fever")) == 1
+
+
+def test_pending_masked_frame_says_what_it_waits_for(
+    session: Session, grid: Grid, gates: Gates, fake_faces: list[object]
+) -> None:
+    fake_faces.append(FakeOutcome(grid.resident5.id, masked=True))
+    answer = decide(session, gates, method="face", frame=b"one")
+    assert answer.reasons[0] == "masked_needs_second_frame"
+    assert answer.message.startswith("戴口罩")

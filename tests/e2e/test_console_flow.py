@@ -102,6 +102,7 @@ def shot(page: Page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     for width, height in ((390, 844), (1280, 860)):
         page.set_viewport_size({"width": width, "height": height})
+        page.evaluate("window.scrollTo(0, 0)")  # a sticky header would be drawn mid-page
         page.screenshot(path=str(SHOTS / f"console-{name}-{width}.png"), full_page=True)
     page.set_viewport_size({"width": 1280, "height": 860})
 
@@ -189,6 +190,12 @@ def test_a_code_shown_to_the_camera_gives_the_card_then_keyboard_only(
         page.keyboard.type(text + "\n", delay=5)
         expect(page.locator("#card-name")).to_have_text("陈美玲")
         expect(page.locator("#temp")).to_have_value("")
+        # A thermometer typing into the main field: the temperature of the person on the card.
+        page.focus("#entry")
+        page.keyboard.type("36,8\n")
+        expect(page.locator("#events")).to_contain_text("36.8", timeout=6000)
+        last = events_of(world)[-1]
+        assert (last.person_id, last.temperature) == (world.grid.resident6.id, 36.8)
 
         # A worker switches the level: the banner changes on its own.
         with Session(world.engine) as session:
@@ -314,9 +321,11 @@ def test_faces_at_the_camera_enrolled_unknown_and_masked(
         assert kemp_seen[:2] == ["pending", "allow"], shown
         assert blocked == []
         browser.close()
-    masked_events = [e for e in events_of(world) if e.person_id == world.grid.resident6.id]
-    assert [e.decision for e in masked_events if e.method == "face"][:2] == ["pending", "allow"]
-    assert "masked_confirmed" in masked_events[1].reasons
+    seen = [
+        e for e in events_of(world) if e.person_id == world.grid.resident6.id and e.method == "face"
+    ]
+    assert [e.decision for e in seen][:2] == ["pending", "allow"]
+    assert seen[0].masked and "masked_needs_second_frame" in seen[0].reasons
 
 
 def test_the_vehicle_console_reads_an_uploaded_plate_photo_and_a_typed_plate(

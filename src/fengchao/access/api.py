@@ -59,6 +59,7 @@ def _request(body: schemas.PassageIn, gate_id: int, key: str | None) -> PassageR
         device_time=body.device_time,
         device_sent_at=body.device_sent_at,
         idempotency_key=key or body.idempotency_key,
+        role=body.role,
     )
 
 

@@ -282,16 +282,30 @@ def pass_value(
     *, session: Session, actor: Actor, gate: ConsoleGate, method: str, value: str,
     base: dict[str, Any],
 ) -> ConsoleAnswer:  # fmt: skip
-    """A code (camera in the browser, a scanner that types), a picked person, or a plate
-    typed by the guard."""
-    if method not in ("code", "person", "plate"):
-        raise ConsoleRefusal(_("通行方式只能是 code、person 或 plate"), field="method")
+    """A code (camera in the browser, a scanner that types), a picked person, a plate
+    typed by the guard, or an unregistered courier, contractor or visitor whose role the
+    guard declares (``role``: the rules for that role decide)."""
+    if method not in ("code", "person", "plate", "role"):
+        raise ConsoleRefusal(_("通行方式只能是 code、person、plate 或 role"), field="method")
     value = value.strip()
     if not value:
         raise ConsoleRefusal(_("内容不能为空"), field="value")
-    request = flows.PassageRequest(method=method, value=value[:200], **base)
+    if method == "role":
+        if value not in DECLARED_ROLES:
+            raise ConsoleRefusal(_("只能按快递外卖、施工维修或访客放行未登记人员"), field="value")
+        request = flows.PassageRequest(method="person", role=value, **base)
+    else:
+        request = flows.PassageRequest(method=method, value=value[:200], **base)
     decision = flows.decide(session=session, request=request, sender=flows.Sender.console(actor))
     return ConsoleAnswer(decision, read_code=method == "code")
+
+
+DECLARED_ROLES = ("courier", "contractor", "visitor")
+
+
+def declared_roles() -> list[tuple[str, str]]:
+    """The roles a guard may declare for someone not in the registry, in the page's order."""
+    return [("courier", _("快递外卖")), ("contractor", _("施工维修")), ("visitor", _("访客"))]
 
 
 def person_by_room(

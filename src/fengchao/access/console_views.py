@@ -38,6 +38,7 @@ def console_page(
             (digit, code, console.reason_text(code)) for digit, code in console.OVERRIDE_REASONS
         ],
         "provinces": PROVINCES,
+        "declared_roles": console.declared_roles(),
     }
     return render(request, "access/console/page.html", context)
 
@@ -82,7 +83,7 @@ def console_pass(
     session: DbSession,
     actor: CurrentActor,
     key: Annotated[str, Form(max_length=128)],
-    method: Annotated[Literal["frame", "code", "person", "plate", "room"], Form()],
+    method: Annotated[Literal["frame", "code", "person", "plate", "room", "role"], Form()],
     direction: Annotated[Literal["in", "out"], Form()],
     value: Annotated[str, Form(max_length=200)] = "",
     name: Annotated[str, Form(max_length=64)] = "",

@@ -19,18 +19,21 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import logging
+import os
 import queue
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from fengchao.access.face_models import (
     ConsentMethod,
@@ -59,19 +62,25 @@ from fengchao.vision.gallery import MASKED_PHOTO, PHOTO, FaceGallery
 from fengchao.vision.images import ImageError, RGBImage, decode_image
 from fengchao.web.i18n import _
 
+log = logging.getLogger("fengchao.access.faces")
+
 # The encoder whose descriptors are stored; templates of another model are never searched
 # (their distances mean nothing to this one).
 MODEL = "dlib_resnet_v1"
 # How often a process reads the change log before a search, at most.
 POLL_SECONDS = 1.0
-# Rows read again on every poll (a transaction that took its id earlier may commit later).
-OVERLAP_SECONDS = 30.0
-# A gallery not polled for this long is rebuilt rather than caught up (the log is purged).
-STALE_SECONDS = 3600.0
+# The newest change rows read again on every poll (one index range): a transaction that
+# took its id before another may commit after it, and must not be missed.
+LOOKBACK_IDS = 500
+# A gallery not polled for this long is rebuilt rather than caught up (the log keeps a day).
+STALE_SECONDS = 12 * 3600.0
 # Change log rows older than this are purged.
 CHANGE_LOG_KEEP = dt.timedelta(days=1)
-# Above this many people changed since the last poll, the gallery is rebuilt in one pass.
+# Above this many people changed since the last poll, a large gallery is read again in full.
 REBUILD_FROM = 50
+# Galleries smaller than this many templates (rebuilt in a few milliseconds) take changes
+# at once, before the search; larger ones in the background.
+APPLY_INLINE_BELOW = 20_000
 THUMBNAIL_SIDE = 112
 # A face-recognition operator with this many people's faces must file with the regulator
 # (网信办 备案); the admin page warns from WARN_FRACTION of it.
@@ -154,6 +163,9 @@ def _refused(code: str, photo: int | None = None) -> FaceRefused:
 # --- pipelines ----------------------------------------------------------------------------
 
 _PIPELINES: queue.SimpleQueue[FacePipeline] = queue.SimpleQueue()
+# At most one pipeline at work per core in a process: more threads would only share the
+# cores more slowly (and each pipeline keeps its models in memory, about 100 MB).
+_AT_WORK = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
 
 
 def make_pipeline() -> FacePipeline:
@@ -168,14 +180,15 @@ def make_pipeline() -> FacePipeline:
 def pipeline() -> Iterator[FacePipeline]:
     """A pipeline for this thread's use (they are not thread-safe): taken from the process's
     pool, made when none is free, given back afterwards."""
-    try:
-        found = _PIPELINES.get_nowait()
-    except queue.Empty:
-        found = make_pipeline()
-    try:
-        yield found
-    finally:
-        _PIPELINES.put(found)
+    with _AT_WORK:
+        try:
+            found = _PIPELINES.get_nowait()
+        except queue.Empty:
+            found = make_pipeline()
+        try:
+            yield found
+        finally:
+            _PIPELINES.put(found)
 
 
 # --- the galleries ------------------------------------------------------------------------
@@ -206,6 +219,7 @@ def new_gallery() -> FaceGallery:
 
 def reset_galleries() -> None:
     """Forget every gallery of this process (tests; a restore of the database)."""
+    wait_for_galleries()
     with _GALLERIES_GUARD:
         _GALLERIES.clear()
 
@@ -246,11 +260,10 @@ def _build(session: Session, community_id: int) -> _GalleryState:
 
 def _poll(session: Session, community_id: int, state: _GalleryState) -> None:
     now = time.monotonic()
-    since = utcnow() - dt.timedelta(seconds=OVERLAP_SECONDS)
     rows = session.execute(
         select(FaceGalleryChange.id, FaceGalleryChange.person_id).where(
             FaceGalleryChange.community_id == community_id,
-            (FaceGalleryChange.id > state.last_id) | (FaceGalleryChange.created_at >= since),
+            FaceGalleryChange.id > state.last_id - LOOKBACK_IDS,
         )
     ).all()
     fresh = [
@@ -262,26 +275,61 @@ def _poll(session: Session, community_id: int, state: _GalleryState) -> None:
         _forget_old(state, now)
         return
     people = sorted({person_id for _, person_id in fresh})
-    if len(people) > REBUILD_FROM:
-        rebuilt = _build(session, community_id)
-        state.gallery = rebuilt.gallery
+    if len(state.gallery) < APPLY_INLINE_BELOW:
+        _apply(state, _templates_by_person(session, community_id, people), people)
+    elif len(people) > REBUILD_FROM:
+        engine = session.get_bind().engine
+        _applier().submit(_rebuild_from, state, engine, community_id)
     else:
+        # A large gallery takes a while to rebuild (about a second at 100,000 people): in
+        # the background, while the searches go on in the gallery as it was (a match is
+        # confirmed on file before it is answered, so a deletion is effective at once).
         stored = _templates_by_person(session, community_id, people)
-        for person_id in people:
-            if person_id in stored:
-                blobs, kinds = stored[person_id]
-                state.gallery.replace(person_id, _vectors(blobs), np.asarray(kinds))
-            else:
-                state.gallery.remove(person_id)
+        _applier().submit(_apply, state, stored, people)
     for change_id, _person in fresh:
         state.applied[change_id] = now
         state.last_id = max(state.last_id, change_id)
     _forget_old(state, now)
 
 
+_APPLIER: list[ThreadPoolExecutor] = []
+
+
+def _applier() -> ThreadPoolExecutor:
+    """One thread per process applies changes to large galleries, in order."""
+    with _GALLERIES_GUARD:
+        if not _APPLIER:
+            _APPLIER.append(ThreadPoolExecutor(1, thread_name_prefix="face-gallery"))
+        return _APPLIER[0]
+
+
+def _apply(
+    state: _GalleryState, stored: dict[int, tuple[list[bytes], list[int]]], people: list[int]
+) -> None:
+    gallery = state.gallery
+    for person_id in people:
+        if person_id in stored:
+            blobs, kinds = stored[person_id]
+            gallery.replace(person_id, _vectors(blobs), np.asarray(kinds))
+        else:
+            gallery.remove(person_id)
+
+
+def _rebuild_from(state: _GalleryState, engine: Engine, community_id: int) -> None:
+    """Many people changed at once (a batch enrolment): the gallery read again in full."""
+    with Session(engine) as session:
+        state.gallery = _build(session, community_id).gallery
+
+
+def wait_for_galleries() -> None:
+    """Until the changes handed to the background thread are applied (tests, benchmarks)."""
+    if _APPLIER:
+        _APPLIER[0].submit(lambda: None).result()
+
+
 def _forget_old(state: _GalleryState, now: float) -> None:
-    keep_after = now - 2 * OVERLAP_SECONDS
-    for change_id in [c for c, seen in state.applied.items() if seen < keep_after]:
+    floor = state.last_id - LOOKBACK_IDS
+    for change_id in [c for c in state.applied if c <= floor]:
         del state.applied[change_id]
 
 
@@ -306,6 +354,33 @@ def community_gallery(session: Session, community_id: int) -> FaceGallery:
         finally:
             state.lock.release()
     return state.gallery
+
+
+def warm_galleries(sessions: sessionmaker[Session]) -> int:
+    """Build the gallery of every community with faces on file now, so that the first gate
+    frame after a start does not wait for it (seconds at 100,000 people). Returns how many."""
+    with sessions() as session:
+        communities = session.scalars(select(FaceTemplate.community_id).distinct()).all()
+        for community_id in communities:
+            community_gallery(session, community_id)
+    if communities:
+        with pipeline():
+            pass  # the models loaded into the pool, ready for the first frame
+    return len(communities)
+
+
+def start_warming(sessions: sessionmaker[Session]) -> threading.Thread:
+    """:func:`warm_galleries` in a background thread (the server answers meanwhile)."""
+
+    def warm() -> None:
+        try:
+            warm_galleries(sessions)
+        except Exception:  # a search builds the gallery itself if this did not
+            log.exception("could not build the face galleries at start")
+
+    thread = threading.Thread(target=warm, name="face-gallery-warm", daemon=True)
+    thread.start()
+    return thread
 
 
 def _changed(session: Session, community_id: int, person_id: int) -> None:
@@ -843,7 +918,10 @@ def decisive_face(boxes: Sequence[FaceBox], width: int, height: int) -> int:
 def identify_for_gate(session: Session, *, community_id: int, frame: bytes) -> FaceOutcome:
     """Who is in a gate frame: decoded safely, the largest centred face searched in the
     community's gallery (caught up with the change log first), the match confirmed on
-    file. Never raises for a bad frame: the reason says what it was."""
+    file. Never raises for a bad frame: the reason says what it was.
+
+    Only reads: call it before ``db.begin_write`` — the pipeline takes 100-300 ms of CPU,
+    and on SQLite the write lock would be held (every other gate waiting) meanwhile."""
     start = time.perf_counter()
     timings: dict[str, float] = {}
 

@@ -23,16 +23,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from fengchao.access import policy
 from fengchao.access import service as access
-from fengchao.access.models import AccessEvent, Gate, GateKind, QuotaUse
+from fengchao.access.models import AccessEvent, AlertSetting, Gate, GateKind, QuotaUse
 from fengchao.auth.models import Role, ScopeLevel
 from fengchao.auth.service import Actor, NotFound, Permission, Refusal, require
 from fengchao.db import begin_write
@@ -136,6 +137,7 @@ class PassageRequest:
     device_time: dt.datetime | None = None
     device_sent_at: dt.datetime | None = None
     idempotency_key: str | None = None
+    role: str | None = None  # an unregistered person's role as the operator declares it
 
     def body_hash(self) -> str:
         body = {
@@ -148,6 +150,7 @@ class PassageRequest:
             "temperature": str(self.temperature) if self.temperature is not None else None,
             "retest": str(self.retest_temperature) if self.retest_temperature is not None else None,
             "device_time": self.device_time.isoformat() if self.device_time else None,
+            "role": self.role,
         }
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
@@ -214,10 +217,11 @@ class Sender:
     scope: str
     device_id: int | None = None
     operator: Actor | None = None
+    device_seen_at: dt.datetime | None = None  # skips touching a device seen a moment ago
 
     @classmethod
     def device(cls, device: access.DeviceRef) -> Sender:
-        return cls(f"device:{device.id}", device_id=device.id)
+        return cls(f"device:{device.id}", device_id=device.id, device_seen_at=device.last_seen_at)
 
     @classmethod
     def console(cls, actor: Actor, device_id: int | None = None) -> Sender:
@@ -353,18 +357,25 @@ class _Subject:
     take: Callable[[Session, str, dt.datetime], bool] | None = None
 
 
+_PERSON = (
+    select(
+        Person.id, Person.name, Person.household_id, Person.relation, Person.health_status,
+        Person.residence_status, Household.room, Household.building_id,
+        Building.name.label("building"), Unit.name.label("unit"),
+    )
+    .join(Household, Household.id == Person.household_id)
+    .join(Building, Building.id == Household.building_id)
+    .join(Unit, Unit.id == Household.unit_id)
+    .where(Person.id == bindparam("person_id"), Person.community_id == bindparam("community_id"))
+)  # fmt: skip
+
+
 def _person_subject(session: Session, person_id: int, community_id: int) -> _Subject | None:
-    row = session.execute(
-        select(
-            Person.id, Person.name, Person.household_id, Person.relation, Person.health_status,
-            Person.residence_status, Household.room, Household.building_id,
-            Building.name.label("building"), Unit.name.label("unit"),
-        )
-        .join(Household, Household.id == Person.household_id)
-        .join(Building, Building.id == Household.building_id)
-        .join(Unit, Unit.id == Household.unit_id)
-        .where(Person.id == person_id, Person.community_id == community_id)
-    ).first()  # fmt: skip
+    row = (
+        session.connection()
+        .execute(_PERSON, {"person_id": person_id, "community_id": community_id})
+        .first()
+    )
     if row is None:
         return None
     card = PersonCard(
@@ -466,29 +477,75 @@ def _text_read(text: str) -> Any:
 # --- the flow ----------------------------------------------------------------------------
 
 
-def _gate(session: Session, gate_id: int) -> Gate:
-    gate = session.get(Gate, gate_id)
-    if gate is None or not gate.active:
+@dataclass(frozen=True)
+class GateRef:
+    """A gate as the flow needs it, with the alert level in force there."""
+
+    id: int
+    community_id: int
+    compound_id: int
+    name: str
+    kind: str
+    allows_in: bool
+    allows_out: bool
+    soft_temperature: bool
+    level: policy.AlertLevel
+
+
+_OWN_LEVEL = (
+    select(AlertSetting.level)
+    .where(AlertSetting.compound_id == Gate.compound_id)
+    .correlate(Gate)
+    .scalar_subquery()
+)
+_COMMUNITY_LEVEL = (
+    select(AlertSetting.level)
+    .where(AlertSetting.community_id == Gate.community_id, AlertSetting.place == "community")
+    .correlate(Gate)
+    .scalar_subquery()
+)
+_GATE = select(
+    Gate.id, Gate.community_id, Gate.compound_id, Gate.name, Gate.kind, Gate.allows_in,
+    Gate.allows_out, Gate.soft_temperature, _OWN_LEVEL.label("own_level"),
+    _COMMUNITY_LEVEL.label("community_level"),
+).where(Gate.id == bindparam("gate_id"), Gate.active.is_(True))  # fmt: skip
+
+
+def _gate(session: Session, gate_id: int) -> GateRef:
+    """The active gate and its alert level (its compound's own, else its community's, else
+    normal: see :func:`fengchao.access.service.level_at`), read in one statement."""
+    row = session.connection().execute(_GATE, {"gate_id": gate_id}).first()
+    if row is None:
         raise NotFound(f"gate {gate_id}")
-    return gate
+    level = policy.AlertLevel(row.own_level or row.community_level or "normal")
+    return GateRef(
+        row.id, row.community_id, row.compound_id, row.name, str(row.kind), row.allows_in,
+        row.allows_out, row.soft_temperature, level,
+    )  # fmt: skip
+
+
+_REPLAY = select(AccessEvent.id, AccessEvent.body_hash).where(
+    AccessEvent.idem_scope == bindparam("scope"), AccessEvent.idem_key == bindparam("key")
+)
 
 
 def _replayed(session: Session, sender: Sender, request: PassageRequest) -> Decision | None:
     if request.idempotency_key is None:
         return None
-    event = session.scalar(
-        select(AccessEvent).where(
-            AccessEvent.idem_scope == sender.scope,
-            AccessEvent.idem_key == request.idempotency_key,
-        )
+    found = (
+        session.connection()
+        .execute(_REPLAY, {"scope": sender.scope, "key": request.idempotency_key})
+        .first()
     )
-    if event is None:
+    if found is None:
         return None
-    if event.body_hash != request.body_hash():
+    if found.body_hash != request.body_hash():
         raise IdempotencyConflict(
             _("幂等键 {key} 已用于另一个请求").format(key=request.idempotency_key[:40]),
             field="idempotency_key",
         )
+    event = session.get(AccessEvent, found.id)
+    assert event is not None
     return decision_of_event(session, event, replayed=True)
 
 
@@ -547,6 +604,9 @@ def decide(
     now = now or dt.datetime.now(dt.UTC)
     if sender.operator is not None:
         require(sender.operator, Permission.gate_operate)
+    if request.method in ("person", "code") or (request.method == "plate" and not request.frame):
+        # Nothing slow before the write: one transaction, the write lock held ~a millisecond.
+        begin_write(session)
     if (replay := _replayed(session, sender, request)) is not None:
         return replay
     gate = _gate(session, request.gate_id)
@@ -560,7 +620,7 @@ def decide(
         request.direction == "out" and not gate.allows_out
     ):
         raise BadPassage(_("这个出入口不走这个方向"), field="direction")
-    if request.method == "plate" and gate.kind == GateKind.pedestrian:
+    if request.method == "plate" and gate.kind == GateKind.pedestrian.value:
         raise BadPassage(_("人行出入口不识别车牌"), field="method")
     if request.idempotency_key is not None and not 1 <= len(request.idempotency_key) <= 128:
         raise BadPassage(_("幂等键最多 128 个字符"), field="idempotency_key")
@@ -581,7 +641,17 @@ def decide(
     pending = False
     detail: dict[str, Any] = {}
     method = request.method
-    if method in ("person", "pin"):
+    if method == "person" and not (request.value or "").strip() and request.role:
+        # A courier, contractor or visitor not in the registry: the operator at the console
+        # vouches for the role, and the rules for that role decide.
+        if sender.operator is None:
+            raise BadPassage(_("只有值守人员可以按身份放行未登记人员"), field="role")
+        try:
+            subject = _Subject(role=policy.PassRole(request.role))
+        except ValueError:
+            raise BadPassage(_("身份或防控等级不认识"), field="role") from None
+        detail["declared_role"] = subject.role.value if subject.role else None
+    elif method in ("person", "pin"):
         person_id = _person_id(request.value)
         found = _person_subject(session, person_id, gate.community_id)
         if found is None:
@@ -643,9 +713,7 @@ def decide(
 
     # The policy.
     t1 = time.perf_counter()
-    level = access.level_at(
-        session=session, community_id=gate.community_id, compound_id=gate.compound_id
-    )
+    level = gate.level
     verdict: policy.Verdict | None = None
     if not refusals and subject.role is not None:
         decisive = retest if retest is not None else temperature
@@ -670,7 +738,20 @@ def decide(
             notes = ["visitor_pass" if r == "rule_allow" else r for r in notes]
         elif verdict.rule is not None:
             detail["rule_id"] = verdict.rule.id
+    decisive = retest if retest is not None else temperature
+    fever = (
+        verdict.fever
+        if verdict is not None
+        else (decisive is not None and decisive >= rules.temperature.threshold)
+    )
+    if fever and verdict is None:
+        # Whoever it is (an unknown face, a refused code), a fever at the gate is told.
+        refusals.append("fever")
     timings["policy_ms"] = (time.perf_counter() - t1) * 1000
+    if pending:
+        # The second frame is what the gate waits for: say so first.
+        notes.remove("masked_needs_second_frame")
+        notes.insert(0, "masked_needs_second_frame")
     if late:
         notes.append("late")
     if clock_off:
@@ -709,7 +790,7 @@ def decide(
         refusals.append("pass_used")
     reasons = refusals + notes if decision == "deny" else notes
     operator = sender.operator
-    event = AccessEvent(
+    values = dict(
         community_id=gate.community_id,
         compound_id=gate.compound_id,
         gate_id=gate.id,
@@ -741,18 +822,25 @@ def decide(
         body_hash=request.body_hash() if request.idempotency_key else None,
         detail=detail or None,
     )
-    try:
-        with session.begin_nested():
-            session.add(event)
-            session.flush()
-    except IntegrityError:
-        # The same key committed meanwhile by another process (PostgreSQL).
+    # One INSERT … ON CONFLICT DO NOTHING: a retry that raced this one (another process,
+    # PostgreSQL) finds the key taken and is answered with the first answer.
+    event_id = _insert_event(session, values)
+    if event_id is None:
+        session.rollback()  # the quota pass taken above goes back
         if (replay := _replayed(session, sender, request)) is not None:
             return replay
-        raise
-    if verdict is not None and verdict.fever:
-        _fever_alert(session, gate, event, subject, retest if retest is not None else temperature)
-    if sender.device_id is not None:
+        raise RuntimeError("idempotency key taken but no event found")
+    if fever and decision != "pending":  # a pending frame's fever is told by the next
+        _fever_alert(
+            session,
+            gate,
+            event_id,
+            decision,
+            subject,
+            retest if retest is not None else temperature,
+        )
+    seen = sender.device_seen_at
+    if sender.device_id is not None and (seen is None or now - seen > dt.timedelta(minutes=1)):
         access.touch_device(session=session, device_id=sender.device_id, now=now)
     timings["write_ms"] = (time.perf_counter() - t2) * 1000
     timings["total_ms"] = (time.perf_counter() - started) * 1000
@@ -772,7 +860,7 @@ def decide(
         alert_level=level.value,
         late=late,
         clock_off=clock_off,
-        event_id=event.id,
+        event_id=event_id,
         timings={k: round(v, 2) for k, v in timings.items()},
     )
 
@@ -829,7 +917,7 @@ def _from_pass(
 
 def _pass_subject(
     session: Session,
-    gate: Gate,
+    gate: GateRef,
     request: PassageRequest,
     temperature: float | None,
     now: dt.datetime,
@@ -846,7 +934,7 @@ def _pass_subject(
 
 def _pass_plate(
     session: Session,
-    gate: Gate,
+    gate: GateRef,
     request: PassageRequest,
     plate: str,
     temperature: float | None,
@@ -938,6 +1026,30 @@ def _masked_partner(
     return last is not None and last.decision == "pending" and last.person_id == subject.card.id
 
 
+@lru_cache(maxsize=4)
+def _event_insert(dialect: str) -> Any:
+    table: Any = AccessEvent.__table__
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        statement: Any = pg_insert(table).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        statement = sqlite_insert(table).on_conflict_do_nothing()
+    else:  # pragma: no cover
+        statement = insert(table)
+    return statement.returning(table.c.id)
+
+
+def _insert_event(session: Session, values: dict[str, Any]) -> int | None:
+    """Insert an access event; None when its idempotency key is already taken. One statement
+    built once per dialect, so a decision pays no statement construction."""
+    connection = session.connection()
+    found = connection.execute(_event_insert(connection.dialect.name), values).first()
+    return None if found is None else int(found[0])
+
+
 def _insert_ignore(session: Session, table: Any, values: dict[str, Any]) -> None:
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
@@ -989,7 +1101,12 @@ def _take_quota(
 
 
 def _fever_alert(
-    session: Session, gate: Gate, event: AccessEvent, subject: _Subject, temperature: float | None
+    session: Session,
+    gate: GateRef,
+    event_id: int,
+    decision: str,
+    subject: _Subject,
+    temperature: float | None,
 ) -> None:
     from fengchao.notify import service as notify
     from fengchao.notify.models import Urgency
@@ -1004,7 +1121,7 @@ def _fever_alert(
         body=_("{gate} 测得体温 {t} °C（{decision}），请到场复测。").format(
             gate=gate.name,
             t=temperature,
-            decision=_("已放行") if event.decision == "allow" else _("未放行"),
+            decision=_("已放行") if decision == "allow" else _("未放行"),
         ),
         detail=detail,
         to=[
@@ -1012,7 +1129,80 @@ def _fever_alert(
             notify.Recipient.at(Role.property_staff, ScopeLevel.compound, gate.compound_id),
         ],
         urgency=Urgency.urgent,
-        link=f"/access/events/{event.id}",
-        key=f"fever:{event.id}",
+        link=f"/access/events/{event_id}",
+        key=f"fever:{event_id}",
         source="access",
+    )
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """What the policy simulator answers: would this person (or role) pass this gate at
+    this time, and why. Nothing is written."""
+
+    verdict: policy.Verdict
+    gate: GateRef
+    level: policy.AlertLevel
+    at: dt.datetime  # local
+    role: policy.PassRole
+    person: PersonCard | None
+    quota_used: int | None  # passes already used by the household this period
+    quota_total: int
+
+
+def simulate(
+    *,
+    session: Session,
+    actor: Actor,
+    gate_id: int,
+    direction: str,
+    at: dt.datetime,
+    person_id: int | None = None,
+    role: str | None = None,
+    level: str | None = None,
+    temperature: float | str | None = None,
+) -> Simulation:
+    """Evaluate a passage without recording it; ``at`` is local wall-clock time, ``level``
+    overrides the level in force ("what if we switched to closed management")."""
+    require(actor, Permission.access_read)
+    access.get_gate(session=session, actor=actor, gate_id=gate_id)
+    gate = _gate(session, gate_id)
+    rules = access.community_policy(session=session, community_id=gate.community_id)
+    if direction not in ("in", "out"):
+        raise BadPassage(_("方向只能是 in 或 out"), field="direction")
+    subject = _Subject()
+    if person_id is not None:
+        found = _person_subject(session, person_id, gate.community_id)
+        if found is None:
+            raise BadPassage(
+                _("本社区没有编号为 {id} 的人").format(id=person_id), field="person_id"
+            )
+        subject = found
+    try:
+        pass_role = subject.role or policy.PassRole(role or "owner")
+        in_force = policy.AlertLevel(level) if level else gate.level
+    except ValueError:
+        raise BadPassage(_("身份或防控等级不认识"), field="role") from None
+    measured = _temperature(temperature, rules.temperature, "temperature")
+    verdict = policy.evaluate(
+        policy.Passage(
+            role=pass_role, gate_id=gate.id, direction=policy.Direction(direction), at=at,
+            level=in_force, health=subject.health, temperature=measured,
+            soft_temperature=gate.soft_temperature,
+        ),
+        rules,
+    )  # fmt: skip
+    used = None
+    if verdict.takes_quota and subject.household_id is not None:
+        used = (
+            session.scalar(
+                select(QuotaUse.used).where(
+                    QuotaUse.household_id == subject.household_id,
+                    QuotaUse.period == rules.quota.period(at.date()),
+                )
+            )
+            or 0
+        )
+    return Simulation(
+        verdict, gate, in_force, at, pass_role, subject.card, used, rules.quota.persons
     )

@@ -25,6 +25,19 @@ class PassageIn(BaseModel):
     device_time: dt.datetime | None = Field(None, description="When it happened, device clock.")
     device_sent_at: dt.datetime | None = Field(None, description="Device clock when sending.")
     idempotency_key: str | None = Field(None, max_length=128)
+    role: (
+        Literal[
+            "owner",
+            "tenant",
+            "family",
+            "property_staff",
+            "community_worker",
+            "courier",
+            "contractor",
+            "visitor",
+        ]
+        | None
+    ) = Field(None, description="Method person, no value: an unregistered person's role.")
 
 
 class PersonCardOut(BaseModel):

@@ -8,14 +8,16 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import ColumnElement, or_, select, true, update
+from sqlalchemy import ColumnElement, bindparam, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from fengchao.access import policy
 from fengchao.access.models import AlertSetting, Device, Gate, GateKind, PassRule, PersonPin
+from fengchao.auth import audit_log
 from fengchao.auth.models import Role, ScopeLevel
 from fengchao.auth.service import (
     SYSTEM_ACTOR,
@@ -33,6 +35,51 @@ from fengchao.settings import get_settings
 from fengchao.web.i18n import _
 
 KEY_PREFIX = "fcd_"
+
+audit_log.describe(
+    actions={
+        "gate_create": "新建出入口",
+        "gate_soft_temperature": "出入口体温模式",
+        "device_create": "新建门禁设备",
+        "device_revoke": "吊销门禁设备",
+        "rule_create": "新增通行规则",
+        "rule_delete": "删除通行规则",
+        "alert_level": "切换防控等级",
+        "pin_set": "设置通行 PIN",
+        "access_search": "查询通行记录",
+        "access_event_read": "查看通行记录",
+        "access_export": "导出通行记录",
+    },
+    objects={
+        "gate": "出入口",
+        "device": "门禁设备",
+        "access_rule": "通行规则",
+        "alert_level": "防控等级",
+        "access_event": "通行记录",
+    },
+    links={
+        "gate": "/access#gate-{id}",
+        "access_event": "/access/events/{id}",
+        "access_rule": "/access/rules#rule-{id}",
+    },
+    details={
+        "place": "范围",
+        "old": "原等级",
+        "new": "新等级",
+        "effect": "效果",
+        "soft": "软模式",
+        "gate_id": "出入口",
+        "person_id": "人员",
+        "household_id": "户",
+        "vehicle_id": "车辆",
+        "plate": "车牌",
+        "start": "从",
+        "end": "到",
+        "method": "方式",
+        "decision": "结果",
+        "name": "名称",
+    },
+)
 
 
 class AccessRefusal(Refusal):
@@ -144,6 +191,7 @@ def set_soft_temperature(*, session: Session, actor: Actor, gate_id: int, soft: 
     begin_write(session)
     gate = get_gate(session=session, actor=actor, gate_id=gate_id)
     gate.soft_temperature = soft
+    session.flush()
     audit(
         session=session, actor=actor, action="gate_soft_temperature", object_type="gate",
         object_id=gate.id, community_id=gate.community_id, soft=soft,
@@ -168,7 +216,7 @@ def create_device(*, session: Session, actor: Actor, gate_id: int, name: str) ->
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     device = Device(
         community_id=gate.community_id,
-        gate_id=gate.id,
+        gate=gate,
         name=name,
         key_hash=key_hash(key),
         key_prefix=key[:10],
@@ -194,6 +242,7 @@ def revoke_device(*, session: Session, actor: Actor, device_id: int) -> Device:
         raise NotFound(f"device {device_id}")
     if device.revoked_at is None:
         device.revoked_at = utcnow()
+        session.flush()
         audit(
             session=session, actor=actor, action="device_revoke", object_type="device",
             object_id=device.id, community_id=device.community_id,
@@ -212,15 +261,16 @@ class DeviceRef:
     last_seen_at: dt.datetime | None
 
 
+_DEVICE = select(
+    Device.id, Device.gate_id, Device.community_id, Device.name, Device.last_seen_at
+).where(Device.key_hash == bindparam("key_hash"), Device.revoked_at.is_(None))
+
+
 def device_for_key(*, session: Session, key: str) -> DeviceRef | None:
     """The active device holding ``key``, or None (unknown or revoked key)."""
     if not key.startswith(KEY_PREFIX) or len(key) > 100:
         return None
-    row = session.execute(
-        select(
-            Device.id, Device.gate_id, Device.community_id, Device.name, Device.last_seen_at
-        ).where(Device.key_hash == key_hash(key), Device.revoked_at.is_(None))
-    ).first()
+    row = session.connection().execute(_DEVICE, {"key_hash": key_hash(key)}).first()
     if row is None:
         return None
     return DeviceRef(row.id, row.gate_id, row.community_id, row.name, row.last_seen_at)
@@ -249,15 +299,55 @@ def to_policy_rule(row: PassRule) -> policy.Rule:
     )
 
 
+_RULES = select(
+    PassRule.id, PassRule.effect, PassRule.roles, PassRule.gate_id, PassRule.direction,
+    PassRule.weekdays, PassRule.start_time, PassRule.end_time, PassRule.levels,
+    PassRule.quota_exempt, PassRule.name,
+).where(PassRule.community_id == bindparam("community_id")).order_by(PassRule.id)  # fmt: skip
+
+
 def community_policy(*, session: Session, community_id: int) -> policy.Policy:
-    """The community's rules with the settings' health, quota and temperature rules."""
-    rows = session.scalars(select(PassRule).where(PassRule.community_id == community_id))
+    """The community's rules (read at every decision: a rule changed in one process holds
+    in every other at its next decision) with the settings' health, quota and temperature
+    rules."""
+    rows = session.connection().execute(_RULES, {"community_id": community_id}).all()
     settings = get_settings().access
+    return _policy(
+        tuple(tuple(_hashable(v) for v in row) for row in rows),
+        settings.fever_celsius,
+        settings.quota_persons,
+        settings.quota_days,
+        tuple(sorted(settings.no_exit_health)),
+    )
+
+
+def _hashable(value: object) -> object:
+    return tuple(value) if isinstance(value, list) else value
+
+
+@lru_cache(maxsize=64)
+def _policy(
+    rows: tuple[tuple[object, ...], ...],
+    fever: float,
+    persons: int,
+    days: int,
+    no_exit: tuple[str, ...],
+) -> policy.Policy:
+    rules = tuple(
+        to_policy_rule(
+            PassRule(
+                id=r[0], effect=r[1], roles=list(r[2]), gate_id=r[3],  # type: ignore[call-overload]
+                direction=r[4], weekdays=list(r[5]), start_time=r[6], end_time=r[7],  # type: ignore[call-overload]
+                levels=list(r[8]), quota_exempt=r[9], name=r[10],  # type: ignore[call-overload]
+            )
+        )
+        for r in rows
+    )  # fmt: skip
     return policy.Policy(
-        rules=tuple(to_policy_rule(row) for row in rows),
-        health=policy.HealthRules(no_exit=frozenset(settings.no_exit_health)),
-        quota=policy.QuotaRule(persons=settings.quota_persons, days=settings.quota_days),
-        temperature=policy.TemperatureRule(threshold=settings.fever_celsius),
+        rules=rules,
+        health=policy.HealthRules(no_exit=frozenset(no_exit)),
+        quota=policy.QuotaRule(persons=persons, days=days),
+        temperature=policy.TemperatureRule(threshold=fever),
     )
 
 

@@ -42,6 +42,7 @@ SCHEDULED_JOBS: dict[str, JobSpec] = {
     "notify.purge": JobSpec("fengchao.notify.jobs:purge_old_notifications", every=3600),
     # Unconfirmed uploads hold a whole sheet of personal data: gone within minutes of expiry.
     "registry.purge_uploads": JobSpec("fengchao.registry.jobs:purge_uploads_job", every=300),
+    "access.purge_events": JobSpec("fengchao.access.jobs:purge_events_job", every=3600),
 }
 
 

@@ -318,6 +318,9 @@ def build_demo(
                 )
             )
     session.flush()
+    from fengchao.access.demo import add_demo_gates  # the access slice's part of the demo
+
+    add_demo_gates(session, cid)
     seconds = (dt.datetime.now() - started).total_seconds()
     return DemoSummary(
         cid, len(rooms), len(people), len(vehicles), len(layout), party_members, seconds

@@ -396,6 +396,10 @@ def _write_residents(
                     item.existing.household_id, item.existing.id, PERSON_UPDATE, plan.changes
                 )
             )
+            if str(plan.changes.get("residence_status", [None, None])[1]) == "moved_out":
+                from fengchao.access.faces import forget_person  # access stands on registry
+
+                forget_person(session, item.existing.id)  # a face leaves with the resident
             continue
         household_id = item.household_id
         if household_id is None:

@@ -13,16 +13,27 @@ from __future__ import annotations
 
 import datetime as dt
 from functools import partial
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fengchao.access import policy
 from fengchao.access.flows import PassOutcome, PersonCard
-from fengchao.access.models import Gate
 from fengchao.visitors import service, tokens
 from fengchao.visitors.models import PassKind, PassStatus, VisitorPass, VisitorPoster
 from fengchao.web.i18n import _
+
+
+class Gate(Protocol):
+    """The gate as the flow passes it (``flows.GateRef`` or the table's row)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def community_id(self) -> int: ...
+
 
 _STATUS_REFUSAL = {
     PassStatus.pending: "pass_pending",

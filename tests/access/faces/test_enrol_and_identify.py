@@ -444,3 +444,50 @@ def test_a_change_from_another_process_is_seen_after_the_poll_interval(
     # Applied once: polling again changes nothing.
     clock[0] += 1.1
     assert faces.community_gallery(session, community).people == people_before + 1
+
+
+def test_a_large_gallery_takes_changes_in_the_background(
+    session: Session,
+    grid: Grid,
+    clerk: Persona,
+    on_file: dict[str, int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A rebuild of a large gallery (about a second at 100,000 people) never holds up a
+    search: it runs in the background, and a withdrawn face is refused meanwhile."""
+    monkeypatch.setattr(faces, "APPLY_INLINE_BELOW", 0)
+    community = grid.community.id
+    assert faces.community_gallery(session, community).people == 2
+    faces.withdraw_consent(session, clerk.actor, on_file["ariel"])
+    outcome = faces.identify_for_gate(
+        session, community_id=community, frame=photo_bytes("faces", "ariel_sharon_02.jpg")
+    )
+    assert outcome.person_id is None
+    faces.wait_for_galleries()
+    assert faces.community_gallery(session, community).people == 1
+
+
+def test_an_import_that_moves_a_resident_out_removes_the_face(
+    session: Session, grid: Grid, on_file: dict[str, int]
+) -> None:
+    from tests.registry.test_import import HEADER, run, xlsx
+
+    row = ["林国平", "", "11010519491231002X", "", "华润中央公园", "5", "1", "101", "", "迁出"]
+    report = run(session, grid, xlsx([row], header=[*HEADER, "居住状态"]), dry_run=False)
+    assert report.written
+    assert (
+        session.scalar(select(FaceTemplate.id).where(FaceTemplate.person_id == on_file["angelina"]))
+        is None
+    )
+    assert session.scalar(select(FaceTemplate.id).where(FaceTemplate.person_id == on_file["ariel"]))
+
+
+def test_galleries_are_built_at_start(
+    session: Session, grid: Grid, on_file: dict[str, int]
+) -> None:
+    from contextlib import nullcontext
+
+    built = faces.warm_galleries(lambda: nullcontext(session))  # type: ignore[arg-type,return-value]
+    assert built == 1
+    state = faces._GALLERIES[faces._key(session, grid.community.id)]
+    assert state.gallery.people == 2

@@ -145,7 +145,8 @@
   function showPlate(plate, vehicle, answer) {
     var box = $("card-plate");
     box.textContent = "";
-    if (!plate && !(answer && answer.method === "plate")) { box.hidden = true; return; }
+    var unknown = answer && answer.decision === "deny" && !vehicle && answer.method === "plate";
+    if (!plate && !unknown) { box.hidden = true; return; }
     box.hidden = false;
     if (plate) {
       plate.chars.forEach(function (ch) {
@@ -155,15 +156,13 @@
         span.title = Math.round(ch.p * 100) + "%";
         box.appendChild(span);
       });
-    } else if (answer.plate_read) {
-      box.textContent = answer.plate_read;
     }
-    if (answer && answer.decision === "deny" && !vehicle) {
+    if (unknown) {
       var button = document.createElement("button");
       button.type = "button";
       button.className = "visitor-vehicle";
       button.dataset.plate = answer.plate_read || "";
-      button.textContent = T("UnknownPlate") + " · +";
+      button.textContent = T("VisitorVehicle");
       button.disabled = true;  // visitors come later: the hook is the fc:visitor-vehicle event
       box.appendChild(button);
       document.dispatchEvent(new CustomEvent("fc:visitor-vehicle", { detail: { plate: answer.plate_read } }));
@@ -333,7 +332,9 @@
     var text = entry.value.trim();
     if (!text) return;
     if (CODE.test(text)) { entry.value = ""; saveDraft(); sendValue("code", text.toUpperCase()); return; }
-    if (looksLikePlate(text)) { sendValue("plate", text.toUpperCase()); return; }
+    // A thermometer that types like a keyboard types into whatever field has the focus.
+    if (/^[34]\s*\d\s*[.,，]\s*\d{1,2}$/.test(text)) { entry.value = ""; temp.value = text; submitTemperature(); return; }
+    if (looksLikePlate(text)) { entry.value = ""; saveDraft(); sendValue("plate", text.toUpperCase()); return; }
     if (state.picks.length && state.picksFor === text) { pickPerson(state.picks[state.pick]); return; }
     search(text);
   }
@@ -403,6 +404,11 @@
   });
   temp.addEventListener("keydown", function (event) {
     if (event.key === "Enter") { event.preventDefault(); if (!scannerTook(event)) submitTemperature(); }
+  });
+  // An unregistered courier, contractor or visitor: the guard vouches for the role.
+  root.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-declare]");
+    if (button) sendValue("role", button.dataset.declare);
   });
   var provinces = $("provinces");
   if (provinces) provinces.addEventListener("click", function (event) {
@@ -534,7 +540,7 @@
     items.forEach(function (item) {
       var li = document.createElement("li");
       li.className = item.error ? "failed" : "waiting";
-      li.textContent = new Date(item.device_time).toLocaleTimeString() + "  " + (item.name || "") + " " + (item.value || "") +
+      li.textContent = new Date(item.device_time).toLocaleTimeString([], { hour12: false }) + "  " + (item.name || "") + " " + (item.value || "") +
         (item.error ? "  " + T("Failed") + "：" + item.error : "");
       if (item.error) {
         var drop = document.createElement("button");
