@@ -163,6 +163,41 @@ def load(base: str, world: dict[str, object], clients: int, seconds: float) -> d
     }
 
 
+def in_process(engine: Engine, world: dict[str, object], count: int = 300) -> float:
+    """p50 ms of one decision called directly (no HTTP), each in its own unit of work: what
+    the flow itself costs, apart from the web server and the load generator."""
+    from sqlalchemy.orm import sessionmaker
+
+    from fengchao.access import flows
+    from fengchao.access.flows import PassageRequest, Sender
+    from fengchao.db import finish
+
+    sessions = sessionmaker(bind=engine, expire_on_commit=False)
+    people: list[int] = world["people"]  # type: ignore[assignment]
+    rng = random.Random(5)
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        with sessions() as session:
+            device = access.device_for_key(session=session, key=str(world["walk_key"]))
+            assert device is not None
+            flows.decide(
+                session=session,
+                request=PassageRequest(
+                    device.gate_id,
+                    "in",
+                    "person",
+                    value=str(rng.choice(people)),
+                    temperature=36.5,
+                    idempotency_key=uuid.uuid4().hex,
+                ),
+                sender=Sender.device(device),
+            )
+            finish(session)
+        times.append((time.perf_counter() - started) * 1000)
+    return round(statistics.median(times), 2)
+
+
 def run(
     kind: str, households: int, clients: int, seconds: float, workers: int
 ) -> dict[str, object]:
@@ -172,6 +207,7 @@ def run(
                         workers=workers) as base:  # fmt: skip
             load(base, world, clients, min(2.0, seconds / 4))  # warm-up
             figures = load(base, world, clients, seconds)
+        figures["in_process_p50_ms"] = in_process(engine, world)
         with Session(engine) as session:
             figures["events_written"] = session.scalar(
                 select(func.count()).select_from(AccessEvent)
@@ -195,12 +231,14 @@ def main() -> None:
         print("PostgreSQL not reachable: skipped", file=sys.stderr)
         kinds.remove("postgresql")
     by_database = {}
-    print(f"{'database':<11} {'per_s':>8} {'p50_ms':>8} {'p95_ms':>8} {'p99_ms':>8} {'errors':>7}")
+    print(f"{'database':<11} {'per_s':>8} {'p50_ms':>8} {'p95_ms':>8} {'p99_ms':>8} {'errors':>7} "
+          f"{'in_process_p50_ms':>18}")  # fmt: skip
     for kind in kinds:
         figures = run(kind, households, args.clients, seconds, args.workers)
         by_database[kind] = figures
         print(f"{kind:<11} {figures['per_s']:>8} {figures['p50_ms']:>8} {figures['p95_ms']:>8} "
-              f"{figures['p99_ms']:>8} {figures['errors']:>7}")  # fmt: skip
+              f"{figures['p99_ms']:>8} {figures['errors']:>7} "
+              f"{figures['in_process_p50_ms']:>18}")  # fmt: skip
     weaker = min(by_database, key=lambda k: by_database[k]["per_s"])  # type: ignore[arg-type,return-value]
     top = by_database[weaker]
     emit({

@@ -22,7 +22,17 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from fengchao import backup as backups
-from fengchao.access.models import ResidentCode
+from fengchao.access.models import (
+    AccessEvent,
+    AlertSetting,
+    Device,
+    Gate,
+    GateKind,
+    PassRule,
+    PersonPin,
+    QuotaUse,
+    ResidentCode,
+)
 from fengchao.auth import service as auth_service
 from fengchao.auth.crypto import get_cipher
 from fengchao.auth.models import AuditEvent, Role, ScopeLevel
@@ -149,6 +159,32 @@ def build_community(engine: Engine, audit_events: int = 300) -> None:
         s.flush()
         s.add(BuildingLead(building_id=b5.id, community_id=community.id, person_id=lin.id))
         s.add(ResidentCode(person_id=lin.id, community_id=community.id, version=2))
+        gate = Gate(community_id=community.id, compound_id=park.id, name="东门",
+                    kind=GateKind.pedestrian, soft_temperature=True)  # fmt: skip
+        s.add(gate)
+        s.flush()
+        s.add(Device(community_id=community.id, gate_id=gate.id, name="东门人脸终端",
+                     key_hash="ab" * 32, key_prefix="fcd_abcdef",
+                     last_seen_at=dt.datetime(2022, 11, 11, 8, 0, tzinfo=dt.UTC)))  # fmt: skip
+        s.add(PassRule(community_id=community.id, name="快递 8–20 点", effect="allow",
+                       roles=["courier"], gate_id=gate.id, direction="in", weekdays=[0, 1],
+                       start_time="08:00", end_time="20:00", levels=["normal"]))  # fmt: skip
+        place = f"compound:{park.id}"
+        s.add(AlertSetting(community_id=community.id, compound_id=park.id, place=place,
+                           level="closed", set_by="admin"))  # fmt: skip
+        s.add(PersonPin(person_id=lin.id, community_id=community.id, pin_hash="$argon2id$x",
+                        failures=2))  # fmt: skip
+        s.add(QuotaUse(household_id=home.id, period=369_000, community_id=community.id, used=1))
+        moment = dt.datetime(2022, 11, 11, 8, 30, 15, 123456, tzinfo=dt.UTC)
+        s.add(AccessEvent(
+            community_id=community.id, compound_id=park.id, gate_id=gate.id, device_id=None,
+            direction="out", method="face", decision="allow",
+            reasons=["resident", "fever_soft"], person_id=lin.id, household_id=home.id,
+            building_id=b5.id, masked=True, distance=0.4213, temperature=37.5,
+            retest_temperature=36.9, alert_level="closed", device_time=moment,
+            occurred_at=moment, server_time=moment, late=True, operator_name="guard",
+            idem_scope="device:1", idem_key="k-1", body_hash="cd" * 32, detail={"rule_id": 1},
+        ))  # fmt: skip
         s.add_all(
             [
                 Vehicle(
