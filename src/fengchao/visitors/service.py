@@ -316,21 +316,34 @@ def _rate_key(kind: str, value: str) -> str:
 
 def take_rate(*, session: Session, kind: str, value: str, limit: int, now: dt.datetime) -> bool:
     """Count one submission for ``value`` in the current hour; False when over ``limit``.
-    One row per key, so a flood from one address touches one row and slows nobody else."""
+    One row per key, so a flood from one address touches one row and slows nobody else;
+    an insert that ignores a conflict and conditional UPDATEs, so that two processes
+    counting the same key at once (PostgreSQL) neither fail nor both get the last one."""
     begin_write(session)
     key = _rate_key(kind, value)
     window = now.replace(minute=0, second=0, microsecond=0)
-    row = session.get(VisitorRate, key, populate_existing=True)
-    if row is None:
-        row = VisitorRate(key=key, window_start=window, count=0)
-        session.add(row)
-    elif row.window_start != window:
-        row.window_start, row.count = window, 0
-    if row.count >= limit:
-        return False
-    row.count += 1
-    session.flush()
-    return True
+    values = {"key": key, "window_start": window, "count": 0}
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        session.execute(pg_insert(VisitorRate).values(**values).on_conflict_do_nothing())
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        session.execute(sqlite_insert(VisitorRate).values(**values).on_conflict_do_nothing())
+    session.execute(
+        update(VisitorRate)
+        .where(VisitorRate.key == key, VisitorRate.window_start != window)
+        .values(window_start=window, count=0)
+        .execution_options(synchronize_session=False)
+    )
+    taken = session.execute(
+        update(VisitorRate)
+        .where(VisitorRate.key == key, VisitorRate.count < limit)
+        .values(count=VisitorRate.count + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(taken.rowcount)  # type: ignore[attr-defined]
 
 
 def approval_needed(level: policy.AlertLevel) -> bool | None:
