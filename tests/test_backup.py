@@ -457,6 +457,7 @@ def build_community(engine: Engine, audit_events: int = 300) -> None:
                 nested={"list": [1, 2.5, None, True], "文本": "林"},
             )
         _grid_work(s, actor, community.id, park.id, b5.id, home.id)
+        build_visitors(s, community.id, park.id, b5.id, home.id, admin.id)
         s.commit()
 
 
@@ -487,6 +488,55 @@ def _grid_work(
         category="tailgating", photo=photo.getvalue(),
     )  # fmt: skip
     throttle.count(session=s, host="10.1.2.3", phone="13900000009", now=dt.datetime.now(dt.UTC))
+
+
+def build_visitors(
+    s: Session, community_id: int, compound_id: int, building_id: int, household_id: int,
+    user_id: int,
+) -> None:  # fmt: skip
+    """The visitors slice's rows: a gate's poster, a pass (ID number encrypted, the health
+    declaration as JSON), a watchlist entry and a rate counter."""
+    from fengchao.access.models import Gate, GateKind
+    from fengchao.visitors.models import (
+        PassKind,
+        PassStatus,
+        VisitorPass,
+        VisitorPoster,
+        VisitorRate,
+        VisitorWatch,
+    )  # fmt: skip
+
+    gate = Gate(community_id=community_id, compound_id=compound_id, name="访客东门",
+                kind=GateKind.both)  # fmt: skip
+    s.add(gate)
+    s.flush()
+    s.add(VisitorPoster(gate_id=gate.id, community_id=community_id, token="AbCdEfGh12345678",
+                        version=2))  # fmt: skip
+    s.add(
+        VisitorPass(
+            community_id=community_id, compound_id=compound_id, kind=PassKind.visitor,
+            status=PassStatus.active, name="王小明", phone="13912345678",
+            id_number_enc=get_cipher().encrypt(ID_NUMBER),
+            id_number_hash=get_cipher().lookup_hash(ID_NUMBER), id_mask="350***********1234",
+            host_household_id=household_id, host_building_id=building_id,
+            host_place="5-2-1302", purpose="探望 <b>父母</b>", stay_hours=3, party_size=2,
+            plate="闽A54321", symptoms=["cough"], travel="厦门", health_code="green",
+            gate_ids=[gate.id], poster_gate_id=gate.id, poster_version=2,
+            valid_from=dt.datetime(2026, 11, 30, 1, 0, 0, 123456, tzinfo=dt.UTC),
+            valid_until=dt.datetime(2026, 11, 30, 4, 0, tzinfo=dt.UTC),
+            entries_allowed=1, entries_used=1, inside=True,
+            last_in_at=dt.datetime(2026, 11, 30, 1, 5, tzinfo=dt.UTC),
+            link_hash="a" * 64, form_key="b" * 64, created_by_id=user_id,
+            decided_by_id=user_id, decided_at=dt.datetime(2026, 11, 30, 1, 0, tzinfo=dt.UTC),
+            note="", extra={"来源": "poster"},
+        )
+    )  # fmt: skip
+    s.add(VisitorWatch(community_id=community_id, id_number_hash="d" * 64,
+                       id_mask="350***********1234", phone="13500000000", reason="冒用通行证",
+                       expires_at=dt.datetime(2026, 12, 30, tzinfo=dt.UTC),
+                       created_by_id=user_id))  # fmt: skip
+    s.add(VisitorRate(key="addr:" + "c" * 40, window_start=dt.datetime(2026, 11, 30, 1, 0,
+                      tzinfo=dt.UTC), count=3))  # fmt: skip
 
 
 def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:

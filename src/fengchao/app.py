@@ -32,6 +32,7 @@ from fengchao.sampling import api as sampling_api
 from fengchao.sampling import views as sampling_views
 from fengchao.settings import get_settings
 from fengchao.tracing import views as tracing_views
+from fengchao.visitors import views as visitors_views
 from fengchao.web.deps import CSRF_COOKIE, LANG_COOKIE, CurrentActor, render
 from fengchao.web.errors import error_response, install_error_handlers
 from fengchao.web.i18n import _, current_language, pick_language
@@ -140,6 +141,7 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
     app.include_router(console_views.router)
     app.include_router(console_views.api)
     app.include_router(face_views.router)
+    app.include_router(visitors_views.router)
     app.include_router(access_gate_views.router)
     app.include_router(tracing_views.router)
 

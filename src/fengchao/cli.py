@@ -38,6 +38,7 @@ from fengchao.registry.models import Building, Community, Compound, Street
 from fengchao.sampling import cli as sampling_cli
 from fengchao.settings import get_settings
 from fengchao.tracing.cli import trace_app
+from fengchao.visitors.cli import visitors_app
 
 if TYPE_CHECKING:
     from fengchao.vision.face_pipeline import FacePipeline
@@ -58,6 +59,7 @@ app.add_typer(access_cli.gate_app, name="gate")
 app.add_typer(access_cli.alert_app, name="alert")
 app.add_typer(faces_app, name="faces")
 app.add_typer(trace_app, name="trace")
+app.add_typer(visitors_app, name="visitors")
 console = Console(stderr=True)
 
 
@@ -427,25 +429,26 @@ def purge(
     ] = False,
 ) -> None:
     """Delete what is past its keeping time: expired import uploads, access events older
-    than FENGCHAO_ACCESS__EVENT_KEEP_DAYS, and the faces of people who moved out (run from
-    cron)."""
+    than FENGCHAO_ACCESS__EVENT_KEEP_DAYS, visitors' passes ended more than
+    FENGCHAO_VISITORS__KEEP_DAYS ago, and the faces of people who moved out (run from cron)."""
     from fengchao.access.faces import purge_faces
     from fengchao.access.records import purge_events
     from fengchao.db import utcnow
+    from fengchao.visitors.service import purge_passes
 
     upgrade(get_engine())
     with session_scope() as session:
         events = purge_events(session=session, dry_run=dry_run)
+        visitors = purge_passes(session=session, dry_run=dry_run)
     with session_scope() as session:
         faces = purge_faces(session, now=utcnow(), dry_run=dry_run)
     face_counts = ", ".join(f"{n} {what}" for what, n in faces.items())
+    found = f"{events} access event(s), {visitors} visitor pass(es); faces: {face_counts}"
     if dry_run:
-        console.print(f"would purge {events} access event(s); faces: {face_counts}")
+        console.print(f"would purge {found}")
         return
     purged = registry_jobs.purge_uploads()
-    console.print(
-        f"purged {purged} expired upload(s), {events} access event(s); faces: {face_counts}"
-    )
+    console.print(f"purged {purged} expired upload(s), {found}")
 
 
 @app.command()

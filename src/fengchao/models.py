@@ -12,4 +12,5 @@ def load_all_models() -> None:
     import fengchao.notify.models
     import fengchao.registry.models
     import fengchao.sampling.models
-    import fengchao.tracing.models  # noqa: F401
+    import fengchao.tracing.models
+    import fengchao.visitors.models  # noqa: F401

@@ -274,6 +274,31 @@ class AccessSettings(BaseModel):
     )
 
 
+class VisitorSettings(BaseModel):
+    """Visitors and couriers: how long their data is kept, and the form's rate limits."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keep_days: int = Field(
+        28,
+        ge=14,
+        description=(
+            "Days a visitor's pass and personal data are kept after the pass ends: tracing "
+            "looks back 14 days, twice that covers a late-confirmed case; `fengchao purge` "
+            "deletes older ones."
+        ),
+    )
+    per_address_per_hour: int = Field(
+        30, ge=1, description="Form submissions allowed per client address and hour."
+    )
+    per_phone_per_hour: int = Field(
+        5, ge=1, description="Form submissions allowed per mobile number and hour."
+    )
+    min_fill_seconds: float = Field(
+        3.0, ge=0, le=60, description="A form sent sooner than this after it was shown is refused."
+    )
+
+
 class Settings(BaseSettings):
     """The root of all settings; build it with :func:`get_settings`."""
 
@@ -298,6 +323,7 @@ class Settings(BaseSettings):
     login: LoginSettings = Field(default_factory=LoginSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
+    visitors: VisitorSettings = Field(default_factory=VisitorSettings)
 
     @model_validator(mode="after")
     def _secrets(self) -> Settings:

@@ -49,11 +49,17 @@ from fengchao.registry.models import (
 from fengchao.settings import get_settings
 from fengchao.web.i18n import _
 
-METHODS = ("face", "plate", "code", "person", "pin")
+METHODS = ("face", "plate", "code", "person", "pin", "pass")
 
 # method → "module:function". The face handler lives in the faces slice of this package;
-# tests and other deployments register their own with :func:`register_handler`.
-METHOD_HANDLERS: dict[str, str] = {"face": "fengchao.access.faces:identify_for_gate"}
+# tests and other deployments register their own with :func:`register_handler`. The
+# visitors slice reads visitor passes (also shown as a ``code``: they start with FV1-) and
+# lets a visitor's car in by its plate (``pass_plate``).
+METHOD_HANDLERS: dict[str, str] = {
+    "face": "fengchao.access.faces:identify_for_gate",
+    "pass": "fengchao.visitors.gate:identify_pass",
+    "pass_plate": "fengchao.visitors.gate:identify_plate",
+}
 
 UNKNOWN_FACE_MESSAGE = "未识别，请到物业登记"
 
@@ -81,6 +87,24 @@ class FaceOutcomeLike(Protocol):
     reason: str | None
     faces_in_frame: int
     timings: dict[str, float]
+
+
+@dataclass
+class PassOutcome:
+    """What a ``pass`` / ``pass_plate`` handler answers: the holder as the gate shows them,
+    their role, a refusal code, the pass as a rule for its holder (None: the community's
+    rules decide, as for couriers), whether a temperature is required, what the event's
+    detail keeps, and ``take(session, direction, at) -> bool``, called in the write
+    transaction of an allowed passage (False: no entry left)."""
+
+    card: PersonCard | None = None
+    role: policy.PassRole | None = None
+    building_id: int | None = None
+    refusal: str | None = None
+    rule: policy.Rule | None = None
+    needs_temperature: bool = False
+    detail: dict[str, Any] = field(default_factory=dict)
+    take: Callable[[Session, str, dt.datetime], bool] | None = None
 
 
 class IdempotencyConflict(Refusal):
@@ -234,6 +258,20 @@ REASON_TEXT = {
     "moved_out": "此人已迁出",
     "clock_off": "设备时钟偏差过大，已按服务器时间记录",
     "late": "离线补传的记录",
+    "visitor_pass": "访客通行证有效，放行",
+    "pass_malformed": "这不是访客通行证",
+    "pass_forged": "通行证无效（可能被改动过）",
+    "pass_other_community": "这是其他社区的通行证",
+    "pass_wrong_gate": "通行证不含此出入口",
+    "pass_expired": "通行证已过期",
+    "pass_not_yet": "通行证尚未生效",
+    "pass_unknown": "通行证不存在或已清除",
+    "pass_pending": "通行证待审批",
+    "pass_revoked": "通行证已撤销或未获批准",
+    "pass_used": "通行证次数已用完",
+    "pass_stale": "通行证已作废（二维码已更换），请重新登记",
+    "pass_unavailable": "访客通行证暂不可用，请人工核验",
+    "pass_watch": "请联系物业",
 }
 
 
@@ -315,6 +353,8 @@ class _Subject:
     household_id: int | None = None
     building_id: int | None = None
     moved_out: bool = False
+    pass_rule: policy.Rule | None = None  # a visitor's pass: the rule for its holder
+    take: Callable[[Session, str, dt.datetime], bool] | None = None
 
 
 _PERSON = (
@@ -573,7 +613,7 @@ def decide(
     if sender.operator is not None:
         access.get_gate(session=session, actor=sender.operator, gate_id=gate.id)
     if request.method not in METHODS:
-        raise BadPassage(_("通行方式只能是 face、plate、code、person 或 pin"), field="method")
+        raise BadPassage(_("通行方式只能是 face、plate、code、person、pin 或 pass"), field="method")
     if request.direction not in ("in", "out"):
         raise BadPassage(_("方向只能是 in 或 out"), field="direction")
     if (request.direction == "in" and not gate.allows_in) or (
@@ -619,6 +659,10 @@ def decide(
         subject = found
         if method == "pin" and not request.pin:
             raise BadPassage(_("请输入 PIN"), field="pin")
+    elif method == "pass" or (method == "code" and _looks_like_pass(request.value)):
+        subject, refusal = _pass_subject(session, gate, request, temperature, now, detail)
+        if refusal:
+            refusals.append(refusal)
     elif method == "code":
         subject, refusal = _code_subject(session, request.value, gate.community_id)
         if refusal:
@@ -628,6 +672,11 @@ def decide(
         subject, plate_read, match_how, refusal = _plate_subject(
             session, request, gate.community_id
         )
+        if refusal == "unknown_vehicle" and plate_read:
+            found_pass = _pass_plate(session, gate, request, plate_read, temperature, now, detail)
+            if found_pass is not None:
+                subject, refusal = found_pass
+                match_how = "visitor_pass"
         if refusal:
             refusals.append(refusal)
         elif match_how == "tolerant":
@@ -679,13 +728,15 @@ def decide(
                 temperature=decisive,
                 soft_temperature=gate.soft_temperature,
             ),
-            rules,
+            rules if subject.pass_rule is None else _with_rule(rules, subject.pass_rule),
         )
         if not verdict.allowed:
             refusals.extend(verdict.reasons)
         else:
             notes = [*verdict.reasons, *notes]
-        if verdict.rule is not None:
+        if verdict.rule is not None and verdict.rule is subject.pass_rule:
+            notes = ["visitor_pass" if r == "rule_allow" else r for r in notes]
+        elif verdict.rule is not None:
             detail["rule_id"] = verdict.rule.id
     decisive = retest if retest is not None else temperature
     fever = (
@@ -733,6 +784,10 @@ def decide(
     ):
         decision = "deny"
         refusals.append("quota_used")
+    taken = subject.take is None or decision != "allow"
+    if not taken and not subject.take(session, request.direction, occurred_at):  # type: ignore[misc]
+        decision = "deny"
+        refusals.append("pass_used")
     reasons = refusals + notes if decision == "deny" else notes
     operator = sender.operator
     values = dict(
@@ -744,7 +799,7 @@ def decide(
         method=method,
         decision=decision,
         reasons=reasons,
-        person_id=subject.card.id if subject.card else None,
+        person_id=subject.card.id if subject.card and subject.card.id else None,
         household_id=subject.household_id,
         building_id=subject.building_id,
         vehicle_id=subject.vehicle.id if subject.vehicle else None,
@@ -833,6 +888,69 @@ def _code_subject(
     if found is None:
         return _Subject(), "code_unknown_person"
     return found, None
+
+
+def _looks_like_pass(value: str | None) -> bool:
+    return bool(value) and str(value).strip().upper().startswith("FV1-")
+
+
+def _with_rule(rules: policy.Policy, rule: policy.Rule) -> policy.Policy:
+    from dataclasses import replace
+
+    return replace(rules, rules=(*rules.rules, rule))
+
+
+def _from_pass(
+    outcome: PassOutcome, request: PassageRequest, temperature: float | None, detail: dict[str, Any]
+) -> tuple[_Subject, str | None]:
+    detail.update(outcome.detail)
+    if outcome.refusal:
+        return _Subject(card=outcome.card), outcome.refusal
+    if outcome.needs_temperature and temperature is None and request.retest_temperature is None:
+        raise BadPassage(_("访客、快递人员进入须测体温"), field="temperature")
+    subject = _Subject(
+        card=outcome.card, role=outcome.role, building_id=outcome.building_id,
+        pass_rule=outcome.rule, take=outcome.take,
+    )  # fmt: skip
+    return subject, None
+
+
+def _pass_subject(
+    session: Session,
+    gate: GateRef,
+    request: PassageRequest,
+    temperature: float | None,
+    now: dt.datetime,
+    detail: dict[str, Any],
+) -> tuple[_Subject, str | None]:
+    handler = _handler("pass")
+    if handler is None:
+        return _Subject(), "pass_unavailable"
+    outcome: PassOutcome = handler(
+        session, gate=gate, value=(request.value or "")[:200], direction=request.direction, now=now
+    )
+    return _from_pass(outcome, request, temperature, detail)
+
+
+def _pass_plate(
+    session: Session,
+    gate: GateRef,
+    request: PassageRequest,
+    plate: str,
+    temperature: float | None,
+    now: dt.datetime,
+    detail: dict[str, Any],
+) -> tuple[_Subject, str | None] | None:
+    """A plate not registered to a household: a visitor's pass for it, if any."""
+    handler = _handler("pass_plate")
+    if handler is None:
+        return None
+    outcome: PassOutcome | None = handler(
+        session, gate=gate, plate=plate, direction=request.direction, now=now
+    )
+    if outcome is None:
+        return None
+    return _from_pass(outcome, request, temperature, detail)
 
 
 def _plate_subject(

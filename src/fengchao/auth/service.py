@@ -54,6 +54,9 @@ class Permission(enum.StrEnum):
     alert_switch = "alert.switch"  # the alert level (one action, audited)
     faces_manage = "faces.manage"  # enrol faces, record consent, see thumbnails
     tracing_manage = "tracing.manage"  # cases, their contacts, isolation of contacts
+    visitors_manage = "visitors.manage"  # posters, visitor passes, couriers, who is inside
+    visitors_approve = "visitors.approve"  # approve visitors to the households in scope
+    visitors_issue = "visitors.issue"  # a pass issued at the gate (a visitor without a phone)
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -78,6 +81,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.duty_manage,
             Permission.gridwork_manage,
             Permission.gridwork_submit,
+            Permission.visitors_manage,
+            Permission.visitors_issue,
         }
     ),
     Role.building_lead: frozenset(
@@ -90,6 +95,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.duty_self,
             Permission.gridwork_lead,
             Permission.gridwork_submit,
+            Permission.visitors_approve,
         }
     ),
     Role.property_staff: frozenset(
@@ -102,10 +108,17 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.gate_operate,
             Permission.faces_manage,
             Permission.gridwork_property,
+            Permission.visitors_manage,
+            Permission.visitors_issue,
         }
     ),
     Role.guard: frozenset(
-        {Permission.registry_lookup, Permission.access_read, Permission.gate_operate}
+        {
+            Permission.registry_lookup,
+            Permission.access_read,
+            Permission.gate_operate,
+            Permission.visitors_issue,
+        }
     ),
     Role.sampler: frozenset({Permission.sampling_register}),
     Role.volunteer: frozenset({Permission.duty_self, Permission.gridwork_submit}),

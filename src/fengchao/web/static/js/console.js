@@ -10,7 +10,7 @@
   var csrf = root.dataset.csrf;
   var QUEUE_KEY = "fc-console-queue-" + gateId;
   var DRAFT_KEY = "fc-console-draft-" + gateId;
-  var CODE = /^FC1-[A-Z2-7]{32}$/i;
+  var CODE = /^(FC1-[A-Z2-7]{32}|FV1-[A-Z2-7]{20,190})$/i;  // resident code or visitor pass
   var MOTION = 6;        // mean grey-level change on the 64×48 canvas that counts as movement
   var STILL = 0.8;       // below this against the last frame sent: the same picture again
   var MIN_GAP_MS = 340;  // at most about three frames a second
@@ -386,7 +386,7 @@
     var value = temp.value.trim();
     if (!value) return;
     var card = state.card;
-    if (card && card.person && card.decision !== "pending" && state.online) {
+    if (card && card.person && card.person.id && card.decision !== "pending" && state.online) {  // a visitor (no id): scan the pass again
       // Measured after the card showed: the same person again with the temperature; a
       // fever card's second measurement is its re-measurement.
       var extra = card.fever && card.sent_temperature ? { temperature: card.sent_temperature, retest: value } : { temperature: value };
