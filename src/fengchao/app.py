@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
@@ -35,8 +34,8 @@ from fengchao.tracing import views as tracing_views
 from fengchao.visitors import views as visitors_views
 from fengchao.web.deps import CSRF_COOKIE, LANG_COOKIE, CurrentActor, render
 from fengchao.web.errors import error_response, install_error_handlers
-from fengchao.web.i18n import _, current_language, pick_language
-from fengchao.web.security import BodySizeLimit, BodyTooLarge, security_headers
+from fengchao.web.i18n import _, pick_language
+from fengchao.web.security import BodySizeLimit, BodyTooLarge, LanguageAndHeaders
 
 STATIC_DIR = Path(__file__).parent / "web" / "static"
 
@@ -95,27 +94,13 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
 
     app.add_middleware(BodySizeLimit, limit_for=body_limit, refuse=too_large)
 
-    @app.middleware("http")
-    async def language_and_headers(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        language = pick_language(request.cookies.get(LANG_COOKIE), settings.default_language)
-        token = current_language.set(language)
-        try:
-            response = await call_next(request)
-        finally:
-            current_language.reset(token)
-        new_csrf = getattr(request.state, "new_csrf", None)
-        if new_csrf:
-            response.set_cookie(
-                CSRF_COOKIE,
-                new_csrf,
-                httponly=True,
-                samesite="lax",
-                secure=settings.security.cookie_secure,
-            )
-        security_headers(response, request.url.path, https=settings.security.cookie_secure)
-        return response
+    app.add_middleware(
+        LanguageAndHeaders,
+        language_of=lambda cookie: pick_language(cookie, settings.default_language),
+        language_cookie=LANG_COOKIE,
+        csrf_cookie=CSRF_COOKIE,
+        https=settings.security.cookie_secure,
+    )
 
     install_error_handlers(app)
 
