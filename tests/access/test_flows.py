@@ -271,6 +271,23 @@ def test_masked_frames_that_disagree_or_come_late_stay_pending(
     assert late.decision == "pending"
 
 
+def test_masked_frames_pair_within_their_named_passage_only(
+    session: Session, grid: Grid, gates: Gates, fake_faces: list[object]
+) -> None:
+    # A replayed file names its passages: the first frame of passage B does not confirm
+    # passage A's pending frame of the same person, B's own second frame does.
+    fake_faces.extend([FakeOutcome(grid.resident5.id, masked=True)] * 3)
+
+    def frame(passage: str, n: int, seconds: int) -> flows.Decision:
+        return decide(session, gates, method="face", frame=b"%d" % n, passage=f"run:{passage}:",
+                      idempotency_key=f"run:{passage}:{n}",
+                      now=NOW + dt.timedelta(seconds=seconds))  # fmt: skip
+
+    assert frame("A", 1, 0).decision == "pending"
+    assert frame("B", 2, 1).decision == "pending"
+    assert frame("B", 3, 2).decision == "allow"
+
+
 def test_face_without_a_face_module_is_unavailable(
     session: Session, grid: Grid, gates: Gates
 ) -> None:

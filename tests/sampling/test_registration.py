@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from fengchao.access import flows
 from fengchao.auth.service import Forbidden
 from fengchao.sampling import registration as reg
 from fengchao.sampling import service
 from fengchao.sampling.models import Swab
+from tests.access.conftest import make_gates
 from tests.conftest import Grid, Persona
 from tests.sampling.conftest import Site
 
@@ -175,6 +179,20 @@ def test_a_person_picked_by_room_is_registered(
     )
     assert done.name == grid.resident5.name
     assert service.last_sampled_at(session, grid.resident5.id) is not None
+    # The gate's card shows the day of that swab; a neighbour never swabbed has none.
+    gates = make_gates(session, grid)
+    cards = [
+        flows.decide(
+            session=session,
+            request=flows.PassageRequest(
+                gates.east.id, "in", "person", value=str(person.id), idempotency_key=key()
+            ),
+            sender=flows.Sender.device(gates.east_device),
+        ).person
+        for person in (grid.resident5, grid.resident6)
+    ]
+    today = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    assert [c.last_sampled if c else "no card" for c in cards] == [today, None]
 
 
 def test_one_household_per_tube_refuses_a_neighbour(

@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import statistics
 import time
+import uuid
 from pathlib import Path
 from typing import Annotated
 
@@ -176,6 +177,9 @@ def replay(
 
     zone = ZoneInfo(get_settings().timezone)
     sender = Sender("cli")
+    # Each run is its own: replaying a file again decides again (after an alert level
+    # changed, say); within the run, frames pair by their passage, not by neighbourhood.
+    run = uuid.uuid4().hex[:12]
     counts = {"allow": 0, "deny": 0, "pending": 0, "error": 0}
     times: list[float] = []
     passages: set[str] = set()
@@ -206,6 +210,8 @@ def replay(
                 temperature=(row.get("temperature") or "").strip() or None,
                 device_time=device_time,
                 device_sent_at=dt.datetime.now(dt.UTC) if device_time else None,
+                idempotency_key=f"replay-{run}:{passage[:80]}:{number}",
+                passage=f"replay-{run}:{passage[:80]}:",
             )
             with session_scope() as session:
                 answer = flows.decide(session=session, request=request, sender=sender)

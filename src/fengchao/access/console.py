@@ -378,6 +378,7 @@ def card(session: Session, answer: ConsoleAnswer, gate: ConsoleGate) -> dict[str
             "relation_text": _(LABELS.get(p.relation, p.relation)),
             "health": p.health_status,
             "health_text": _(LABELS.get(p.health_status, p.health_status)),
+            "last_sampled": p.last_sampled.isoformat() if p.last_sampled else None,
             "thumbnail": p.thumbnail_url or _thumbnail(session, gate, p.id),
         }
     vehicle = None

@@ -46,6 +46,7 @@ from fengchao.registry.models import (
     Unit,
     Vehicle,
 )
+from fengchao.sampling import service as sampling
 from fengchao.settings import get_settings
 from fengchao.web.i18n import _
 
@@ -138,6 +139,9 @@ class PassageRequest:
     device_sent_at: dt.datetime | None = None
     idempotency_key: str | None = None
     role: str | None = None  # an unregistered person's role as the operator declares it
+    # Frames known to belong to one passage (a replayed CSV's ``passage`` column): their
+    # idempotency keys start with it, and a masked frame pairs only within it.
+    passage: str | None = None
 
     def body_hash(self) -> str:
         body = {
@@ -165,7 +169,7 @@ class PersonCard:
     place: str  # building-unit-room, e.g. 5-2-301
     relation: str
     health_status: str
-    last_sampled: dt.date | None = None  # filled once the sampling slice exists
+    last_sampled: dt.date | None = None  # local date of the last swab, any round
     thumbnail_url: str | None = None
 
 
@@ -370,6 +374,15 @@ _PERSON = (
 )  # fmt: skip
 
 
+def _last_sampled(session: Session, person_id: int) -> dt.date | None:
+    taken = sampling.last_sampled_at(session, person_id)
+    if taken is None:
+        return None
+    if taken.tzinfo is None:  # SQLite gives back naive UTC
+        taken = taken.replace(tzinfo=dt.UTC)
+    return _local(taken).date()
+
+
 def _person_subject(session: Session, person_id: int, community_id: int) -> _Subject | None:
     row = (
         session.connection()
@@ -385,6 +398,7 @@ def _person_subject(session: Session, person_id: int, community_id: int) -> _Sub
         place=_place(row.building, row.unit, row.room),
         relation=str(row.relation),
         health_status=str(row.health_status),
+        last_sampled=_last_sampled(session, row.id),
     )
     return _Subject(
         card=card,
@@ -701,7 +715,9 @@ def decide(
                 else:
                     subject = found
                     if masked:
-                        agreed = _masked_partner(session, sender, gate.id, found, now)
+                        agreed = _masked_partner(
+                            session, sender, gate.id, found, now, request.passage
+                        )
                         if agreed:
                             notes.append("masked_confirmed")
                         else:
@@ -1003,10 +1019,16 @@ def _face(session: Session, request: PassageRequest, community_id: int) -> FaceO
 
 
 def _masked_partner(
-    session: Session, sender: Sender, gate_id: int, subject: _Subject, now: dt.datetime
+    session: Session,
+    sender: Sender,
+    gate_id: int,
+    subject: _Subject,
+    now: dt.datetime,
+    passage: str | None = None,
 ) -> bool:
     """Whether the previous frame of this passage (same device, or same gate from the
-    console, within a few seconds) was a masked match of the same person left pending."""
+    console, within a few seconds; or, when the frames name their passage, the previous
+    frame of that passage) was a masked match of the same person left pending."""
     assert subject.card is not None
     window = dt.timedelta(seconds=get_settings().access.masked_pair_seconds)
     query = (
@@ -1022,6 +1044,11 @@ def _masked_partner(
     )
     if sender.device_id is not None:
         query = query.where(AccessEvent.device_id == sender.device_id)
+    if passage:
+        query = query.where(
+            AccessEvent.idem_scope == sender.scope,
+            AccessEvent.idem_key.startswith(passage, autoescape=True),
+        )
     last = session.execute(query).first()
     return last is not None and last.decision == "pending" and last.person_id == subject.card.id
 

@@ -135,6 +135,7 @@
     if (answer.check) extra.push(T("Check"));
     if (answer.fever) extra.push(T("Retest").replace("{m}", "3"));
     if (answer.late) extra.push(T("Late"));
+    if (person) extra.push(person.last_sampled ? T("Sampled").replace("{d}", person.last_sampled) : T("NeverSampled"));
     setText("card-extra", extra.join(" · "));
     showPlate(answer.plate, vehicle, answer);
     $("overrule-open").hidden = !(answer.event_id && d !== "pending");
