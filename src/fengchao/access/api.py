@@ -229,7 +229,7 @@ def events(
         session=session, actor=actor, filters=filters, limit=limit, offset=offset
     )
     return schemas.EventPage(
-        events=[schemas.EventOut(**row.__dict__) for row in found.rows], more=found.more
+        events=found.rows, more=found.more
     )
 
 
@@ -242,7 +242,7 @@ def person_timeline(
 ) -> schemas.EventPage:
     found = records.timeline(session=session, actor=actor, person_id=person_id, days=days)
     return schemas.EventPage(
-        events=[schemas.EventOut(**row.__dict__) for row in found.rows], more=found.more
+        events=found.rows, more=found.more
     )
 
 

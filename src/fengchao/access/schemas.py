@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fengchao.access.records import EventRow
+
 
 class PassageIn(BaseModel):
     """A passage sent by a device (its gate unless ``gate_id`` names another gate of the
@@ -127,34 +129,8 @@ class AlertLevelIn(BaseModel):
     note: str = Field("", max_length=200)
 
 
-class EventOut(BaseModel):
-    id: int
-    occurred_at: dt.datetime
-    server_time: dt.datetime
-    gate_id: int
-    gate_name: str
-    direction: str
-    method: str
-    decision: str
-    reasons: list[str]
-    person_id: int | None
-    person_name: str | None
-    id_mask: str | None
-    household_id: int | None
-    vehicle_id: int | None
-    plate: str | None
-    match_how: str | None
-    masked: bool
-    temperature: float | None
-    retest_temperature: float | None
-    alert_level: str
-    late: bool
-    clock_off: bool
-    operator_name: str | None
-
-
 class EventPage(BaseModel):
-    events: list[EventOut]
+    events: list[EventRow]  # the record's own rows: one definition for page and API
     more: bool
 
 
