@@ -516,16 +516,7 @@ def household_of_person(*, session: Session, person_id: int) -> int | None:
 
 def household_residents(*, session: Session, household_id: int) -> list[int]:
     """The ids of the people living in a household (not those moved out)."""
-    return list(
-        session.scalars(
-            select(Person.id)
-            .where(
-                Person.household_id == household_id,
-                Person.residence_status != ResidenceStatus.moved_out,
-            )
-            .order_by(Person.id)
-        )
-    )
+    return residents_of_households(session=session, household_ids=[household_id])[household_id]
 
 
 def households_of_people(*, session: Session, person_ids: list[int]) -> dict[int, int]:
