@@ -366,6 +366,7 @@ _PERSON = (
         Person.id, Person.name, Person.household_id, Person.relation, Person.health_status,
         Person.residence_status, Household.room, Household.building_id,
         Building.name.label("building"), Unit.name.label("unit"),
+        sampling.last_sampled_column(Person.id),
     )
     .join(Household, Household.id == Person.household_id)
     .join(Building, Building.id == Household.building_id)
@@ -374,8 +375,7 @@ _PERSON = (
 )  # fmt: skip
 
 
-def _last_sampled(session: Session, person_id: int) -> dt.date | None:
-    taken = sampling.last_sampled_at(session, person_id)
+def _local_day(taken: dt.datetime | None) -> dt.date | None:
     if taken is None:
         return None
     if taken.tzinfo is None:  # SQLite gives back naive UTC
@@ -398,7 +398,7 @@ def _person_subject(session: Session, person_id: int, community_id: int) -> _Sub
         place=_place(row.building, row.unit, row.room),
         relation=str(row.relation),
         health_status=str(row.health_status),
-        last_sampled=_last_sampled(session, row.id),
+        last_sampled=_local_day(row.last_sampled),
     )
     return _Subject(
         card=card,

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import QueryableAttribute, Session
+from sqlalchemy.sql.elements import Label
 
 from fengchao.auth.models import ScopeLevel
 from fengchao.auth.service import Actor, NotFound, Permission, Refusal, audit, require
@@ -483,8 +484,21 @@ def schedule_rows(session: Session, found: SamplingRound) -> list[ScheduleRow]:
 
 
 def last_sampled_at(session: Session, person_id: int) -> dt.datetime | None:
-    """When the person was last swabbed at any round (None: never); for the gate card."""
+    """When the person was last swabbed at any round (None: never)."""
     return session.scalar(select(func.max(Swab.taken_at)).where(Swab.person_id == person_id))
+
+
+def last_sampled_column(
+    person_id: ColumnElement[int] | QueryableAttribute[int],
+) -> Label[dt.datetime]:
+    """``last_sampled_at`` as a column of another slice's query about people: the gate card
+    reads it in the query that finds the person (one round trip per decision, not two)."""
+    return (
+        select(func.max(Swab.taken_at))
+        .where(Swab.person_id == person_id)
+        .scalar_subquery()
+        .label("last_sampled")
+    )
 
 
 def announce_schedule(*, session: Session, actor: Actor, round_id: int) -> int:
