@@ -618,7 +618,10 @@ def decide(
     now = now or dt.datetime.now(dt.UTC)
     if sender.operator is not None:
         require(sender.operator, Permission.gate_operate)
-    if request.method in ("person", "code") or (request.method == "plate" and not request.frame):
+    quick = request.method in ("person", "code") or (
+        request.method == "plate" and not request.frame
+    )
+    if quick:
         # Nothing slow before the write: one transaction, the write lock held ~a millisecond.
         begin_write(session)
     if (replay := _replayed(session, sender, request)) is not None:
@@ -784,7 +787,9 @@ def decide(
         if pin_outcome != "ok":
             refusals.insert(0, f"pin_{pin_outcome}")
     begin_write(session)
-    if (replay := _replayed(session, sender, request)) is not None:
+    # A quick passage looked for its key inside this transaction already; a slow one (a
+    # frame read outside it) looks again now that it writes.
+    if not quick and (replay := _replayed(session, sender, request)) is not None:
         return replay
     if pin_outcome in ("ok", "wrong") and subject.card is not None:
         locked = access.record_pin_outcome(
