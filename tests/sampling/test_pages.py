@@ -189,3 +189,20 @@ def test_an_exemption_is_listed_and_leaves_the_expected_count(  # type: ignore[n
         data={"person_id": site.people[1].id, "kind": "other", "note": ""},
     )
     assert other.status_code == 422
+
+
+def test_a_worker_exempts_from_the_unsampled_list_and_comes_back_to_it(  # type: ignore[no-untyped-def]
+    login_as, site: Site, worker: Persona, lead5: Persona, grid: Grid
+) -> None:
+    url = f"/sampling/rounds/{site.round.id}/coverage?building={grid.b5.id}"
+    assert "登记免采" not in login_as(lead5).get(url).text  # leads read, workers decide
+    browser = login_as(worker)
+    person = site.people[0]
+    assert f'name="person_id" value="{person.id}"' in browser.get(url).text
+    made = browser.post(
+        f"/sampling/rounds/{site.round.id}/exemptions",
+        data={"person_id": person.id, "kind": "away", "back": "coverage",
+              "building": str(grid.b5.id)},
+    )  # fmt: skip
+    assert made.status_code == 303 and made.headers["location"] == f"{url}#unsampled"
+    assert f'name="person_id" value="{person.id}"' not in browser.get(url).text

@@ -228,9 +228,7 @@ def events(
     found = records.search(
         session=session, actor=actor, filters=filters, limit=limit, offset=offset
     )
-    return schemas.EventPage(
-        events=found.rows, more=found.more
-    )
+    return schemas.EventPage(events=found.rows, more=found.more)
 
 
 @router.get("/people/{person_id}/timeline", response_model=schemas.EventPage)
@@ -241,9 +239,7 @@ def person_timeline(
     days: Annotated[int, Query(ge=1, le=90)] = 14,
 ) -> schemas.EventPage:
     found = records.timeline(session=session, actor=actor, person_id=person_id, days=days)
-    return schemas.EventPage(
-        events=found.rows, more=found.more
-    )
+    return schemas.EventPage(events=found.rows, more=found.more)
 
 
 @router.get("/counts", response_model=list[schemas.HourCount])

@@ -184,10 +184,17 @@ def exempt(
     person_id: Annotated[int, Form(ge=1)],
     kind: Annotated[ExemptionKind, Form()],
     note: Annotated[str, Form(max_length=200)] = "",
+    back: Annotated[str, Form(max_length=20)] = "",
+    building: Annotated[str, Form(max_length=12)] = "",
 ) -> RedirectResponse:
     service.add_exemption(
         session=session, actor=actor, round_id=round_id, person_id=person_id, kind=kind, note=note
     )
+    if back == "coverage":  # from the unsampled list: back to it, one name shorter
+        where = f"?building={int(building)}" if building.isdigit() else ""
+        return RedirectResponse(
+            f"/sampling/rounds/{round_id}/coverage{where}#unsampled", status_code=303
+        )
     return RedirectResponse(f"/sampling/rounds/{round_id}#exemptions", status_code=303)
 
 
@@ -248,6 +255,9 @@ def coverage_page(
             "building": building,
             "people": people,
             "peak": max((n for _h, n, _t in report.per_hour), default=0),
+            # The door-to-door list is where a bedridden or absent person is found out.
+            "may_exempt": actor.can(Permission.sampling_manage),
+            "exemption_labels": exemption_labels(),
         },
     )
 
