@@ -7,10 +7,12 @@ import io
 import re
 
 import openpyxl
+import segno
 from icalendar import Calendar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from fengchao.access import codes
 from fengchao.auth.models import Role, ScopeLevel
 from fengchao.auth.service import GridScope
 from fengchao.duty.models import Assignment, Post, Volunteer
@@ -192,3 +194,24 @@ def test_duty_pages_on_the_served_app_and_in_english(live: Live) -> None:
             text = text.replace(allowed, "")
         assert not CJK.findall(text), (url, CJK.findall(text)[:5])
     assert re.search(r"Roster", worker.get("/duty/roster").text)
+
+
+def test_the_check_in_camera_reads_a_code_from_a_frame(  # type: ignore[no-untyped-def]
+    login_as, session: Session, grid: Grid, worker: Persona, guard: Persona
+) -> None:
+    text = codes.personal_code(session, grid.resident5.id)
+    picture = io.BytesIO()
+    segno.make(text, error="m").save(picture, kind="png", scale=8, border=4)
+    browser = login_as(worker)
+    read = browser.post(
+        "/duty/checkin/read-code", files={"frame": ("f.png", picture.getvalue(), "image/png")}
+    )
+    assert read.status_code == 200 and read.json() == {"code": text}
+    nothing = browser.post(
+        "/duty/checkin/read-code", files={"frame": ("f.png", b"not a picture", "image/png")}
+    )
+    assert nothing.status_code == 422 and "frame" in nothing.text
+    refused = login_as(guard).post(
+        "/duty/checkin/read-code", files={"frame": ("f.png", picture.getvalue(), "image/png")}
+    )
+    assert refused.status_code == 403

@@ -70,3 +70,38 @@ def test_volunteer_signs_up_on_a_phone(chromium_path: str, tmp_path: Path) -> No
         with Session(engine) as session:
             volunteer = session.scalars(select(Volunteer)).one()
             assert volunteer.weekly == ["0-night", "2-evening", "5-day"]
+
+
+def test_the_check_in_camera_puts_the_code_in_the_field(chromium_path: str, tmp_path: Path) -> None:
+    from fengchao.access import codes
+    from fengchao.duty import service
+    from tests.e2e.fake_camera import blank, camera_args, with_qr, write_y4m
+
+    with throwaway_database("sqlite", tmp_path) as engine:
+        with Session(engine, expire_on_commit=False) as session:
+            grid = build_grid(session)
+            worker = make_persona(
+                session, "社区干部", Role.community_worker,
+                GridScope(ScopeLevel.community, grid.community.id),
+            )  # fmt: skip
+            service.create_post(session=session, actor=worker.actor,
+                                community_id=grid.community.id, name="东门")  # fmt: skip
+            text = codes.personal_code(session, grid.resident5.id)
+            session.commit()
+        video = write_y4m(tmp_path / "code.y4m", [blank()] * 5 + [with_qr(text)] * 40, fps=10)
+        url = engine.url.render_as_string(hide_password=False)
+        with served_app(url, tmp_path) as base, sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=chromium_path, args=ARGS + camera_args(video)
+            )
+            page = browser.new_page(viewport={"width": 390, "height": 844})
+            page.goto(f"{base}/login")
+            page.fill("input[name=username]", worker.user.username)
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_load_state("networkidle")
+            page.goto(f"{base}/duty/checkin")
+            page.click("#scan-start")
+            expect(page.locator("input[name=code]")).to_have_value(text, timeout=20000)
+            expect(page.locator("#scan-status")).to_contain_text("已读到通行码")
+            page.screenshot(path=str(tmp_path / "checkin-390.png"), full_page=True)

@@ -9,15 +9,17 @@ from collections.abc import Mapping
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from fengchao.access import console
 from fengchao.auth.service import NotFound, Permission, require
 from fengchao.db import utcnow
 from fengchao.duty import exports, service
 from fengchao.duty.models import Identity, PostKind
 from fengchao.duty.service import DutyRefused
 from fengchao.registry.models import Community
+from fengchao.vision.images import ImageError, decode_image
 from fengchao.web.deps import CurrentActor, DbSession, RowId, render, require_csrf, templates
 from fengchao.web.i18n import _
 
@@ -412,6 +414,28 @@ def checkin_submit(
         "duty/checkin.html",
         {**context, "done": done, "action": action, "error": None},
     )
+
+
+# A camera frame of the check-in page, as JPEG from a canvas: a few tens of kB.
+FRAME_MAX_BYTES = 2 * 1024 * 1024
+
+
+@router.post("/checkin/read-code")
+def checkin_read_code(
+    actor: CurrentActor, frame: Annotated[UploadFile, File()]
+) -> dict[str, str | None]:
+    """The resident code in a frame from the check-in page's camera, for browsers without
+    a BarcodeDetector of their own (the page fills the code field with it)."""
+    require(actor, Permission.duty_manage)
+    data = frame.file.read(FRAME_MAX_BYTES + 1)
+    if len(data) > FRAME_MAX_BYTES:
+        raise DutyRefused(_("画面太大"), field="frame")
+    try:
+        pixels = decode_image(data)
+    except ImageError:
+        raise DutyRefused(_("画面不是可用的图片"), field="frame") from None
+    found = console.read_codes(pixels)
+    return {"code": found[0] if found else None}
 
 
 # --- the volunteer's own page --------------------------------------------------------
