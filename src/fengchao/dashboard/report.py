@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session
 from fengchao.auth.models import Role, ScopeLevel
 from fengchao.auth.service import Actor, Forbidden, GridScope, NotFound
 from fengchao.registry.models import Community
-from fengchao.web.i18n import _
+from fengchao.web.i18n import DEFAULT_LANGUAGE, _, current_language
 
 log = logging.getLogger(__name__)
 
@@ -399,10 +400,19 @@ def _tracing(session: Session, actor: Actor, community_id: int, days: _Day) -> S
         "tracing",
         _("流调溯源"),
         (
-            Figure(_("当日确诊"), confirmed.count(days.day), confirmed.count(days.yesterday),
-                   _("例"), "/tracing"),  # fmt: skip
-            Figure(_("在管病例"), sum(1 for c in cases if c.status == CaseStatus.open),
-                   unit=_("例"), link="/tracing"),  # fmt: skip
+            Figure(
+                _("当日确诊"),
+                confirmed.count(days.day),
+                confirmed.count(days.yesterday),
+                _("例"),
+                "/tracing",
+            ),
+            Figure(
+                _("在管病例"),
+                sum(1 for c in cases if c.status == CaseStatus.open),
+                unit=_("例"),
+                link="/tracing",
+            ),
             Figure(_("超24小时未管控的密接"), kpis.lost_to_follow_up, unit=_("人")),
         ),
     )
@@ -435,6 +445,11 @@ def build_report_data(
     community = session.get(Community, community_id)
     if community is None:
         raise NotFound(f"community {community_id}")
+    if actor.scope.level == ScopeLevel.street:
+        # A street's account reports on one of its communities: the figures of that one only.
+        actor = replace(
+            actor, scope=GridScope(ScopeLevel.community, community_id), community_id=community_id
+        )
     zone = ZoneInfo(community.timezone or "Asia/Shanghai")
     days = _Day(day, zone)
     gathered = []
@@ -462,6 +477,29 @@ def parse_day(text: str) -> dt.date:
         raise Refusal(
             _("日期（date）格式不对：{text}，应为 YYYY-MM-DD").format(text=text[:20]), field="date"
         ) from None
+
+
+@contextmanager
+def in_report_language() -> Iterator[None]:
+    """The report goes up to the street office in Chinese, whatever the language of the
+    page that asked for it."""
+    token = current_language.set(DEFAULT_LANGUAGE)
+    try:
+        yield
+    finally:
+        current_language.reset(token)
+
+
+def community_for(session: Session, actor: Actor, community_id: int | None) -> Community:
+    """The community a report is asked for: the one named if it lies in the actor's
+    scope (else :class:`NotFound`), or the first of the actor's communities."""
+    from fengchao.registry import scope as grid
+
+    mine = grid.communities_in_scope(session=session, scope=actor.scope)
+    found = next((c for c in mine if community_id in (None, c.id)), None)
+    if found is None:
+        raise NotFound(f"community {community_id}")
+    return found
 
 
 def file_stem(data: ReportData) -> str:

@@ -48,13 +48,22 @@ def _styles() -> dict[str, ParagraphStyle]:
     font = _font()
     return {
         "title": ParagraphStyle("title", fontName=font, fontSize=18, leading=24, spaceAfter=4),
-        "meta": ParagraphStyle("meta", fontName=font, fontSize=9, leading=12,
-                               textColor=colors.HexColor("#57606a")),  # fmt: skip
-        "h2": ParagraphStyle("h2", fontName=font, fontSize=14, leading=20, spaceBefore=10,
-                             spaceAfter=4, textColor=colors.HexColor("#0b3d91")),  # fmt: skip
+        "meta": ParagraphStyle(
+            "meta", fontName=font, fontSize=9, leading=12, textColor=colors.HexColor("#57606a")
+        ),
+        "h2": ParagraphStyle(
+            "h2",
+            fontName=font,
+            fontSize=14,
+            leading=20,
+            spaceBefore=10,
+            spaceAfter=4,
+            textColor=colors.HexColor("#0b3d91"),
+        ),
         "cell": ParagraphStyle("cell", fontName=font, fontSize=9.5, leading=12),
-        "note": ParagraphStyle("note", fontName=font, fontSize=8.5, leading=11,
-                               textColor=colors.HexColor("#57606a")),  # fmt: skip
+        "note": ParagraphStyle(
+            "note", fontName=font, fontSize=8.5, leading=11, textColor=colors.HexColor("#57606a")
+        ),
     }
 
 
@@ -80,7 +89,7 @@ def change(figure: Figure) -> str:
 
 
 def _figures_table(figures: Sequence[Figure], styles: dict[str, ParagraphStyle]) -> Table:
-    head = [_("指标"), _("当日"), _("前一日"), _("变化"), _("单位")]
+    head: list[object] = [_("指标"), _("当日"), _("前一日"), _("变化"), _("单位")]
     rows: list[list[object]] = [head]
     for f in figures:
         rows.append(
@@ -92,8 +101,11 @@ def _figures_table(figures: Sequence[Figure], styles: dict[str, ParagraphStyle])
                 "" if f.unit == "%" else f.unit,
             ]
         )
-    table = Table(rows, colWidths=[WIDTH * 0.42, WIDTH * 0.16, WIDTH * 0.16, WIDTH * 0.14,
-                                   WIDTH * 0.12], repeatRows=1)  # fmt: skip
+    table = Table(
+        rows,
+        colWidths=[WIDTH * 0.42, WIDTH * 0.16, WIDTH * 0.16, WIDTH * 0.14, WIDTH * 0.12],
+        repeatRows=1,
+    )
     table.setStyle(
         TableStyle(
             [
@@ -176,7 +188,9 @@ def _heat_color(value: float) -> colors.Color:
     else:
         a, b, u = colors.HexColor("#f2cc60"), colors.HexColor("#2da44e"), (t - 0.5) / 0.5
     return colors.Color(
-        a.red + (b.red - a.red) * u, a.green + (b.green - a.green) * u, a.blue + (b.blue - a.blue) * u
+        a.red + (b.red - a.red) * u,
+        a.green + (b.green - a.green) * u,
+        a.blue + (b.blue - a.blue) * u,
     )
 
 
@@ -199,10 +213,26 @@ def _heatmap(chart: Chart) -> Drawing:
             x = label_width + j * cell_w
             if value is None:
                 continue
-            drawing.add(Rect(x + 0.5, y + 0.5, cell_w - 1, cell_h - 1, strokeColor=None,
-                             fillColor=_heat_color(float(value))))  # fmt: skip
-            drawing.add(String(x + cell_w / 2, y + 5, f"{value:.0f}", fontName=_font(),
-                               fontSize=6.5, textAnchor="middle"))  # fmt: skip
+            drawing.add(
+                Rect(
+                    x + 0.5,
+                    y + 0.5,
+                    cell_w - 1,
+                    cell_h - 1,
+                    strokeColor=None,
+                    fillColor=_heat_color(float(value)),
+                )
+            )
+            drawing.add(
+                String(
+                    x + cell_w / 2,
+                    y + 5,
+                    f"{value:.0f}",
+                    fontName=_font(),
+                    fontSize=6.5,
+                    textAnchor="middle",
+                )
+            )
     return drawing
 
 
@@ -253,7 +283,9 @@ def pdf_report(data: ReportData) -> bytes:
         canvas.saveState()  # type: ignore[attr-defined]
         canvas.setFont(_font(), 8)  # type: ignore[attr-defined]
         canvas.drawRightString(  # type: ignore[attr-defined]
-            A4[0] - 18 * mm, 9 * mm, _("{title}　第 {page} 页").format(title=data.title, page=document.page)  # type: ignore[attr-defined]
+            A4[0] - 18 * mm,
+            9 * mm,
+            _("{title}　第 {page} 页").format(title=data.title, page=document.page),  # type: ignore[attr-defined]
         )
         canvas.restoreState()  # type: ignore[attr-defined]
 

@@ -19,9 +19,7 @@ def _chart_rows(chart: Chart) -> list[list[object]]:
     rows: list[list[object]] = [[], [chart.title + unit]]
     if chart.kind == "heatmap":
         rows.append(["", *chart.columns])
-        rows += [
-            [label, *values] for label, values in zip(chart.rows, chart.matrix, strict=False)
-        ]
+        rows += [[label, *values] for label, values in zip(chart.rows, chart.matrix, strict=False)]
     else:
         rows.append(["", *(s.name for s in chart.series)])
         for i, category in enumerate(chart.categories):
@@ -37,7 +35,12 @@ def section_sheet(data: ReportData, section: Section, used: set[str]) -> Sheet:
         name = (name[:28] + f"_{len(used)}")[:31]
     used.add(name)
     rows: list[list[object]] = [
-        [_("日期"), data.day.isoformat(), _("生成时间"), data.generated_at.strftime("%Y-%m-%d %H:%M")],
+        [
+            _("日期"),
+            data.day.isoformat(),
+            _("生成时间"),
+            data.generated_at.strftime("%Y-%m-%d %H:%M"),
+        ],
         [],
         [_("指标"), _("当日"), _("前一日"), _("变化"), _("单位"), _("明细")],
     ]

@@ -45,6 +45,10 @@ SCHEDULED_JOBS: dict[str, JobSpec] = {
     "duty.late_check_ins": JobSpec("fengchao.duty.service:late_check_in_alerts", every=300),
     "gridwork.escalate": JobSpec("fengchao.gridwork.jobs:escalate_job", every=60),
     "access.purge_events": JobSpec("fengchao.access.jobs:purge_events_job", every=3600),
+    # Yesterday's report to each community's group, soon after its local midnight.
+    "dashboard.daily_report": JobSpec(
+        "fengchao.dashboard.report_jobs:post_daily_reports", every=900
+    ),
 }
 
 
