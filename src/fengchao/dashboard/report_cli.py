@@ -35,7 +35,7 @@ def daily(
     out: Annotated[Path, typer.Option("--out", help="Folder to write the two files into.")],
     community: Annotated[
         str | None,
-        typer.Option(help="Community name (needed only when the database holds several)."),
+        typer.Option(help="Community name or id (needed when the database holds several)."),
     ] = None,
 ) -> None:
     """Write the daily report (XLSX with a sheet per section, PDF with the charts) into OUT
@@ -52,7 +52,9 @@ def daily(
     upgrade(get_engine())
     with session_scope() as session:
         query = select(Community).order_by(Community.id)
-        if community:
+        if community and community.isdigit():
+            query = query.where(Community.id == int(community))
+        elif community:
             query = query.where(Community.name == community)
         found = list(session.scalars(query.limit(2)))
         if not found:
