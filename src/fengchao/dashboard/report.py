@@ -346,10 +346,10 @@ def _gridwork(session: Session, actor: Actor, community_id: int, days: _Day) -> 
     counts = requests.counts(session=session, actor=actor)
     waiting = requests.open_requests(session=session, actor=actor, limit=2000)
     now = dt.datetime.now(dt.UTC)
-    ages = {_("1天内"): 0, _("1–3天"): 0, _("3天以上"): 0}
+    ages = {_("1天内"): 0, _("1至3天"): 0, _("3天以上"): 0}
     for request in waiting:
         hours = (now - request.created_at).total_seconds() / 3600
-        label = _("1天内") if hours < 24 else _("1–3天") if hours < 72 else _("3天以上")
+        label = _("1天内") if hours < 24 else _("1至3天") if hours < 72 else _("3天以上")
         ages[label] += 1
     created = [days.local_day(r.created_at) for r in waiting]
     figures = [

@@ -35,7 +35,7 @@ from fengchao.web.i18n import _
 
 FONT = "STSong-Light"
 PALETTE = (colors.HexColor("#1f6feb"), colors.HexColor("#f0883e"), colors.HexColor("#3fb950"))
-WIDTH = A4[0] - 36 * mm  # the frame's width
+WIDTH = A4[0] - 36 * mm - 12  # the frame's width less its padding
 
 
 @cache
