@@ -203,3 +203,20 @@ def test_the_daily_job_posts_yesterdays_report_once(session: Session, grid: Grid
     assert len(found) == 1
     assert found[0].link == f"/dashboard/report?date={DAY}&community={grid.community.id}"
     assert "出入管理" in found[0].body and "宏侨社区" in found[0].title
+
+
+def test_the_scheduled_job_reports_only_days_that_end_while_it_runs(
+    session: Session, grid: Grid
+) -> None:
+    from fengchao.dashboard.report_jobs import daily_report_job
+
+    # The first run arms it (a fresh worker posts no report of a day it did not see end).
+    assert daily_report_job(session=session).startswith("armed")
+    now = dt.datetime(2026, 11, 28, 16, 30, tzinfo=dt.UTC)  # 00:30 on the 29th in Shanghai
+    seen_before_midnight = now - dt.timedelta(minutes=45)
+    seen_after_midnight = now - dt.timedelta(minutes=15)
+    key = report_key(grid.community.id, DAY)
+    post_daily_reports(session=session, now=now, since=seen_after_midnight)
+    assert session.scalar(select(Notification.id).where(Notification.key == key)) is None
+    post_daily_reports(session=session, now=now, since=seen_before_midnight)
+    assert session.scalar(select(Notification.id).where(Notification.key == key)) is not None

@@ -42,15 +42,37 @@ def summary(data: report.ReportData) -> str:
     return "\n".join(lines)
 
 
-def post_daily_reports(*, session: Session, now: dt.datetime | None = None) -> str:
-    """For each community whose local day has ended since the last run, queue the report
-    of that day once (the notification's key makes a second run a no-op)."""
+JOB = "dashboard.daily_report"
+
+
+def daily_report_job(*, session: Session) -> str:
+    """The scheduled job: the reports of the days that ended since its previous run. Its
+    first run only arms it (a worker started in the afternoon posts no report of a day it
+    did not see end); a worker that was down over midnight posts on its way back."""
+    from fengchao.notify.scheduler import previous_run
+
+    since = previous_run(session=session, name=JOB)
+    if since is None:
+        return "armed: the next day that ends is reported"
+    return post_daily_reports(session=session, since=since)
+
+
+def post_daily_reports(
+    *, session: Session, now: dt.datetime | None = None, since: dt.datetime | None = None
+) -> str:
+    """For each community, queue the report of the local day before ``now`` once (the
+    notification's key makes a second run a no-op); with ``since``, only where that day
+    ended after ``since``."""
     now = now or dt.datetime.now(dt.UTC)
     posted = 0
     communities = list(session.scalars(select(Community).order_by(Community.id)))
     for community in communities:
         zone = ZoneInfo(community.timezone or "Asia/Shanghai")
-        day = now.astimezone(zone).date() - dt.timedelta(days=1)
+        today = now.astimezone(zone).date()
+        midnight = dt.datetime.combine(today, dt.time(), zone)
+        if since is not None and since >= midnight:
+            continue  # the day ended before the previous run, which dealt with it
+        day = today - dt.timedelta(days=1)
         key = report_key(community.id, day)
         if notify.sent_before(session=session, key=key):
             continue
