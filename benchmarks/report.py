@@ -31,6 +31,7 @@ from fengchao.access.models import AccessEvent, Gate
 from fengchao.dashboard import report
 from fengchao.dashboard.report_pdf import write_pdf
 from fengchao.dashboard.report_xlsx import write_xlsx
+from fengchao.duty import service as duty
 from fengchao.registry.demo import build_demo
 from fengchao.registry.models import Household, Person
 
@@ -88,7 +89,23 @@ def fill(session: Session, events: int, seed: int) -> tuple[int, dt.date]:
         written += len(rows)
         print(f"  {written:,} events", end="\r", file=sys.stderr)
     print(file=sys.stderr)
-    return community_id, today - dt.timedelta(days=1)
+    yesterday = today - dt.timedelta(days=1)
+    # The rosters of the weeks the report reads (computed before they started).
+    actor = report.report_actor(community_id)
+    for monday in sorted(
+        {duty.monday_of(yesterday - dt.timedelta(days=1)), duty.monday_of(yesterday)}
+    ):
+        week = dt.datetime.combine(monday, dt.time(), ZONE) - dt.timedelta(hours=1)
+        duty.compute_roster(
+            session=session,
+            actor=actor,
+            community_id=community_id,
+            monday=monday,
+            time_limit=5,
+            now=week.astimezone(dt.UTC),
+        )
+        session.commit()
+    return community_id, yesterday
 
 
 def report_seconds(session: Session, community_id: int, day: dt.date, folder: Path) -> float:
@@ -103,7 +120,7 @@ def report_seconds(session: Session, community_id: int, day: dt.date, folder: Pa
     return seconds
 
 
-def run(kind: str, events: int, runs: int, seed: int) -> dict[str, float]:
+def run(kind: str, events: int, runs: int, seed: int, out: Path | None) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder, database(kind, Path(folder)) as engine:
         started = time.perf_counter()
         with Session(engine) as session:
@@ -114,7 +131,7 @@ def run(kind: str, events: int, runs: int, seed: int) -> dict[str, float]:
         timings = []
         for _ in range(runs):
             with Session(engine) as session:
-                timings.append(report_seconds(session, community_id, day, Path(folder)))
+                timings.append(report_seconds(session, community_id, day, out or Path(folder)))
     return {
         "report_seconds": round(statistics.median(timings), 2),
         "first_seconds": round(timings[0], 2),
@@ -129,6 +146,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, help="events to store (overrides the size)")
     parser.add_argument("--runs", type=int, default=3, help="reports timed")
     parser.add_argument("--database", choices=["sqlite", "postgresql", "both"])
+    parser.add_argument("--out", type=Path, help="keep the report's files in this folder")
     args = parser.parse_args()
     events = args.events or (100_000 if args.quick else 1_000_000)
     choice = args.database or ("sqlite" if args.quick else "both")
@@ -139,7 +157,7 @@ def main() -> None:
     by_database = {}
     for kind in kinds:
         print(f"{kind}: the demo and {events:,} events …", file=sys.stderr)
-        by_database[kind] = run(kind, events, args.runs, seed=20221129)
+        by_database[kind] = run(kind, events, args.runs, seed=20221129, out=args.out)
     header = ("database", "median s", "first s", "max s", "load s")
     print(f"{header[0]:<12}" + "".join(f"{h:>12}" for h in header[1:]))
     for kind, f in by_database.items():

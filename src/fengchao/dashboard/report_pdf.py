@@ -84,7 +84,7 @@ def change(figure: Figure) -> str:
         return "—"
     if delta == 0:
         return "0"
-    sign = "+" if delta > 0 else "−"
+    sign = "+" if delta > 0 else "-"  # STSong-Light has no U+2212
     return sign + number(abs(delta), figure.unit)
 
 
