@@ -193,6 +193,15 @@ def test_a_building_lead_and_a_guard_cannot_download(  # type: ignore[no-untyped
         assert login_as(persona).get(f"/dashboard/report?date={DAY}").status_code == 403
 
 
+def test_a_report_is_only_of_a_community_in_scope(  # type: ignore[no-untyped-def]
+    login_as, grid: Grid, worker: Persona, admin: Persona
+) -> None:
+    other = grid.community.id + 10_000
+    assert login_as(worker).get(f"/dashboard/report?community={other}").status_code == 404
+    street = login_as(admin).get(f"/dashboard/report?date={DAY}&community={grid.community.id}")
+    assert street.status_code == 200 and street.content.startswith(b"%PDF")
+
+
 def test_the_daily_job_posts_yesterdays_report_once(session: Session, grid: Grid) -> None:
     now = dt.datetime(2026, 11, 28, 16, 30, tzinfo=dt.UTC)  # 00:30 on the 29th in Shanghai
     post_daily_reports(session=session, now=now)
