@@ -186,6 +186,17 @@ def test_a_worker_downloads_the_pdf_and_the_workbook(login_as, grid: Grid, worke
     assert bad.status_code == 400 and "date" in bad.text
 
 
+def test_every_figure_links_to_a_page_the_worker_can_open(  # type: ignore[no-untyped-def]
+    session: Session, login_as, grid: Grid, worker: Persona
+) -> None:
+    data = report.build_report_data(session, worker.actor, grid.community.id, DAY)
+    links = {f.link for s in data.sections for f in s.figures if f.link}
+    assert len(links) >= 5
+    browser = login_as(worker)
+    for link in sorted(links):
+        assert browser.get(link).status_code == 200, link
+
+
 def test_a_building_lead_and_a_guard_cannot_download(  # type: ignore[no-untyped-def]
     login_as, grid: Grid, lead5: Persona, guard: Persona
 ) -> None:

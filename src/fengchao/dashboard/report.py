@@ -187,7 +187,8 @@ def _access(session: Session, actor: Actor, community_id: int, days: _Day) -> Se
         values = [row["allow"] + row["deny"] + row["pending"] for row in rows]
         return tuple(values + [0] * (hours - len(values)))
 
-    link = f"/access/records?start={days.day.isoformat()}"
+    after = days.day + dt.timedelta(days=1)
+    link = f"/access/records?start={days.day.isoformat()}T00:00&end={after.isoformat()}T00:00"
     return Section(
         "access",
         _("出入管理"),
