@@ -179,6 +179,7 @@ def test_a_worker_downloads_the_pdf_and_the_workbook(login_as, grid: Grid, worke
     assert pdf.status_code == 200
     assert pdf.headers["content-type"] == "application/pdf"
     assert "出入管理" in PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text()
+    browser.client.cookies.set("fc_lang", "en")  # the report goes up in Chinese all the same
     xlsx = browser.get(f"/dashboard/report?date={DAY}&format=xlsx")
     assert xlsx.status_code == 200
     assert load_workbook(io.BytesIO(xlsx.content)).sheetnames[0] == "人口登记（应录尽录）"
