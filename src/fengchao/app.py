@@ -17,6 +17,7 @@ from fengchao.access import gate_views as access_gate_views
 from fengchao.access import views as access_views
 from fengchao.auth import views as auth_views
 from fengchao.auth.service import Actor, Permission
+from fengchao.dashboard import report_views as dashboard_report_views
 from fengchao.duty import views as duty_views
 from fengchao.gridwork import photos as gridwork_photos
 from fengchao.gridwork import public as gridwork_public
@@ -129,6 +130,7 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
     app.include_router(visitors_views.router)
     app.include_router(access_gate_views.router)
     app.include_router(tracing_views.router)
+    app.include_router(dashboard_report_views.router)
 
     @app.get("/", include_in_schema=False)
     def home(request: Request, actor: CurrentActor) -> Response:

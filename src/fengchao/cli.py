@@ -26,6 +26,7 @@ from fengchao.access.face_cli import faces_app
 from fengchao.auth import service as auth_service
 from fengchao.auth.models import Role, ScopeLevel, User
 from fengchao.auth.service import SYSTEM_ACTOR, Actor, AuthError, Forbidden, GridScope
+from fengchao.dashboard.report_cli import report_app
 from fengchao.db import get_engine, session_scope
 from fengchao.duty import cli as duty_cli
 from fengchao.migrate import schema_drift, upgrade
@@ -60,6 +61,7 @@ app.add_typer(access_cli.alert_app, name="alert")
 app.add_typer(faces_app, name="faces")
 app.add_typer(trace_app, name="trace")
 app.add_typer(visitors_app, name="visitors")
+app.add_typer(report_app, name="report")
 console = Console(stderr=True)
 
 

@@ -57,6 +57,7 @@ class Permission(enum.StrEnum):
     visitors_manage = "visitors.manage"  # posters, visitor passes, couriers, who is inside
     visitors_approve = "visitors.approve"  # approve visitors to the households in scope
     visitors_issue = "visitors.issue"  # a pass issued at the gate (a visitor without a phone)
+    report_daily = "report.daily"  # the daily report of a community (XLSX, PDF)
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -83,6 +84,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.gridwork_submit,
             Permission.visitors_manage,
             Permission.visitors_issue,
+            Permission.report_daily,
         }
     ),
     Role.building_lead: frozenset(

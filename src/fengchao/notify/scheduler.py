@@ -45,6 +45,8 @@ SCHEDULED_JOBS: dict[str, JobSpec] = {
     "duty.late_check_ins": JobSpec("fengchao.duty.service:late_check_in_alerts", every=300),
     "gridwork.escalate": JobSpec("fengchao.gridwork.jobs:escalate_job", every=60),
     "access.purge_events": JobSpec("fengchao.access.jobs:purge_events_job", every=3600),
+    # Yesterday's report to each community's group, soon after its local midnight.
+    "dashboard.daily_report": JobSpec("fengchao.dashboard.report_jobs:daily_report_job", every=900),
 }
 
 
@@ -52,6 +54,12 @@ def job_function(spec: JobSpec) -> Callable[..., Any]:
     module_name, _sep, attribute = spec.target.partition(":")
     function: Callable[..., Any] = getattr(importlib.import_module(module_name), attribute)
     return function
+
+
+def previous_run(*, session: Session, name: str) -> dt.datetime | None:
+    """When the job ``name`` last finished a run (None before its first): a job that acts
+    on what happened between two runs (a day that ended) reads it."""
+    return session.scalar(select(ScheduledJob.last_finished_at).where(ScheduledJob.name == name))
 
 
 def check_jobs(jobs: Mapping[str, JobSpec]) -> None:

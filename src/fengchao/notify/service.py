@@ -339,6 +339,12 @@ def _sent_before(session: Session, key: str) -> Sent | None:
     return Sent(notification.id, inboxes or 0, deliveries or 0, nobody, duplicate=True)
 
 
+def sent_before(*, session: Session, key: str) -> bool:
+    """Whether a notification with idempotency ``key`` was queued (a job that builds an
+    expensive message asks before building it)."""
+    return session.scalar(select(Notification.id).where(Notification.key == key)) is not None
+
+
 def recipient_text(row: NotificationRecipient) -> str:
     return str(
         Recipient(

@@ -1,0 +1,1 @@
+"""Overview and reports (M16): the community at a glance and the daily report."""
