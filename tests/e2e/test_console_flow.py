@@ -261,6 +261,21 @@ def test_the_offline_queue_survives_a_reload_and_is_sent_when_the_server_returns
         assert sent[-1].late and sent[-1].person_id == world.grid.resident5.id
         assert sent[-1].device_time is not None
         expect(page.locator("#events")).to_contain_text("补传", timeout=6000)
+
+        # The network itself is gone and the guard reloads: the service worker opens the
+        # last copy of the console, which says it is offline and still takes a passage.
+        page.wait_for_function("navigator.serviceWorker.controller !== null", timeout=10000)
+        page.reload()  # a load through the worker keeps the copy
+        page.context.set_offline(True)
+        page.reload()
+        expect(page.locator("#offline-bar")).to_be_visible(timeout=6000)
+        page.fill("#off-room", "6-1-101")
+        page.fill("#off-name", "陈美玲")
+        page.click("#offline-form button[type=submit]")
+        expect(page.locator("#queue li")).to_have_count(1)
+        page.context.set_offline(False)
+        expect(page.locator("#queue li")).to_have_count(0, timeout=10000)
+        assert events_of(world)[-1].person_id == world.grid.resident6.id
         assert blocked == []
         browser.close()
 

@@ -4,14 +4,17 @@ htmx partials it polls (the gate's last events, the alert-level banner)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from fengchao.access import console
 from fengchao.web.deps import CurrentActor, DbSession, RowId, render, require_csrf
 from fengchao.web.i18n import _
+
+SERVICE_WORKER = Path(__file__).resolve().parents[1] / "web" / "static" / "js" / "console-sw.js"
 
 router = APIRouter(dependencies=[Depends(require_csrf)], include_in_schema=False)
 api = APIRouter(prefix="/api/gates", dependencies=[Depends(require_csrf)], tags=["gates"])
@@ -22,6 +25,17 @@ def gate_list(request: Request, session: DbSession, actor: CurrentActor) -> Resp
     """The gates in the account's scope, each with its console."""
     gates = console.gates_to_operate(session=session, actor=actor)
     return render(request, "access/console/gates.html", {"gates": gates})
+
+
+@router.get("/gates/console-sw.js", include_in_schema=False)
+def console_service_worker() -> Response:
+    """The console's service worker, served under /gates/ so that its scope covers every
+    console page (a script under /static/ could only control /static/)."""
+    return FileResponse(
+        SERVICE_WORKER,
+        media_type="text/javascript",
+        headers={"Cache-Control": "no-cache", "Service-Worker-Allowed": "/gates/"},
+    )
 
 
 @router.get("/gates/{gate_id}/console", response_class=HTMLResponse)

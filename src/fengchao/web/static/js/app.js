@@ -1,6 +1,11 @@
 // Small behaviours the pages declare with data- attributes (the CSP forbids inline script).
 (function () {
   "use strict";
+  // The login page (after a logout, or a session that ended): the gate console's offline
+  // copy of its page, which lists the last passages at that gate, goes.
+  if (window.caches && document.querySelector("form[action='/login']")) {
+    window.caches.delete("fc-console-v1").catch(function () {});
+  }
   // <form data-busy="ID">: on submit, disable its button and show the element #ID.
   document.addEventListener("submit", function (event) {
     var form = event.target;

@@ -612,4 +612,6 @@
   clearCard();
   startCamera();
   heartbeat();
+  // A reload while the server is gone opens the last copy of this page (console-sw.js).
+  if (navigator.serviceWorker) navigator.serviceWorker.register("/gates/console-sw.js", { scope: "/gates/" }).catch(function () {});
 })();
