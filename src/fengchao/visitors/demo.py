@@ -110,10 +110,10 @@ def _set_state(session: Session, row: VisitorPass, state: str, at: dt.datetime) 
         return
     row.status = PassStatus.active
     row.decided_at = at + dt.timedelta(minutes=5)
-    if state in ("inside", "left", "expired"):
+    if state in ("inside", "left"):  # an expired pass was never used
         entered = at + dt.timedelta(minutes=12)
         service.record_passage(session, row.id, "in", entered, row.entries_allowed)
-        if state in ("left", "expired"):
+        if state == "left":
             service.record_passage(session, row.id, "out", entered + dt.timedelta(hours=1.5), 0)
     if state == "revoked":
         row.status = PassStatus.revoked

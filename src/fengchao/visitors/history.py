@@ -20,12 +20,13 @@ from sqlalchemy.orm import Session
 from fengchao.access import service as access
 from fengchao.auth.crypto import get_cipher
 from fengchao.auth.service import Actor, Forbidden, Permission, Refusal, audit, require
+from fengchao.db import utcnow
 from fengchao.registry.models import Building, Compound
 from fengchao.registry.scope import building_in_scope
 from fengchao.settings import get_settings
 from fengchao.tabular import Sheet
 from fengchao.visitors import service
-from fengchao.visitors.models import VisitorPass
+from fengchao.visitors.models import PassStatus, VisitorPass
 from fengchao.web.i18n import _
 
 PER_PAGE = 50
@@ -73,6 +74,17 @@ def wanted(
     return Wanted(since, until, gate_id or None, building_id or None)
 
 
+def status_text(row: VisitorPass, now: dt.datetime) -> str:
+    """The pass's state as staff read it: an active pass past its window is expired, one
+    whose entries are used (and whose holder has left) is used up."""
+    if row.status == PassStatus.active:
+        if now >= row.valid_until:
+            return _("已过期")
+        if row.entries_used >= row.entries_allowed and not row.inside:
+            return _("次数已用完")
+    return _(service.STATUS_LABELS[row.status])
+
+
 def require_history(actor: Actor) -> None:
     if not (actor.can(Permission.visitors_manage) or actor.can(Permission.visitors_approve)):
         raise Forbidden("visitors.history")
@@ -98,7 +110,8 @@ def _where(actor: Actor, want: Wanted) -> ColumnElement[bool]:
 
 
 def _select(actor: Actor, want: Wanted) -> Select[VisitorPass]:
-    return select(VisitorPass).where(_where(actor, want)).order_by(VisitorPass.id.desc())
+    newest_first = (VisitorPass.created_at.desc(), VisitorPass.id.desc())
+    return select(VisitorPass).where(_where(actor, want)).order_by(*newest_first)
 
 
 def page_of(
@@ -151,6 +164,7 @@ def export(
                 field="reason",
             )
     rows = list(session.scalars(_select(actor, want).limit(EXPORT_LIMIT)))
+    now = utcnow()
     cipher = get_cipher() if whole_ids else None
     fmt = local
 
@@ -159,7 +173,7 @@ def export(
             return cipher.decrypt(row.id_number_enc)
         return row.id_mask or ""
 
-    gate_names = dict(session.execute(select_gate_names(rows)).all()) if rows else {}
+    gates = gate_names(session, rows)
     header = [_("登记时间"), _("姓名"), _("手机号"), _("身份证号"), _("登记门岗"), _("被访住户"),
               _("事由"), _("人数"), _("车牌"), _("症状"), _("近14天行程"), _("健康码"),
               _("状态"), _("有效期"), _("有效期至"), _("进入次数"), _("最后进入"),
@@ -167,11 +181,11 @@ def export(
     body = [
         [
             fmt(r.created_at), r.name, r.phone, id_text(r),
-            gate_names.get(r.gate_ids[0], "") if r.gate_ids else "", r.host_place, r.purpose,
+            gates.get(r.gate_ids[0], "") if r.gate_ids else "", r.host_place, r.purpose,
             r.party_size, r.plate or "",
             "、".join(_(service.SYMPTOM_LABELS[s]) for s in r.symptoms or ()), r.travel,
             _(service.HEALTH_CODE_LABELS.get(r.health_code, r.health_code)),
-            _(service.STATUS_LABELS[r.status]), fmt(r.valid_from), fmt(r.valid_until),
+            status_text(r, now), fmt(r.valid_from), fmt(r.valid_until),
             r.entries_used, fmt(r.last_in_at), fmt(r.last_out_at),
         ]
         for r in rows
@@ -194,8 +208,14 @@ def export(
     )  # fmt: skip
 
 
-def select_gate_names(rows: list[VisitorPass]) -> Select[int, str]:
+def gate_names(session: Session, rows: list[VisitorPass]) -> dict[int, str]:
+    """The names of the gates the passes were applied for (a building lead sees no gates
+    of their own, yet reads where their building's visitors registered)."""
     from fengchao.access.models import Gate
 
     ids = {r.gate_ids[0] for r in rows if r.gate_ids}
-    return select(Gate.id, Gate.name).where(Gate.id.in_(ids))
+    if not ids:
+        return {}
+    return {
+        g: name for g, name in session.execute(select(Gate.id, Gate.name).where(Gate.id.in_(ids)))
+    }

@@ -5,6 +5,7 @@ posters, a printed pass, couriers)."""
 from __future__ import annotations
 
 import datetime as dt
+from functools import partial
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -200,7 +201,7 @@ def visitors_home(
         "show": show,
         "rows": rows,
         "pending": pending,
-        "status_labels": service.STATUS_LABELS,
+        "status_text": partial(history.status_text, now=utcnow()),
         "local": _local,
     }
     return render(request, "visitors/home.html", context)
@@ -416,10 +417,10 @@ def history_page(
         "pages": max(1, -(-total // history.PER_PAGE)),
         "want": want,
         "gates": gates,
-        "gate_names": dict(gates),
+        "gate_names": history.gate_names(session, rows),
         "buildings": buildings,
         "error": error,
-        "status_labels": service.STATUS_LABELS,
+        "status_text": partial(history.status_text, now=utcnow()),
         "local": _local,
     }
     return render(request, "visitors/history.html", context, status_code=422 if error else 200)
