@@ -131,3 +131,15 @@ def test_whole_id_numbers_only_with_the_permission_and_a_reason(
     )
     refused = login_as(staff).get("/visitors/export.xlsx?whole_ids=true&reason=公安协查")
     assert refused.status_code == 403
+
+
+def test_history_shows_html_in_a_visitors_fields_as_text(
+    login_as, session: Session, gates: Gates, worker: Persona
+) -> None:  # type: ignore[no-untyped-def]
+    row = issue(session, gates, "<b>访客</b>", "5-1-101")
+    row.purpose = "<script>alert(1)</script>"
+    session.flush()
+    page = login_as(worker).get("/visitors/history")
+    assert "<b>访客</b>" not in page.text and "&lt;b&gt;访客&lt;/b&gt;" in page.text
+    shown = login_as(worker).get(f"/visitors/passes/{row.id}")
+    assert "<script>alert" not in shown.text and "&lt;script&gt;" in shown.text
