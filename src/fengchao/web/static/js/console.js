@@ -199,7 +199,7 @@
       // A visitor's pass shown before the temperature: the temperature typed next goes
       // with this pass, without a second scan.
       var temperatureMissing = (error.errors || []).some(function (e) { return e.field === "temperature"; });
-      state.needsTemp = temperatureMissing && method === "code" ? value : null;
+      state.needsTemp = temperatureMissing && method === "code" ? { value: value, at: Date.now() } : null;
       if (error.message) showError(error.message);
     });
   }
@@ -405,7 +405,11 @@
       sendValue(again[0], again[1], extra);
       return;
     }
-    if (state.needsTemp && state.online) { sendValue("code", state.needsTemp, { temperature: value }); return; }
+    // Only soon after the console asked: later, the temperature is for whoever comes next.
+    if (state.needsTemp && state.online && Date.now() - state.needsTemp.at < 60000) {
+      sendValue("code", state.needsTemp.value, { temperature: value });
+      return;
+    }
     state.temp = value;  // goes with the next passage
     setText("card-extra", value + " °C");
   }
