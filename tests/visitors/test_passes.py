@@ -175,6 +175,17 @@ def test_re_measured_visitor_with_a_normal_temperature_enters_once(
     assert len(fevers) == 1
 
 
+def test_the_consoles_recent_events_name_the_visitor(
+    session: Session, gates: Gates, guard: Persona
+) -> None:
+    from fengchao.access import console
+
+    token = service.token_for(apply(session, gates).row)
+    at_gate(session, gates.east.id, token)
+    gate = console.console_gate(session=session, actor=guard.actor, gate_id=gates.east.id)
+    assert console.recent_events(session=session, gate=gate)[0].who == "王小明"
+
+
 def test_forged_altered_and_malformed_passes_are_refused(session: Session, gates: Gates) -> None:
     token = service.token_for(apply(session, gates).row)
     body = token[len(tokens.PREFIX) :]
