@@ -145,3 +145,51 @@ def test_visitor_fills_the_form_gets_the_pass_and_the_gate_admits_once(
         staff.goto(f"{world.base}/visitors/issue")
         shot(staff, "issue")
         browser.close()
+
+
+def test_visitor_with_a_fever_is_refused_told_and_let_in_on_the_re_measurement(
+    chromium_path: str, visitor_world: VisitorWorld
+) -> None:
+    """The guard scans the pass first (the console asks for the temperature and keeps the
+    pass), types a fever (refused, the community told), re-measures a few minutes later
+    (the visitor enters, one entry taken): no second scan either time."""
+    from sqlalchemy import select
+
+    from fengchao.notify.models import Notification
+    from fengchao.visitors.models import VisitorPass
+
+    world = visitor_world
+    with Session(world.engine, expire_on_commit=False) as session:
+        row, _link = service.issue(
+            session=session, actor=SYSTEM_ACTOR, gate_id=world.gate_id, name="发烧的访客",
+            phone="13912345679", host_room="5-1-101", hours=2, entries=1,
+        )  # fmt: skip
+        session.commit()
+        token, pass_id = service.token_for(row), row.id
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path, args=ARGS)
+        guard = browser.new_page(viewport={"width": 1280, "height": 860})
+        login(guard, world, world.guard)
+        guard.goto(f"{world.base}/gates/{world.gate_id}/console")
+        guard.fill("#entry", token)
+        guard.press("#entry", "Enter")
+        expect(guard.locator("#card-extra")).to_contain_text("须测体温", timeout=15000)
+        guard.fill("#temp", "38.2")
+        guard.press("#temp", "Enter")
+        expect(guard.locator("#card-decision")).to_have_attribute(
+            "data-decision", "deny", timeout=15000
+        )
+        expect(guard.locator("#card-name")).to_have_text("发烧的访客")
+        expect(guard.locator("#card-reason")).to_contain_text("体温")
+        guard.screenshot(path=str(SHOTS / "visitor-console-fever-1280.png"), full_page=True)
+        guard.fill("#temp", "36.6")
+        guard.press("#temp", "Enter")
+        expect(guard.locator("#card-decision")).to_have_attribute(
+            "data-decision", "allow", timeout=15000
+        )
+        browser.close()
+    with Session(world.engine) as session:
+        used = session.scalar(select(VisitorPass.entries_used).where(VisitorPass.id == pass_id))
+        fevers = session.scalars(select(Notification.kind).where(Notification.kind == "fever"))
+        assert used == 1
+        assert list(fevers) == ["fever"]

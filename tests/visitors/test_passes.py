@@ -155,6 +155,37 @@ def test_temperature_is_required_and_fever_refused_with_an_alert(
     assert alerts and "王小明" in (alerts[-1].detail or "")
 
 
+def test_re_measured_visitor_with_a_normal_temperature_enters_once(
+    session: Session, gates: Gates
+) -> None:
+    """As the console sends it: the pass again, the first reading and the re-measurement."""
+    row = apply(session, gates).row
+    token = service.token_for(row)
+    assert at_gate(session, gates.east.id, token, temperature="38.0").decision == "deny"
+    request = PassageRequest(
+        gate_id=gates.east.id, direction="in", method="code", value=token,
+        temperature="38.0", retest_temperature="36.8",
+    )  # fmt: skip
+    later = NOW + dt.timedelta(minutes=3)
+    again = flows.decide(session=session, request=request, sender=Sender("test"), now=later)
+    assert again.decision == "allow", again.reasons
+    session.refresh(row)
+    assert row.entries_used == 1 and row.inside
+    fevers = session.scalars(select(Notification).where(Notification.kind == "fever")).all()
+    assert len(fevers) == 1
+
+
+def test_the_consoles_recent_events_name_the_visitor(
+    session: Session, gates: Gates, guard: Persona
+) -> None:
+    from fengchao.access import console
+
+    token = service.token_for(apply(session, gates).row)
+    at_gate(session, gates.east.id, token)
+    gate = console.console_gate(session=session, actor=guard.actor, gate_id=gates.east.id)
+    assert console.recent_events(session=session, gate=gate)[0].who == "王小明"
+
+
 def test_forged_altered_and_malformed_passes_are_refused(session: Session, gates: Gates) -> None:
     token = service.token_for(apply(session, gates).row)
     body = token[len(tokens.PREFIX) :]

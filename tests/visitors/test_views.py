@@ -295,6 +295,39 @@ def test_history_export_masks_id_and_neutralises_formulas(
     assert answer.status_code == 200
     sheet = load_workbook(io.BytesIO(answer.content)).active
     assert sheet is not None
-    names = [row[0] for row in sheet.iter_rows(min_row=2, values_only=True)]
+    names = [row[1] for row in sheet.iter_rows(min_row=2, values_only=True)]
     assert names and not str(names[0]).startswith("=")
     assert login_as(lead5).get("/visitors/export.xlsx").status_code == 403
+
+
+def test_a_flood_from_one_address_does_not_refuse_another(
+    app_client: TestClient, session: Session, poster_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fengchao.settings import get_settings
+
+    monkeypatch.setenv("FENGCHAO_LOGIN__TRUST_FORWARDED_FOR", "true")
+    get_settings.cache_clear()
+    try:
+        limit = get_settings().visitors.per_address_per_hour
+        flood = {"X-Forwarded-For": "203.0.113.9"}
+        statuses = [
+            send(app_client, poster_token, name="", headers=flood).status_code  # type: ignore[attr-defined]
+            for _n in range(limit + 3)
+        ]
+        assert statuses[:limit] == [422] * limit and statuses[limit:] == [429] * 3
+        other = send(app_client, poster_token, headers={"X-Forwarded-For": "198.51.100.7"})
+        assert other.status_code == 303  # type: ignore[attr-defined]
+    finally:
+        monkeypatch.delenv("FENGCHAO_LOGIN__TRUST_FORWARDED_FOR")
+        get_settings.cache_clear()
+
+
+def test_script_in_every_field_is_shown_back_as_text(
+    app_client: TestClient, poster_token: str
+) -> None:
+    script = "<script>alert(1)</script>"
+    fields = {name: script for name in FORM}
+    answer = send(app_client, poster_token, symptoms=script, **fields)
+    assert answer.status_code == 422  # type: ignore[attr-defined]
+    text = answer.text  # type: ignore[attr-defined]
+    assert "<script>alert" not in text and "&lt;script&gt;alert(1)" in text

@@ -625,10 +625,15 @@ def recent_events(*, session: Session, gate: ConsoleGate, limit: int = 12) -> li
         .order_by(AccessEvent.id.desc())
         .limit(limit * 3)
     ).all()
+    from fengchao.visitors.service import holder_names  # a visitor has no person row
+
+    passes = {(e.detail or {}).get("pass_id") for e, name, _p in rows if not name}
+    visitors = holder_names(session, {p for p in passes if isinstance(p, int)})
     lines = []
-    for event, name, plate in rows:
+    for event, person_name, plate in rows:
         if event.decision == "deny" and event.reasons[:1] == ["no_face"]:
             continue  # a movement in front of the camera without a face: noise to the guard
+        name = person_name or visitors.get((event.detail or {}).get("pass_id", 0))
         lines.append(
             EventLine(
                 id=event.id,

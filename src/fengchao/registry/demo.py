@@ -334,6 +334,9 @@ def build_demo(
     from fengchao.access.demo import add_demo_gates  # the access slice's part of the demo
 
     add_demo_gates(session, cid)
+    from fengchao.visitors.demo import add_demo_visitors  # posters and passes at those gates
+
+    add_demo_visitors(session, cid)
     seconds = (dt.datetime.now() - started).total_seconds()
     return DemoSummary(
         cid, len(rooms), len(people), len(vehicles), len(layout), party_members, seconds

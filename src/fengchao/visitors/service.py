@@ -508,6 +508,17 @@ def gate_names(session: Session, gate_ids: list[int]) -> list[str]:
     return [names[g] for g in gate_ids if g in names]
 
 
+def holder_names(session: Session, pass_ids: set[int]) -> dict[int, str]:
+    """The names on passes by id, for a gate's list of recent events, which names a
+    visitor as the card did (a purged pass has no name any more)."""
+    if not pass_ids:
+        return {}
+    rows = session.execute(
+        select(VisitorPass.id, VisitorPass.name).where(VisitorPass.id.in_(pass_ids))
+    )
+    return {pass_id: name for pass_id, name in rows}
+
+
 # --- staff -----------------------------------------------------------------------------
 
 

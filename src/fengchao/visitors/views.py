@@ -5,6 +5,7 @@ posters, a printed pass, couriers)."""
 from __future__ import annotations
 
 import datetime as dt
+from functools import partial
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -17,7 +18,7 @@ from fengchao.access import service as access
 from fengchao.auth.service import Forbidden, Permission, require
 from fengchao.db import utcnow
 from fengchao.settings import get_settings
-from fengchao.visitors import posters, service
+from fengchao.visitors import history, posters, service
 from fengchao.visitors.models import PassKind, PassStatus, VisitorPass
 from fengchao.web.deps import CurrentActor, DbSession, RowId, render, require_csrf
 from fengchao.web.i18n import _
@@ -38,10 +39,14 @@ def _client(request: Request) -> str:
     return address_key(client_address(request))
 
 
-def _local(moment: dt.datetime | None) -> str:
+def _local(moment: dt.datetime | None, pattern: str = "%m-%d %H:%M") -> str:
     if moment is None:
         return ""
-    return moment.astimezone(ZoneInfo(get_settings().timezone)).strftime("%m-%d %H:%M")
+    return moment.astimezone(ZoneInfo(get_settings().timezone)).strftime(pattern)
+
+
+def _stamp(moment: dt.datetime | None) -> str:
+    return _local(moment, "%Y-%m-%d %H:%M")
 
 
 def pass_view(session: Any, row: VisitorPass, now: dt.datetime) -> dict[str, Any]:
@@ -196,7 +201,7 @@ def visitors_home(
         "show": show,
         "rows": rows,
         "pending": pending,
-        "status_labels": service.STATUS_LABELS,
+        "status_text": partial(history.status_text, now=utcnow()),
         "local": _local,
     }
     return render(request, "visitors/home.html", context)
@@ -380,38 +385,73 @@ def watch_remove(watch_id: RowId, session: DbSession, actor: CurrentActor) -> Re
     return RedirectResponse("/visitors/watch", status_code=303)
 
 
+HistoryDate = Annotated[dt.date | None, Query()]
+OptionalId = Annotated[int | None, Query(ge=1, le=2**31 - 1)]
+
+
+@router.get("/visitors/history", response_class=HTMLResponse)
+def history_page(
+    request: Request,
+    session: DbSession,
+    actor: CurrentActor,
+    since: HistoryDate = None,
+    until: HistoryDate = None,
+    gate: OptionalId = None,
+    building: OptionalId = None,
+    page: Annotated[int, Query(ge=1, le=100000)] = 1,
+) -> Response:
+    """Visitors of a date range in scope, by gate and host building, a page at a time."""
+    history.require_history(actor)
+    gates, buildings = history.filter_choices(session=session, actor=actor)
+    error = None
+    try:
+        want = history.wanted(since, until, gate, building)
+    except history.HistoryRefused as refused:
+        error = refused
+        want = history.wanted(None, None, gate, building)
+    rows, total = history.page_of(session=session, actor=actor, want=want, page=page)
+    context = {
+        "rows": rows,
+        "total": total,
+        "page": page,
+        "pages": max(1, -(-total // history.PER_PAGE)),
+        "want": want,
+        "gates": gates,
+        "gate_names": history.gate_names(session, rows),
+        "buildings": buildings,
+        "error": error,
+        "status_text": partial(history.status_text, now=utcnow()),
+        "local": _local,
+    }
+    return render(request, "visitors/history.html", context, status_code=422 if error else 200)
+
+
 @router.get("/visitors/export.xlsx")
 def visitors_export(
     session: DbSession,
     actor: CurrentActor,
-    days: Annotated[int, Query(ge=1, le=90)] = 14,
+    since: HistoryDate = None,
+    until: HistoryDate = None,
+    gate: OptionalId = None,
+    building: OptionalId = None,
+    whole_ids: Annotated[bool, Query()] = False,
+    reason: Annotated[str, Query(max_length=400)] = "",
 ) -> Response:
-    """The visitors of the last ``days`` days in scope as XLSX (ID numbers masked; cells
-    that would run as formulas neutralised); audited."""
-    from fengchao.auth.service import audit
-    from fengchao.tabular import Sheet, xlsx_bytes
+    """The history's selection as XLSX (ID numbers masked unless the role may see them and
+    a reason is given; cells that would run as formulas neutralised); audited."""
+    from fengchao.tabular import xlsx_bytes
 
-    require(actor, Permission.visitors_manage)
-    since = utcnow() - dt.timedelta(days=days)
-    rows = service.list_passes(session=session, actor=actor, since=since, limit=20000)
-    header = [_("姓名"), _("手机号"), _("身份证号"), _("被访住户"), _("事由"), _("人数"),
-              _("车牌"), _("症状"), _("近14天行程"), _("健康码"), _("状态"), _("有效期"),
-              _("有效期至"), _("进入次数"), _("最后进入"), _("最后离开")]  # fmt: skip
-    body = [
-        [
-            r.name, r.phone, r.id_mask or "", r.host_place, r.purpose, r.party_size,
-            r.plate or "", "、".join(_(service.SYMPTOM_LABELS[s]) for s in r.symptoms or ()),
-            r.travel, _(service.HEALTH_CODE_LABELS.get(r.health_code, r.health_code)),
-            _(service.STATUS_LABELS[r.status]), _local(r.valid_from), _local(r.valid_until),
-            r.entries_used, _local(r.last_in_at), _local(r.last_out_at),
-        ]
-        for r in rows
-    ]  # fmt: skip
-    audit(session=session, actor=actor, action="export", object_type="visitor_pass",
-          object_id=None, rows=len(body), days=days)  # fmt: skip
-    data = xlsx_bytes([Sheet(title=_("访客"), header=header, rows=body, text_columns=("B",))])
+    want = history.wanted(since, until, gate, building)
+    sheet = history.export(
+        session=session, actor=actor, want=want, local=_stamp, whole_ids=whole_ids,
+        reason=reason,
+    )  # fmt: skip
+    name = f"visitors-{want.since:%Y%m%d}-{want.until:%Y%m%d}.xlsx"
     return Response(
-        data,
+        xlsx_bytes([sheet]),
         media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        headers={"Content-Disposition": 'attachment; filename="visitors.xlsx"'},
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "Cache-Control": "no-store",
+        },
     )

@@ -49,7 +49,7 @@
   }
 
   function Offline() { this.offline = true; }
-  function Refused(message, status) { this.message = message; this.status = status; }
+  function Refused(message, status, errors) { this.message = message; this.status = status; this.errors = errors || []; }
 
   function post(url, fields, blob) {
     var body = new FormData();
@@ -69,7 +69,7 @@
       if (response.status === 401) { window.location.href = "/login?next=" + encodeURIComponent(location.pathname); throw new Refused("", 401); }
       if (response.status >= 502 && response.status <= 504) throw new Offline();
       return response.json().catch(function () { return {}; }).then(function (data) {
-        if (!response.ok) throw new Refused(data.detail || response.statusText, response.status);
+        if (!response.ok) throw new Refused(data.detail || response.statusText, response.status, data.errors);
         return data;
       });
     }, function () { clearTimeout(timer); throw new Offline(); });
@@ -192,10 +192,16 @@
     return post(root.dataset.pass, fields).then(function (answer) {
       state.temp = ""; $("temp").value = ""; saveDraft();
       answer.sent_temperature = fields.temperature;
+      answer.sent_method = method; answer.sent_value = value;  // a visitor's pass, sent again
+      state.needsTemp = null;
       show(answer);
     }, function (error) {
-      if (error instanceof Offline) { setOnline(false); enqueue(fields); }
-      else if (error.message) showError(error.message);
+      if (error instanceof Offline) { setOnline(false); enqueue(fields); return; }
+      // A visitor's pass shown before the temperature: the temperature typed next goes
+      // with this pass, without a second scan.
+      var temperatureMissing = (error.errors || []).some(function (e) { return e.field === "temperature"; });
+      state.needsTemp = temperatureMissing && method === "code" ? { value: value, at: Date.now() } : null;
+      if (error.message) showError(error.message);
     });
   }
   function sendFrame(blob, started) {
@@ -387,11 +393,22 @@
     var value = temp.value.trim();
     if (!value) return;
     var card = state.card;
-    if (card && card.person && card.person.id && card.decision !== "pending" && state.online) {  // a visitor (no id): scan the pass again
-      // Measured after the card showed: the same person again with the temperature; a
-      // fever card's second measurement is its re-measurement.
+    // Measured after the card showed: the same person (a resident by id, a visitor by the
+    // pass just read) again with the temperature; a fever card's second measurement is
+    // its re-measurement.
+    var again = null;
+    if (card && card.person && card.decision !== "pending" && state.online) {
+      if (card.person.id) again = ["person", String(card.person.id)];
+      else if (card.sent_method === "code" && card.sent_value) again = ["code", card.sent_value];
+    }
+    if (again) {
       var extra = card.fever && card.sent_temperature ? { temperature: card.sent_temperature, retest: value } : { temperature: value };
-      sendValue("person", String(card.person.id), extra);
+      sendValue(again[0], again[1], extra);
+      return;
+    }
+    // Only soon after the console asked: later, the temperature is for whoever comes next.
+    if (state.needsTemp && state.online && Date.now() - state.needsTemp.at < 60000) {
+      sendValue("code", state.needsTemp.value, { temperature: value });
       return;
     }
     state.temp = value;  // goes with the next passage
@@ -487,7 +504,7 @@
     if (event.key === "Escape") {
       event.preventDefault();
       if (panel) { closeOverrule(); entry.focus(); return; }
-      clearCard(); entry.value = ""; temp.value = ""; state.temp = ""; renderPicks([], ""); saveDraft(); entry.focus();
+      clearCard(); entry.value = ""; temp.value = ""; state.temp = ""; state.needsTemp = null; renderPicks([], ""); saveDraft(); entry.focus();
       state.holdUntilQuiet = false;
     } else if (event.key === "F8") {
       event.preventDefault(); openOverrule();
