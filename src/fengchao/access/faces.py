@@ -420,6 +420,16 @@ def _person_in_scope(session: Session, actor: Actor, person_id: int) -> Person:
     return person
 
 
+def person_in_scope(session: Session, actor: Actor, person_id: int) -> Person:
+    """The person if the actor's scope holds them (``NotFound`` otherwise)."""
+    return _person_in_scope(session, actor, person_id)
+
+
+def templates_on_file(session: Session, person_id: int) -> Templates | None:
+    """The person's stored descriptors of this model with their gallery kinds, or None."""
+    return _existing(session, person_id)
+
+
 def active_consent(session: Session, person_id: int) -> FaceConsent | None:
     return session.scalar(
         select(FaceConsent)
