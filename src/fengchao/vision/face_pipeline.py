@@ -253,6 +253,38 @@ class FacePipeline:
         return gallery.search(face.descriptor, painted)
 
 
+# The width of the shrunk copy a gate frame is searched first (see detect_coarse_first).
+COARSE_WIDTH = 320
+
+
+def detect_coarse_first(
+    detector: FaceDetector, image: RGBImage, width: int = COARSE_WIDTH
+) -> list[FaceBox]:
+    """The faces of a frame, looked for first on a copy shrunk to ``width`` pixels (HOG's
+    time grows with the area: a 480 px frame costs about twice its 320 px copy), the boxes
+    scaled back to the frame; the full frame is searched only when the copy shows no face
+    (a face too small for the copy: HOG needs about 80 px). Alignment and the descriptor
+    are then computed on the full frame, so the descriptor is the same."""
+    height, full = image.shape[:2]
+    if full <= width * 1.25:
+        return detector.detect(image)
+    scale = width / full
+    copy = cv2.resize(image, (width, max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+    found = detector.detect(copy)
+    if not found:
+        return detector.detect(image)
+    return [
+        FaceBox(
+            max(0, round(b.left / scale)),
+            max(0, round(b.top / scale)),
+            min(full, round(b.right / scale)),
+            min(height, round(b.bottom / scale)),
+            b.score,
+        )
+        for b in found
+    ]
+
+
 def laplacian_variance(chip: RGBImage) -> float:
     """Sharpness of an aligned face: variance of the Laplacian of its grey levels."""
     gray = cv2.cvtColor(chip, cv2.COLOR_RGB2GRAY)
