@@ -37,7 +37,8 @@ def test_the_gate_detects_on_a_shrunk_copy_first(face_pipeline: FacePipeline) ->
     full = face_pipeline.detector.detect(frame)
     coarse = detect_coarse_first(face_pipeline.detector, frame)
     assert len(full) == len(coarse) == 1
-    # The same face, its box within a fifth of its size (HOG steps by 8 px of the copy); the descriptors close.
+    # The same face, its box within a fifth of its size (HOG steps by 8 px of the copy),
+    # and the descriptors close.
     sides = ("left", "top", "right", "bottom")
     assert max(abs(getattr(full[0], s) - getattr(coarse[0], s)) for s in sides) < full[0].width / 5
     aligned = face_pipeline.encoder.align(frame, coarse[0])
