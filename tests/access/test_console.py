@@ -35,8 +35,12 @@ def _fresh_plate_index() -> Iterator[None]:
     # The flow caches a community's plate index by (vehicle count, highest id) for 30 s;
     # rolled-back tests reuse both, so a plate of one test would be seen by the next.
     flows._plate_cache.clear()
+    # The still-picture memory is keyed by (user id, gate id), which rolled-back tests reuse:
+    # a frame sent by the previous test within 10 s would be taken for the same picture.
+    console._last_pictures.clear()
     yield
     flows._plate_cache.clear()
+    console._last_pictures.clear()
 
 
 def key() -> str:

@@ -11,10 +11,13 @@ from fengchao.vision.face_pipeline import FacePipeline, detect_coarse_first
 from tests.conftest import shared_data
 
 
-def _frame(name: str, width: int = 480) -> np.ndarray:
+def _frame(name: str) -> np.ndarray:
+    """The photo on a grey 480×360 frame, as the console sends it."""
     image = Image.open(shared_data("faces", name)).convert("RGB")
-    image.thumbnail((width, width))
-    return np.asarray(image)
+    image.thumbnail((480, 360))
+    frame = Image.new("RGB", (480, 360), (90, 90, 90))
+    frame.paste(image, ((480 - image.width) // 2, (360 - image.height) // 2))
+    return np.asarray(frame)
 
 
 def test_a_pooled_encoder_gives_the_same_descriptor(face_pipeline: FacePipeline) -> None:
@@ -33,7 +36,7 @@ def test_a_pooled_encoder_gives_the_same_descriptor(face_pipeline: FacePipeline)
 
 
 def test_the_gate_detects_on_a_shrunk_copy_first(face_pipeline: FacePipeline) -> None:
-    frame = _frame("angelina_jolie_03.jpg", 640)
+    frame = _frame("angelina_jolie_03.jpg")
     full = face_pipeline.detector.detect(frame)
     coarse = detect_coarse_first(face_pipeline.detector, frame)
     assert len(full) == len(coarse) == 1
@@ -47,5 +50,5 @@ def test_the_gate_detects_on_a_shrunk_copy_first(face_pipeline: FacePipeline) ->
         - face_pipeline.encoder.encode(face_pipeline.encoder.align(frame, full[0]).chip)
     )
     assert distance < 0.1, distance
-    blank = np.full((480, 640, 3), 90, np.uint8)
+    blank = np.full((360, 480, 3), 90, np.uint8)
     assert detect_coarse_first(face_pipeline.detector, blank) == []
