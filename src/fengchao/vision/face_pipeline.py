@@ -273,7 +273,10 @@ def detect_coarse_first(
         # Little to gain; or a large frame (an upload, a device), where a stronger shrink
         # would lose the smaller faces behind the decisive one.
         return detector.detect(image)
-    copy = cv2.resize(image, (width, max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+    size = (width, max(1, round(height * scale)))
+    copy: RGBImage = np.asarray(
+        cv2.resize(image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8
+    )
     found = detector.detect(copy)
     if not found:
         return detector.detect(image)
