@@ -117,6 +117,16 @@ class VisionSettings(BaseModel):
             "calibrated with the threshold."
         ),
     )
+    face_encoder_processes: int | None = Field(
+        None,
+        ge=0,
+        le=16,
+        description=(
+            "Worker processes that compute face descriptors (dlib holds Python's lock while "
+            "it computes one, so the web process would answer nothing else meanwhile); 0: in "
+            "the web process; unset: one per core, except under test (0)."
+        ),
+    )
     plate_reader: str = Field("agentclpr", description="Plate reader backend.")
     local_province: str = Field(
         "闽", min_length=1, max_length=1, description="Province of local plates (matching prior)."

@@ -35,8 +35,12 @@ def _fresh_plate_index() -> Iterator[None]:
     # The flow caches a community's plate index by (vehicle count, highest id) for 30 s;
     # rolled-back tests reuse both, so a plate of one test would be seen by the next.
     flows._plate_cache.clear()
+    # The still-picture memory is keyed by (user id, gate id), which rolled-back tests reuse:
+    # a frame sent by the previous test within 10 s would be taken for the same picture.
+    console._last_pictures.clear()
     yield
     flows._plate_cache.clear()
+    console._last_pictures.clear()
 
 
 def key() -> str:
@@ -334,6 +338,36 @@ def test_camera_refused_still_lets_a_photo_be_uploaded(
         frame=jpeg(rng.integers(0, 255, (720, 960, 3), dtype=np.uint8)),
     ).json()  # fmt: skip
     assert card["decision"] == "deny" and card["message"] == "未识别，请到物业登记"
+
+
+def test_a_frame_without_a_face_is_not_a_passage_and_an_unknown_face_is(
+    session: Session, login_as: Any, guard: Persona, gates: Gates, grid: Grid,
+    fake_faces: list[object],
+) -> None:  # fmt: skip
+    """The console sends a frame on every movement: one with no face records nothing, an
+    unknown face is refused and recorded, and a typed temperature is always recorded."""
+    browser = login_as(guard)
+    rng = np.random.default_rng(3)
+
+    def frame() -> bytes:
+        return jpeg(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8))
+
+    fake_faces.extend(
+        [
+            FakeOutcome(None, None, reason="no_face", faces_in_frame=0),
+            FakeOutcome(None, 0.8, reason="unknown_face"),
+            FakeOutcome(None, None, reason="no_face", faces_in_frame=0),
+        ]
+    )
+    empty = pass_(browser, gates.east.id, method="frame", frame=frame()).json()
+    assert empty == {"idle": "no_face", "plate": None}
+    assert events(session) == 0
+    unknown = pass_(browser, gates.east.id, method="frame", frame=frame()).json()
+    assert unknown["decision"] == "deny" and unknown["event_id"]
+    assert events(session) == 1
+    feverish = pass_(browser, gates.east.id, method="frame", frame=frame(), temperature="38.2")
+    assert feverish.json()["decision"] == "deny"
+    assert events(session) == 2
 
 
 # --- overrule, partials ------------------------------------------------------------------------

@@ -183,7 +183,7 @@ class PlateReading:
 
 
 def read_plate(pixels: Any) -> PlateReading | None:
-    reads = [r for r in flows._plate_reader().read(pixels) if r.text]
+    reads = [r for r in flows.read_plates(pixels) if r.text]
     if not reads:
         return None
     best = reads[0]
@@ -271,11 +271,16 @@ def pass_frame(
         request = flows.PassageRequest(method="plate", value=plate.text, **base)
         decision = flows.decide(session=session, request=request, sender=sender)
         return ConsoleAnswer(decision, plate=plate)
-    if flows._handler("face") is None:
+    if not flows.has_method("face"):
         # No face recognition on this server: nothing to record for every movement.
         return ConsoleAnswer(None, idle="face_unavailable")
-    request = flows.PassageRequest(method="face", frame=frame, **base)
-    return ConsoleAnswer(flows.decide(session=session, request=request, sender=sender))
+    # Frames come on every movement: one without a face is no passage and is not recorded
+    # (an unknown face is, as a refusal).
+    request = flows.PassageRequest(method="face", frame=frame, skip_empty=True, **base)
+    decision = flows.decide(session=session, request=request, sender=sender)
+    if decision.event_id is None and not decision.replayed:
+        return ConsoleAnswer(None, idle=decision.reasons[0] if decision.reasons else "nothing")
+    return ConsoleAnswer(decision)
 
 
 def pass_value(

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
-from fengchao.access import faces
+from fengchao.access import face_desk, faces
 from fengchao.access.face_models import ConsentMethod, FaceTemplate
 from fengchao.auth.service import Actor, Permission, Refusal, require
 from fengchao.registry.models import Household, Person, ResidenceStatus
@@ -57,7 +57,10 @@ def _read(files: list[UploadFile] | None) -> list[bytes]:
     return read
 
 
-def _people(session: DbSession, actor: Actor, name: str) -> list[tuple[Person, int]]:
+def _people(session: DbSession, actor: Actor, text: str) -> list[face_desk.DeskPerson]:
+    """Found by room ("5-2-1302") or name; without a query, the latest enrolled first."""
+    if text.strip():
+        return face_desk.find_people(session, actor, text)
     query = (
         select(Person, func.count(FaceTemplate.id))
         .join(Household, Household.id == Person.household_id)
@@ -69,9 +72,10 @@ def _people(session: DbSession, actor: Actor, name: str) -> list[tuple[Person, i
         .order_by(Person.face_enrolled_at.desc().nulls_last(), Person.id)
         .limit(30)
     )
-    if name.strip():
-        query = query.where(Person.name.contains(name.strip()[:32], autoescape=True))
-    return [(person, int(count)) for person, count in session.execute(query).all()]
+    return [
+        face_desk.DeskPerson(person.id, person.name, "", int(count), person.face_enrolled_at)
+        for person, count in session.execute(query).all()
+    ]
 
 
 @router.get("/faces", response_class=HTMLResponse)
@@ -82,7 +86,15 @@ def faces_home(
     q: Annotated[str, Query(max_length=64)] = "",
 ) -> Response:
     require(actor, Permission.faces_manage)
-    return render(request, "access/faces_home.html", {"people": _people(session, actor, q), "q": q})
+    error = None
+    try:
+        people = _people(session, actor, q)
+    except Refusal as refused:
+        people, error = [], refused.message
+    return render(
+        request, "access/faces_home.html", {"people": people, "q": q, "error": error},
+        status_code=422 if error else 200,
+    )  # fmt: skip
 
 
 def _person_page(
@@ -108,6 +120,7 @@ def _person_page(
             "error": error,
             "done": done,
             "max_photos": faces.MAX_PHOTOS,
+            "desk_frames": (face_desk.MIN_FRAMES, face_desk.MAX_FRAMES),
         },
         status_code=status_code,
     )
@@ -229,6 +242,51 @@ def enrol_api(
     consent = faces.ConsentGiven(consented_by, method) if consented_by.strip() else None
     try:
         result = faces.enrol(session, actor, person_id, bare, consent=consent, masked_photos=masked)
+    except faces.FaceRefused as refused:
+        return JSONResponse(
+            {"person_id": person_id, "error": refused.code, "message": refused.message},
+            status_code=422,
+        )
+    return JSONResponse(
+        {"person_id": result.person_id, "templates": result.templates, "added": result.added}
+    )
+
+
+@router.post("/api/faces/people/{person_id}/check")
+def check_api(
+    session: DbSession,
+    actor: CurrentActor,
+    person_id: RowId,
+    frame: Annotated[UploadFile, File()],
+) -> Response:
+    """The enrolment desk's verdict on one camera frame (``frame``): ``ok``, ``code``
+    (None, or a refusal code of ``FacePipeline.enrol``) and ``message`` in the user's
+    language. Stores nothing."""
+    data = frame.file.read(face_desk.MAX_FRAME_BYTES + 1)
+    if len(data) > face_desk.MAX_FRAME_BYTES:
+        raise faces.FaceRefused("too_large", faces.refusal_message("too_large"), field="frame")
+    verdict = face_desk.check_frame(session, actor, person_id, data)
+    return JSONResponse(
+        {"ok": verdict.code is None, "code": verdict.code, "message": verdict.message}
+    )
+
+
+@router.post("/api/faces/people/{person_id}/capture")
+def capture_api(
+    session: DbSession,
+    actor: CurrentActor,
+    person_id: RowId,
+    frames: Annotated[list[UploadFile], File()],
+    consented_by: Annotated[str, Form(max_length=64)] = "",
+    method: Annotated[ConsentMethod, Form()] = ConsentMethod.signed_form,
+) -> Response:
+    """Enrol the two or three frames captured at the desk (``frames``; no two the same
+    picture), with consent given here or already on record. A refusal answers 422 with
+    ``error`` and ``message``."""
+    data = [upload.file.read(face_desk.MAX_FRAME_BYTES + 1) for upload in frames]
+    consent = faces.ConsentGiven(consented_by, method) if consented_by.strip() else None
+    try:
+        result = face_desk.enrol_frames(session, actor, person_id, data, consent=consent)
     except faces.FaceRefused as refused:
         return JSONResponse(
             {"person_id": person_id, "error": refused.code, "message": refused.message},

@@ -56,6 +56,7 @@ from fengchao.vision.face_pipeline import (
     QualityPolicy,
     Templates,
     Timings,
+    detect_coarse_first,
 )
 from fengchao.vision.faces import FaceBox
 from fengchao.vision.gallery import MASKED_PHOTO, PHOTO, FaceGallery
@@ -172,8 +173,26 @@ def make_pipeline() -> FacePipeline:
     """The pipeline the settings name (detector) with dlib's encoder."""
     from fengchao.vision.faces import face_detector_class, face_encoder_class
 
-    detector = face_detector_class(get_settings().vision.face_detector)()
+    settings = get_settings()
+    detector = face_detector_class(settings.vision.face_detector)()
+    processes = encoder_processes()
+    if processes:
+        from fengchao.vision.encoder_pool import PooledEncoder
+
+        return FacePipeline(detector, PooledEncoder(processes))
     return FacePipeline(detector, face_encoder_class("dlib")())
+
+
+def encoder_processes() -> int:
+    """How many encoder worker processes this server uses (``vision.face_encoder_processes``;
+    unset: one per core, at most 4, except under test)."""
+    settings = get_settings()
+    chosen = settings.vision.face_encoder_processes
+    if chosen is not None:
+        return chosen
+    if settings.env == "test":
+        return 0
+    return min(4, os.cpu_count() or 1)
 
 
 @contextmanager
@@ -364,8 +383,10 @@ def warm_galleries(sessions: sessionmaker[Session]) -> int:
         for community_id in communities:
             community_gallery(session, community_id)
     if communities:
-        with pipeline():
-            pass  # the models loaded into the pool, ready for the first frame
+        with pipeline() as used:  # the models loaded, ready for the first frame
+            warm = getattr(used.encoder, "warm", None)
+            if warm is not None:
+                warm()  # the encoder's worker processes started
     return len(communities)
 
 
@@ -418,6 +439,16 @@ def _person_in_scope(session: Session, actor: Actor, person_id: int) -> Person:
     if person is None:
         raise NotFound(f"person {person_id}")
     return person
+
+
+def person_in_scope(session: Session, actor: Actor, person_id: int) -> Person:
+    """The person if the actor's scope holds them (``NotFound`` otherwise)."""
+    return _person_in_scope(session, actor, person_id)
+
+
+def templates_on_file(session: Session, person_id: int) -> Templates | None:
+    """The person's stored descriptors of this model with their gallery kinds, or None."""
+    return _existing(session, person_id)
 
 
 def active_consent(session: Session, person_id: int) -> FaceConsent | None:
@@ -942,7 +973,7 @@ def identify_for_gate(session: Session, *, community_id: int, frame: bytes) -> F
     with pipeline() as used:
         steps = Timings()
         detect_start = time.perf_counter()
-        boxes = used.detector.detect(image)
+        boxes = detect_coarse_first(used.detector, image)
         steps.detect_ms = (time.perf_counter() - detect_start) * 1000
         face: Face | None = None
         if boxes:

@@ -81,6 +81,18 @@ def _handler(method: str) -> Callable[..., Any] | None:
         return None
 
 
+def has_method(method: str) -> bool:
+    """Whether this server can take ``method`` through a handler (``face`` without face
+    recognition installed: False), so a console need not send frames for nothing."""
+    return _handler(method) is not None
+
+
+def read_plates(pixels: Any) -> list[Any]:
+    """The plates this server's reader finds in an RGB frame (``vision.plates.PlateRead``,
+    best first), with the reader the decisions use (one per thread)."""
+    return list(_plate_reader().read(pixels))
+
+
 class FaceOutcomeLike(Protocol):
     person_id: int | None
     distance: float | None
@@ -142,6 +154,9 @@ class PassageRequest:
     # Frames known to belong to one passage (a replayed CSV's ``passage`` column): their
     # idempotency keys start with it, and a masked frame pairs only within it.
     passage: str | None = None
+    # A frame sent because something moved (the console): when it holds no face and no
+    # temperature was typed, there was no passage, and nothing is recorded.
+    skip_empty: bool = False
 
     def body_hash(self) -> str:
         body = {
@@ -709,6 +724,13 @@ def decide(
                 notes.append("several_faces")
             if outcome.reason == "bad_image":
                 raise BadPassage(_("画面不是可用的图片"), field="frame")
+            if (
+                outcome.reason == "no_face"
+                and request.skip_empty
+                and request.temperature in (None, "")
+                and request.retest_temperature in (None, "")
+            ):
+                return _unrecorded(gate, request, "no_face")
             if outcome.reason in ("no_face", "unknown_face") or outcome.person_id is None:
                 refusals.append(outcome.reason or "unknown_face")
             else:
@@ -883,6 +905,19 @@ def decide(
         clock_off=clock_off,
         event_id=event_id,
         timings={k: round(v, 2) for k, v in timings.items()},
+    )
+
+
+def _unrecorded(gate: GateRef, request: PassageRequest, reason: str) -> Decision:
+    """The answer to a frame that held nothing to decide on (no event: ``event_id`` None)."""
+    return Decision(
+        decision="deny",
+        reasons=[reason],
+        message=_message("deny", [reason]),
+        gate_id=gate.id,
+        direction=request.direction,
+        method=request.method,
+        alert_level=gate.level.value,
     )
 
 
