@@ -45,6 +45,7 @@ SCHEDULED_JOBS: dict[str, JobSpec] = {
     "duty.late_check_ins": JobSpec("fengchao.duty.service:late_check_in_alerts", every=300),
     "gridwork.escalate": JobSpec("fengchao.gridwork.jobs:escalate_job", every=60),
     "access.purge_events": JobSpec("fengchao.access.jobs:purge_events_job", every=3600),
+    "gridwork.purge": JobSpec("fengchao.gridwork.jobs:purge_job", every=3600),
 }
 
 
