@@ -5,6 +5,7 @@ after a few weeks. Run by `fengchao purge` and the worker's hourly ``gridwork.pu
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -22,7 +23,7 @@ from fengchao.gridwork.models import (
 from fengchao.settings import get_settings
 
 
-def _count(session: Session, query: Select[tuple[int]]) -> int:
+def _count(session: Session, query: Select[Any]) -> int:
     return session.scalar(select(func.count()).select_from(query.subquery())) or 0
 
 
