@@ -51,7 +51,8 @@ def todo(session: DbSession, actor: CurrentActor) -> schemas.Todo:
         building_id=sweeps.lead_building(actor),
         requests=[_request(r) for r in requests],
         sweeps=[
-            _sweep(sweeps.progress(session=session, actor=actor, sweep_id=s.id)) for s in active
+            _sweep(sweeps.progress(session=session, actor=actor, sweep_id=s.id, sweep=s))
+            for s in active
         ],
     )
 

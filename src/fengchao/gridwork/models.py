@@ -17,7 +17,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, query_expression
 
 from fengchao.auth.models import ScopeLevel
 from fengchao.db import Base, UTCDateTime, utcnow
@@ -232,6 +232,8 @@ class ResidentReport(Base):
     place: Mapped[str] = mapped_column(String(100), default="")
     details: Mapped[str] = mapped_column(String(500), default="")
     photo: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Set by lists that leave the photo itself unloaded (``reports.open_reports``).
+    has_photo: Mapped[bool | None] = query_expression()
     status: Mapped[ReportStatus] = mapped_column(
         _enum(ReportStatus), default=ReportStatus.new, index=True
     )
