@@ -9,17 +9,27 @@ import datetime as dt
 
 from sqlalchemy.orm import Session
 
-from fengchao.db import begin_write, utcnow
+from fengchao.db import finish, utcnow
 from fengchao.gridwork import help as help_service
 from fengchao.gridwork import retention, throttle
 
+# Requests escalated per write transaction: each one writes its event and messages, so a
+# backlog (a worker that was down) goes in short writes that visits can get in between.
+ESCALATE_BATCH = 20
+
 
 def escalate_job(*, session: Session, now: dt.datetime | None = None) -> str:
-    """One pass: every overdue open request one level up the grid (the worker commits)."""
+    """One pass: every overdue open request one level up the grid, committed a batch at a
+    time (the worker commits the last); the form's finished counters forgotten."""
     now = now or utcnow()
-    begin_write(session)
+    moved = 0
+    while True:
+        batch = help_service.escalate_due(session=session, now=now, limit=ESCALATE_BATCH)
+        moved += batch
+        if batch < ESCALATE_BATCH:
+            break
+        finish(session)
     purged = throttle.purge(session=session, now=now)
-    moved = help_service.escalate_due(session=session, now=now)
     return f"{moved} request(s) escalated, {purged} counter(s) purged"
 
 
