@@ -19,6 +19,7 @@ from fengchao.auth import views as auth_views
 from fengchao.auth.service import Actor, Permission
 from fengchao.dashboard import report_views as dashboard_report_views
 from fengchao.duty import views as duty_views
+from fengchao.gridwork import api as gridwork_api
 from fengchao.gridwork import photos as gridwork_photos
 from fengchao.gridwork import public as gridwork_public
 from fengchao.gridwork import views as gridwork_views
@@ -121,6 +122,7 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
     app.include_router(access_views.router)
     app.include_router(duty_views.router)
     app.include_router(gridwork_views.router)
+    app.include_router(gridwork_api.router)
     app.include_router(gridwork_public.router)
     app.include_router(access_api.device_router)
     app.include_router(access_api.router)

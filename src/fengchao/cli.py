@@ -432,10 +432,12 @@ def purge(
 ) -> None:
     """Delete what is past its keeping time: expired import uploads, access events older
     than FENGCHAO_ACCESS__EVENT_KEEP_DAYS, visitors' passes ended more than
-    FENGCHAO_VISITORS__KEEP_DAYS ago, and the faces of people who moved out (run from cron)."""
+    FENGCHAO_VISITORS__KEEP_DAYS ago, the faces of people who moved out, and grid work's
+    visits, finished requests and photos past FENGCHAO_GRIDWORK__* (run from cron)."""
     from fengchao.access.faces import purge_faces
     from fengchao.access.records import purge_events
     from fengchao.db import utcnow
+    from fengchao.gridwork.retention import purge as purge_gridwork
     from fengchao.visitors.service import purge_passes
 
     upgrade(get_engine())
@@ -444,8 +446,14 @@ def purge(
         visitors = purge_passes(session=session, dry_run=dry_run)
     with session_scope() as session:
         faces = purge_faces(session, now=utcnow(), dry_run=dry_run)
+    with session_scope() as session:
+        grid = purge_gridwork(session=session, dry_run=dry_run)
     face_counts = ", ".join(f"{n} {what}" for what, n in faces.items())
-    found = f"{events} access event(s), {visitors} visitor pass(es); faces: {face_counts}"
+    grid_counts = ", ".join(f"{n} {what}" for what, n in grid.items())
+    found = (
+        f"{events} access event(s), {visitors} visitor pass(es); faces: {face_counts}; "
+        f"grid work: {grid_counts}"
+    )
     if dry_run:
         console.print(f"would purge {found}")
         return

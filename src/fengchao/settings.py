@@ -309,6 +309,35 @@ class VisitorSettings(BaseModel):
     )
 
 
+class GridworkSettings(BaseModel):
+    """Grid work: how long sweep visits, finished help requests and reports' photos are kept."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    visit_keep_days: int = Field(
+        28,
+        ge=14,
+        description=(
+            "Days a sweep's door-to-door records (who was home, fever, needs) are kept, and a "
+            "sweep past its deadline with its checklist: what a worker confirms goes to the "
+            "registry sooner; tracing looks back 14 days. `fengchao purge` deletes older ones."
+        ),
+    )
+    closed_keep_days: int = Field(
+        30,
+        ge=7,
+        description=(
+            "Days a help request is kept after it was closed or cancelled, and a report after "
+            "it was resolved (with its photo), for questions about how it was handled."
+        ),
+    )
+    photo_keep_days: int = Field(
+        30,
+        ge=7,
+        description="Days a report's photo is kept at most, whatever the report's state.",
+    )
+
+
 class Settings(BaseSettings):
     """The root of all settings; build it with :func:`get_settings`."""
 
@@ -334,6 +363,7 @@ class Settings(BaseSettings):
     notify: NotifySettings = Field(default_factory=NotifySettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
     visitors: VisitorSettings = Field(default_factory=VisitorSettings)
+    gridwork: GridworkSettings = Field(default_factory=GridworkSettings)
 
     @model_validator(mode="after")
     def _secrets(self) -> Settings:

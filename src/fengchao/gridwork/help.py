@@ -9,7 +9,8 @@ import datetime as dt
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from fengchao.auth.crypto import get_cipher
@@ -160,6 +161,19 @@ def submit(
     cipher = get_cipher()
     if earlier is not None:
         return Submitted(earlier, cipher.decrypt(earlier.token_enc), True)
+    # Free the key from a request no repeat should get back any more (closed, or older
+    # than the window). Conditional, so a request another process has just stored keeps it.
+    session.execute(
+        update(HelpRequest)
+        .where(
+            HelpRequest.live_key == key,
+            or_(
+                HelpRequest.status.not_in(OPEN_STATES),
+                HelpRequest.created_at < now - rules.DUPLICATE_WINDOW,
+            ),
+        )
+        .values(live_key=None)
+    )
 
     token = secrets.token_urlsafe(24)
     request = HelpRequest(
@@ -183,10 +197,19 @@ def submit(
         token_hash=token_hash(token),
         token_enc=cipher.encrypt(token),
         dedupe_key=key,
+        live_key=key,
         visit_id=visit_id,
     )
-    session.add(request)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(request)
+    except IntegrityError:
+        # The same request stored by another process a moment ago (PostgreSQL: our insert
+        # waited for its commit): answer with that one, as a repeat a minute later would be.
+        winner = session.scalar(select(HelpRequest).where(HelpRequest.live_key == key))
+        if winner is None:
+            raise
+        return Submitted(winner, cipher.decrypt(winner.token_enc), True)
     _event(session, request, "created", now, level=ScopeLevel.building)
     _notify(session, request, "created", now)
     audit(
@@ -409,6 +432,7 @@ def close(
     request.status = HelpStatus.cancelled if cancel else HelpStatus.closed
     request.closed_at, request.closed_by_name = now, actor.display_name
     request.closing_note = note
+    request.live_key = None
     if request.accepted_at is None:
         request.accepted_at, request.accepted_by = now, actor.user_id
         request.accepted_by_name = actor.display_name

@@ -17,7 +17,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, query_expression
 
 from fengchao.auth.models import ScopeLevel
 from fengchao.db import Base, UTCDateTime, utcnow
@@ -157,7 +157,8 @@ class HelpRequest(Base):
     then the compound's branch, then the community, each time its deadline passes unaccepted.
 
     The contact phone is encrypted (``phone_enc``); the status link's token is kept as a
-    keyed hash for lookup and sealed for a duplicate submission to get the same link."""
+    keyed hash for lookup and sealed for a duplicate submission to get the same link.
+    ``live_key`` is what makes a duplicate impossible in the database, not only unlikely."""
 
     __tablename__ = "gridwork_help_request"
 
@@ -191,6 +192,9 @@ class HelpRequest(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     token_enc: Mapped[str] = mapped_column(String(256))
     dedupe_key: Mapped[str] = mapped_column(String(64), index=True)
+    # The dedupe key while this request is the one a repeat within the window gets back;
+    # unique, so two identical submissions at the same instant store one row (NULL after).
+    live_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     visit_id: Mapped[int | None] = mapped_column(ForeignKey("gridwork_sweep_visit.id"))
 
 
@@ -228,6 +232,8 @@ class ResidentReport(Base):
     place: Mapped[str] = mapped_column(String(100), default="")
     details: Mapped[str] = mapped_column(String(500), default="")
     photo: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Set by lists that leave the photo itself unloaded (``reports.open_reports``).
+    has_photo: Mapped[bool | None] = query_expression()
     status: Mapped[ReportStatus] = mapped_column(
         _enum(ReportStatus), default=ReportStatus.new, index=True
     )

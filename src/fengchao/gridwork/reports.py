@@ -9,7 +9,7 @@ import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, and_, false, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer, with_expression
 
 from fengchao.auth.crypto import get_cipher
 from fengchao.auth.models import Role, ScopeLevel
@@ -149,6 +149,11 @@ def open_reports(*, session: Session, actor: Actor, limit: int = 50) -> list[Res
     return list(
         session.scalars(
             select(ResidentReport)
+            .options(
+                # A list needs to know there is a photo, not to carry each one's bytes.
+                defer(ResidentReport.photo),
+                with_expression(ResidentReport.has_photo, ResidentReport.photo.is_not(None)),
+            )
             .where(_visible(actor), ResidentReport.status != ReportStatus.resolved)
             .order_by(ResidentReport.id.desc())
             .limit(limit)

@@ -9,7 +9,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import case, func, insert, select
+from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from fengchao.auth.models import ScopeLevel
@@ -202,9 +202,14 @@ class SweepProgress:
     buildings: list[Progress] = field(default_factory=list)
 
 
-def progress(*, session: Session, actor: Actor, sweep_id: int) -> SweepProgress:
-    """Progress per building within the actor's scope, and the sum of them."""
-    sweep = get(session=session, actor=actor, sweep_id=sweep_id)
+def progress(
+    *, session: Session, actor: Actor, sweep_id: int, sweep: Sweep | None = None
+) -> SweepProgress:
+    """Progress per building within the actor's scope, and the sum of them. ``sweep``: one
+    :func:`active` returned for this actor (its scope check is then not made again)."""
+    require_worker(actor)
+    if sweep is None or sweep.id != sweep_id:
+        sweep = get(session=session, actor=actor, sweep_id=sweep_id)
 
     def n(outcome: VisitOutcome) -> Any:
         return func.sum(case((SweepTarget.outcome == outcome, 1), else_=0))
@@ -364,6 +369,44 @@ class Recorded:
     proposals: int
     applied: int
     duplicate: bool = False
+    building_id: int | None = None
+
+
+@dataclass(frozen=True)
+class VisitTarget:
+    """A household on a sweep's checklist as a visit needs it (read before the write)."""
+
+    target_id: int
+    sweep_id: int
+    household_id: int
+    community_id: int
+    building_id: int
+
+
+def visit_target(*, session: Session, actor: Actor, sweep_id: int, target_id: int) -> VisitTarget:
+    """The target a visit is recorded for, in the actor's scope, on a sweep still open: one
+    read, taken before the write lock (404 outside the scope; refused once the sweep ended)."""
+    require_worker(actor)
+    row = session.execute(
+        select(
+            SweepTarget.household_id,
+            SweepTarget.community_id,
+            SweepTarget.building_id,
+            Sweep.closed_at,
+        )
+        .join(Sweep, Sweep.id == SweepTarget.sweep_id)
+        .where(
+            SweepTarget.id == target_id,
+            SweepTarget.sweep_id == sweep_id,
+            place_in_scope(actor.scope, SweepTarget),
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"sweep target {target_id}")
+    household_id, community_id, building_id, closed_at = row
+    if closed_at is not None:
+        raise SweepRefused(_("这次扫楼已经结束"), field="outcome")
+    return VisitTarget(target_id, sweep_id, household_id, community_id, building_id)
 
 
 def record_visit(
@@ -374,11 +417,15 @@ def record_visit(
     target_id: int,
     form: VisitForm,
     now: dt.datetime | None = None,
+    target: VisitTarget | None = None,
 ) -> Recorded:
     """Record one visit to a household on the sweep (a lead: only in their building).
     Needs found become help requests; registry changes become proposals (applied at once
     when a community worker records the visit). A retried submission with the same key
-    counts once."""
+    counts once. ``target``: :func:`visit_target`, when the caller read it already.
+
+    Everything is read and checked first; the write is then one short transaction: the
+    visit inserted, the checklist row updated in place (no read of it), the audit row."""
     require_worker(actor)
     now = now or utcnow()
     try:
@@ -397,37 +444,32 @@ def record_visit(
     new_member = rules.clean_text(form.new_member, edits.NAME_MAX + 1).replace("\n", " ")
     if form.key is not None and not 8 <= len(form.key) <= 64:
         raise SweepRefused(_("提交编号不对，请刷新页面"), field="key")
+    if target is None or (target.target_id, target.sweep_id) != (target_id, sweep_id):
+        target = visit_target(session=session, actor=actor, sweep_id=sweep_id, target_id=target_id)
+    found = outcome == VisitOutcome.visited
+    home = sorted(set(form.home)) if found else []
+    if home:
+        members = set(
+            session.scalars(
+                select(Person.id).where(
+                    Person.household_id == target.household_id, Person.id.in_(home)
+                )
+            )
+        )
+        if len(members) != len(home):
+            raise NotFound("person not of this household")
+    people_home = form.people_home if form.people_home is not None else len(home) or None
+
     begin_write(session)
     if form.key:
         earlier = session.scalar(select(SweepVisit).where(SweepVisit.key == form.key))
         if earlier is not None:
             if earlier.target_id != target_id:
                 raise SweepRefused(_("提交编号不对，请刷新页面"), field="key")
-            return Recorded(earlier, [], 0, 0, duplicate=True)
-    item = session.scalar(
-        select(SweepTarget).where(
-            SweepTarget.id == target_id,
-            SweepTarget.sweep_id == sweep_id,
-            place_in_scope(actor.scope, SweepTarget),
-        )
-    )
-    if item is None:
-        raise NotFound(f"sweep target {target_id}")
-    sweep = session.get(Sweep, sweep_id)
-    assert sweep is not None
-    if sweep.closed_at is not None:
-        raise SweepRefused(_("这次扫楼已经结束"), field="outcome")
-    found = outcome == VisitOutcome.visited
-    members = set(
-        session.scalars(select(Person.id).where(Person.household_id == item.household_id))
-    )
-    home = sorted(set(form.home)) if found else []
-    if any(person_id not in members for person_id in home):
-        raise NotFound("person not of this household")
-    people_home = form.people_home if form.people_home is not None else len(home) or None
+            return Recorded(earlier, [], 0, 0, duplicate=True, building_id=target.building_id)
     visit = SweepVisit(
-        sweep_id=sweep_id, target_id=item.id, community_id=item.community_id,
-        household_id=item.household_id, outcome=outcome,
+        sweep_id=sweep_id, target_id=target_id, community_id=target.community_id,
+        household_id=target.household_id, outcome=outcome,
         people_home=people_home if found else None, home=home,
         fever=found and form.fever, elderly_alone=found and form.elderly_alone,
         needs_medicine=found and form.needs_medicine, needs_food=found and form.needs_food,
@@ -436,10 +478,18 @@ def record_visit(
     )  # fmt: skip
     session.add(visit)
     session.flush()
-    item.outcome = outcome
-    item.visits += 1
-    item.last_visit_at = now
-    item.needs = bool(visit.fever or visit.needs_medicine or visit.needs_food)
+    session.execute(
+        update(SweepTarget)
+        .where(SweepTarget.id == target_id)
+        .values(
+            outcome=outcome,
+            visits=SweepTarget.visits + 1,
+            last_visit_at=now,
+            needs=bool(visit.fever or visit.needs_medicine or visit.needs_food),
+        )
+        # A checklist row loaded in this session (a test's) is updated in memory too.
+        .execution_options(synchronize_session="evaluate")
+    )
 
     wanted = []
     if visit.needs_medicine:
@@ -451,19 +501,21 @@ def record_visit(
     requests = []
     for category, urgency in wanted:
         made = help_service.submit(
-            session=session, actor=actor, household_id=item.household_id, category=category,
+            session=session, actor=actor, household_id=target.household_id, category=category,
             urgency=urgency, details=note, visit_id=visit.id,
             now=now,
         )  # fmt: skip
         requests.append(made.request.id)
 
     proposals = applied = 0
-    if found:
-        proposals, applied = _registry_changes(session, actor, item.household_id, form, new_member)
+    if found and (form.changes or new_member):
+        proposals, applied = _registry_changes(
+            session, actor, target.household_id, form, new_member
+        )
     audit(session=session, actor=actor, action="visit", object_type="household",
-          object_id=item.household_id, community_id=item.community_id, sweep=sweep_id,
+          object_id=target.household_id, community_id=target.community_id, sweep=sweep_id,
           outcome=outcome.value, requests=len(requests), proposals=proposals)  # fmt: skip
-    return Recorded(visit, requests, proposals, applied)
+    return Recorded(visit, requests, proposals, applied, building_id=target.building_id)
 
 
 def _registry_changes(

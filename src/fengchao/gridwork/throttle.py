@@ -68,10 +68,13 @@ def count(*, session: Session, host: str | None, phone: str | None, now: dt.date
 
 
 def purge(*, session: Session, now: dt.datetime) -> int:
-    """Forget windows that are over (run with the escalation job)."""
+    """Forget windows that are over (run with the escalation job); takes the write lock
+    only when there is something to forget."""
+    over = SubmitCounter.window_start < _window(now) - WINDOW
+    if session.scalar(select(SubmitCounter.id).where(over).limit(1)) is None:
+        return 0
+    begin_write(session)
     result = session.execute(
-        delete(SubmitCounter)
-        .where(SubmitCounter.window_start < _window(now) - WINDOW)
-        .execution_options(synchronize_session=False)
+        delete(SubmitCounter).where(over).execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)

@@ -122,7 +122,7 @@ def overview_page(request: Request, session: DbSession, actor: CurrentActor) -> 
     now = utcnow()
     overdue = sum(1 for r in requests if r.status == HelpStatus.open and r.deadline <= now)
     progress = [
-        sweeps.progress(session=session, actor=actor, sweep_id=s.id)
+        sweeps.progress(session=session, actor=actor, sweep_id=s.id, sweep=s)
         for s in sweeps.active(session=session, actor=actor)
     ]
     places = _building_labels(session, {r.building_id for r in requests})
@@ -162,7 +162,9 @@ def _todo_context(session: Session, actor: Actor) -> dict[str, object]:
     )
     active = sweeps.active(session=session, actor=actor) if may_work(actor) else []
     building = sweeps.lead_building(actor)
-    progress = [sweeps.progress(session=session, actor=actor, sweep_id=s.id) for s in active[:3]]
+    progress = [
+        sweeps.progress(session=session, actor=actor, sweep_id=s.id, sweep=s) for s in active[:3]
+    ]
     return {
         "requests": requests,
         "sweeps": progress,
@@ -372,19 +374,25 @@ def record_visit(
     target_id: RowId,
     form: Form,
 ) -> Response:
-    """Record a visit, then back to the checklist at the next household."""
+    """Record a visit, then back to the checklist at the next household. The target is
+    read before the write lock is taken, so the write itself stays short."""
     try:
+        target = sweeps.visit_target(
+            session=session, actor=actor, sweep_id=sweep_id, target_id=target_id
+        )
+        visit = parse_visit(form)
         with attempt(session):
             recorded = sweeps.record_visit(
                 session=session,
                 actor=actor,
                 sweep_id=sweep_id,
                 target_id=target_id,
-                form=parse_visit(form),
+                form=visit,
+                target=target,
             )
     except Refusal as exc:
         return _visit_form(request, session, actor, sweep_id, target_id, exc)
-    building = _target_building(session, target_id)
+    building = recorded.building_id or _target_building(session, target_id)
     return RedirectResponse(
         f"/gridwork/sweeps/{sweep_id}/buildings/{building}?show=left&done={recorded.visit.id}"
         f"#t{target_id}",

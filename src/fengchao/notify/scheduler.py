@@ -47,6 +47,7 @@ SCHEDULED_JOBS: dict[str, JobSpec] = {
     "access.purge_events": JobSpec("fengchao.access.jobs:purge_events_job", every=3600),
     # Yesterday's report to each community's group, soon after its local midnight.
     "dashboard.daily_report": JobSpec("fengchao.dashboard.report_jobs:daily_report_job", every=900),
+    "gridwork.purge": JobSpec("fengchao.gridwork.jobs:purge_job", every=3600),
 }
 
 
