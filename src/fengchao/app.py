@@ -18,6 +18,7 @@ from fengchao.access import gate_views as access_gate_views
 from fengchao.access import views as access_views
 from fengchao.auth import views as auth_views
 from fengchao.auth.service import Actor, Permission
+from fengchao.dashboard import views as dashboard_views
 from fengchao.duty import views as duty_views
 from fengchao.gridwork import photos as gridwork_photos
 from fengchao.gridwork import public as gridwork_public
@@ -49,14 +50,19 @@ UPLOAD_OVERHEAD = 256 * 1024  # multipart framing and the form's other fields
 
 
 def first_page(actor: Actor) -> str | None:
-    """Where a role starts its day: a worker on the overview, a building lead on the
-    building's to-do list, a guard on the room check."""
+    """Where a role starts its day: a worker on the community at a glance (a street office
+    on its communities side by side), a building lead on the building's to-do list, a guard
+    at the gates."""
+    if actor.can(Permission.registry_write) and actor.can(Permission.dashboard_read):
+        return "/dashboard"
     if actor.can(Permission.registry_write):
         return "/registry/overview"
     if actor.can(Permission.registry_propose):
         return "/registry/todo"
     if actor.can(Permission.registry_read):
         return "/registry"
+    if actor.can(Permission.gate_operate):
+        return "/gates"
     if actor.can(Permission.registry_lookup):
         return "/registry/rooms"
     if actor.can(Permission.duty_self):
@@ -144,6 +150,7 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
     app.include_router(visitors_views.router)
     app.include_router(access_gate_views.router)
     app.include_router(tracing_views.router)
+    app.include_router(dashboard_views.router)
 
     @app.get("/", include_in_schema=False)
     def home(request: Request, actor: CurrentActor) -> Response:

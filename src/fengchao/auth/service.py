@@ -57,6 +57,7 @@ class Permission(enum.StrEnum):
     visitors_manage = "visitors.manage"  # posters, visitor passes, couriers, who is inside
     visitors_approve = "visitors.approve"  # approve visitors to the households in scope
     visitors_issue = "visitors.issue"  # a pass issued at the gate (a visitor without a phone)
+    dashboard_read = "dashboard.read"  # the community at a glance, in scope
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -83,10 +84,12 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.gridwork_submit,
             Permission.visitors_manage,
             Permission.visitors_issue,
+            Permission.dashboard_read,
         }
     ),
     Role.building_lead: frozenset(
         {
+            Permission.dashboard_read,
             Permission.registry_read,
             Permission.registry_propose,
             Permission.registry_lookup,

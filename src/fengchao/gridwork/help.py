@@ -323,6 +323,48 @@ def counts(*, session: Session, actor: Actor) -> dict[HelpStatus, int]:
     return {HelpStatus(status): n for status, n in rows}
 
 
+@dataclass(frozen=True)
+class OpenRow:
+    """An open request as the dashboard counts it (no personal data)."""
+
+    status: HelpStatus
+    created_at: dt.datetime
+    deadline: dt.datetime
+    escalations: int
+    level: ScopeLevel
+
+
+def open_rows(*, session: Session, actor: Actor) -> list[OpenRow]:
+    """Every request not yet closed in the actor's scope, its age and escalation only."""
+    require_worker(actor)
+    return [
+        OpenRow(HelpStatus(status), created, deadline, escalations or 0, ScopeLevel(level))
+        for status, created, deadline, escalations, level in session.execute(
+            select(HelpRequest.status, HelpRequest.created_at, HelpRequest.deadline,
+                   HelpRequest.escalations, HelpRequest.level)
+            .where(_in_scope(actor), HelpRequest.status.in_(OPEN_STATES))
+        )
+    ]  # fmt: skip
+
+
+def flow(
+    *, session: Session, actor: Actor, start: dt.datetime, end: dt.datetime
+) -> tuple[int, int]:
+    """(requests made, requests closed) in [start, end) within the actor's scope."""
+    require_worker(actor)
+    made = session.scalar(
+        select(func.count())
+        .select_from(HelpRequest)
+        .where(_in_scope(actor), HelpRequest.created_at >= start, HelpRequest.created_at < end)
+    )
+    closed = session.scalar(
+        select(func.count())
+        .select_from(HelpRequest)
+        .where(_in_scope(actor), HelpRequest.closed_at >= start, HelpRequest.closed_at < end)
+    )
+    return int(made or 0), int(closed or 0)
+
+
 def get(*, session: Session, actor: Actor, request_id: int) -> HelpRequest:
     """A request in the actor's scope (404 otherwise)."""
     require_worker(actor)

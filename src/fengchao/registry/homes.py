@@ -251,3 +251,27 @@ def overview(*, session: Session, actor: Actor) -> Overview:
         recent_changes=recent,
         pending_proposals=proposals.pending_count(session=session, actor=actor),
     )
+
+
+@dataclass(frozen=True)
+class Registration:
+    """People registered in scope and the four coverage figures (for the dashboard)."""
+
+    households: int
+    people: int
+    health: dict[str, int]
+    coverage: completeness.Figures
+
+
+def registration(*, session: Session, actor: Actor) -> Registration:
+    """The overview's counts without its lists (kept between requests while the registry
+    of the scope has not changed); not audited: counts name nobody."""
+    require(actor, Permission.registry_read)
+    scope = household_in_scope(actor.scope)
+    counts = figures_cache.cached(
+        ("overview", actor.scope.level, actor.scope.node_id),
+        figures_cache.fingerprint(session, scope),
+        lambda: _count(session, scope),
+    )
+    people = sum(counts.health.values())
+    return Registration(counts.households, people, dict(counts.health), counts.coverage)

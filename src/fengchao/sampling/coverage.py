@@ -275,3 +275,18 @@ def sampled_today(*, session: Session, community_id: int, since: dt.datetime) ->
         )
         or 0
     )
+
+
+def fingerprint(*, session: Session, round_id: int) -> tuple[object, ...]:
+    """What changes whenever a round's coverage does, apart from the registry (swabs and
+    exemptions added or removed), read from the (round, ...) indexes: for callers that keep
+    a coverage between requests."""
+    swabs = session.execute(
+        select(func.count(Swab.id), func.max(Swab.id)).where(Swab.round_id == round_id)
+    ).one()
+    exempt = session.execute(
+        select(func.count(SamplingExemption.id), func.max(SamplingExemption.id)).where(
+            SamplingExemption.round_id == round_id
+        )
+    ).one()
+    return (*swabs, *exempt)

@@ -1,0 +1,1 @@
+"""The community at a glance and the daily report (M16)."""
