@@ -17,6 +17,7 @@ from fengchao.access import console_views, face_views
 from fengchao.access import gate_views as access_gate_views
 from fengchao.access import views as access_views
 from fengchao.auth import views as auth_views
+from fengchao.auth.models import ScopeLevel
 from fengchao.auth.service import Actor, Permission
 from fengchao.dashboard import views as dashboard_views
 from fengchao.duty import views as duty_views
@@ -54,7 +55,7 @@ def first_page(actor: Actor) -> str | None:
     on its communities side by side), a building lead on the building's to-do list, a guard
     at the gates."""
     if actor.can(Permission.registry_write) and actor.can(Permission.dashboard_read):
-        return "/dashboard"
+        return "/dashboard/street" if actor.scope.level == ScopeLevel.street else "/dashboard"
     if actor.can(Permission.registry_write):
         return "/registry/overview"
     if actor.can(Permission.registry_propose):

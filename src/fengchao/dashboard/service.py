@@ -198,7 +198,7 @@ def sampling_figure(
     )
     community_id = node.community_id
     return figures_cache.cached(
-        ("dashboard-sampling", str(session.get_bind().url), round_id, actor.scope),
+        ("dashboard-sampling", str(session.get_bind().engine.url), round_id, actor.scope),
         current,
         lambda: _sampling(session, actor, round_id, community_id),
     )

@@ -52,8 +52,13 @@ def days(
     *, session: Session, actor: Actor, first_day: dt.date, count: int, now: dt.datetime
 ) -> list[f.DayTraffic]:
     """``count`` days of traffic from ``first_day`` in the actor's scope."""
-    bind = session.get_bind()
-    key = (str(bind.url), actor.scope.level, actor.scope.node_id, first_day, count)
+    key = (
+        str(session.get_bind().engine.url),
+        actor.scope.level,
+        actor.scope.node_id,
+        first_day,
+        count,
+    )
     settled = records.settled_event_id(
         session=session, before=now - dt.timedelta(seconds=SETTLE_SECONDS)
     )

@@ -1,0 +1,188 @@
+"""The community at a glance: figures against hand-counted fixtures, the scope of each
+account, the refusals, and the street office's side-by-side view."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy.orm import Session
+
+from fengchao.access import service as access
+from fengchao.access.models import AccessEvent
+from fengchao.auth.models import Role, ScopeLevel
+from fengchao.auth.service import SYSTEM_ACTOR, GridScope, NotFound
+from fengchao.dashboard import figures, service
+from fengchao.dashboard import traffic as kept_traffic
+from fengchao.registry import figures as figures_cache
+from fengchao.registry.models import Community, Compound, Street
+from tests.conftest import Grid, Persona, make_persona
+
+DAY = dt.date(2026, 11, 20)
+ZONE = ZoneInfo("Asia/Shanghai")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches() -> Iterator[None]:
+    # Rolled-back tests reuse ids on SQLite: counts kept for one test must not reach another.
+    kept_traffic.clear()
+    figures_cache._CACHE.clear()
+    yield
+    kept_traffic.clear()
+
+
+def _at(day: dt.date, hour: int, minute: int = 0) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(hour, minute), ZONE).astimezone(dt.UTC)
+
+
+def _event(session: Session, grid: Grid, gate_id: int, at: dt.datetime, **values: object) -> None:
+    row = {
+        "community_id": grid.community.id, "compound_id": grid.park.id, "gate_id": gate_id,
+        "direction": "in", "method": "face", "decision": "allow", "reasons": ["resident"],
+        "alert_level": "normal", "occurred_at": at, "server_time": at,
+        **values,
+    }  # fmt: skip
+    session.add(AccessEvent(**row))
+
+
+@pytest.fixture
+def gate_events(session: Session, grid: Grid) -> None:
+    """Hand-counted: on DAY, building 5: three faces in at 08:xx, a refused code at 09:10;
+    building 6: a plate out at 09:30, a fever refused at 10:00; a visitor's pass in at 10:15.
+    The day before, building 5: two faces in at 08:xx. One event the day after."""
+    gate = access.create_gate(
+        session=session, actor=SYSTEM_ACTOR, compound_id=grid.park.id, name="东门", kind="both"
+    ).id
+    b5 = {"person_id": grid.resident5.id, "household_id": grid.h5_101.id,
+          "building_id": grid.b5.id}  # fmt: skip
+    b6 = {"person_id": grid.resident6.id, "household_id": grid.h6_101.id,
+          "building_id": grid.b6.id}  # fmt: skip
+    for minute in (1, 20, 40):
+        _event(session, grid, gate, _at(DAY, 8, minute), **b5)
+    _event(session, grid, gate, _at(DAY, 9, 10), method="code", decision="deny",
+           reasons=["code_revoked"], **b5)  # fmt: skip
+    _event(session, grid, gate, _at(DAY, 9, 30), method="plate", direction="out", **b6)
+    _event(session, grid, gate, _at(DAY, 10), decision="deny", reasons=["fever"],
+           temperature=38.1, **b6)  # fmt: skip
+    _event(session, grid, gate, _at(DAY, 10, 15), method="code", reasons=["visitor_pass"],
+           detail={"pass_id": 7})  # fmt: skip
+    yesterday = DAY - dt.timedelta(days=1)
+    _event(session, grid, gate, _at(yesterday, 8, 5), **b5)
+    _event(session, grid, gate, _at(yesterday, 23, 59), **b5)
+    _event(session, grid, gate, _at(DAY + dt.timedelta(days=1), 0, 0), **b5)
+    session.flush()
+
+
+def test_worker_sees_the_community_traffic_counted_by_hand(
+    session: Session, grid: Grid, worker: Persona, gate_events: None
+) -> None:
+    board = service.dashboard(session=session, actor=worker.actor, day=DAY)
+    t = board.today.traffic
+    assert t is not None
+    assert (t.total_in, t.total_out, t.refused, t.fever) == (4, 1, 2, 1)
+    assert t.in_by_hour[8] == 3 and t.in_by_hour[10] == 1 and t.out_by_hour[9] == 1
+    assert t.by_kind == {"face": 3, "plate": 1, "code": 0, "visitor": 1, "other": 0}
+    before = board.previous_traffic
+    assert before is not None
+    assert (before.total_in, before.in_by_hour[8], before.in_by_hour[23]) == (2, 1, 1)
+    registration = board.today.registration
+    assert registration is not None
+    # 24 households (3 buildings × 2 units × 4 rooms), two registered people.
+    assert (registration.households, registration.registered, registration.people) == (24, 2, 2)
+
+
+def test_counts_kept_between_requests_take_in_new_events(
+    session: Session, grid: Grid, worker: Persona, gate_events: None
+) -> None:
+    service.dashboard(session=session, actor=worker.actor, day=DAY)
+    gate = session.query(AccessEvent.gate_id).first()
+    assert gate is not None
+    _event(session, grid, gate[0], _at(DAY, 11), building_id=grid.b5.id)
+    session.flush()
+    again = service.dashboard(session=session, actor=worker.actor, day=DAY)
+    assert again.today.traffic is not None and again.today.traffic.in_by_hour[11] == 1
+
+
+def test_building_lead_sees_their_building_only(
+    session: Session, grid: Grid, lead5: Persona, gate_events: None
+) -> None:
+    board = service.dashboard(session=session, actor=lead5.actor, day=DAY)
+    t = board.today.traffic
+    assert t is not None
+    assert (t.total_in, t.total_out, t.refused, t.fever) == (3, 0, 1, 0)
+    assert board.today.registration is not None and board.today.registration.people == 1
+    # Sections of other roles are left out.
+    assert board.today.roster is None and board.today.tracing is None
+    with pytest.raises(NotFound):
+        service.dashboard(session=session, actor=lead5.actor, level=ScopeLevel.building,
+                          node_id=grid.b6.id, day=DAY)  # fmt: skip
+
+
+def test_worker_narrows_to_a_building(
+    session: Session, grid: Grid, worker: Persona, gate_events: None
+) -> None:
+    board = service.dashboard(session=session, actor=worker.actor, level=ScopeLevel.building,
+                              node_id=grid.b6.id, day=DAY)  # fmt: skip
+    t = board.today.traffic
+    assert t is not None and (t.total_out, t.refused, t.fever) == (1, 1, 1)
+    assert board.today.node.label.endswith("6号楼")
+
+
+def test_other_street_is_not_found(session: Session, grid: Grid, worker: Persona) -> None:
+    street = Street(name="别的街道")
+    session.add(street)
+    session.flush()
+    elsewhere = Community(street_id=street.id, name="别的社区")
+    session.add(elsewhere)
+    session.flush()
+    with pytest.raises(NotFound):
+        service.dashboard(session=session, actor=worker.actor, level=ScopeLevel.community,
+                          node_id=elsewhere.id)  # fmt: skip
+
+
+def test_street_office_sees_each_community(session: Session, grid: Grid, gate_events: None) -> None:
+    second = Community(street_id=grid.street.id, name="宏韵社区")
+    session.add(second)
+    session.flush()
+    session.add(Compound(community_id=second.id, name="宏韵小区"))
+    office = make_persona(session, "street", Role.community_worker,
+                          GridScope(ScopeLevel.street, grid.street.id))  # fmt: skip
+    boards = service.street_view(session=session, actor=office.actor, day=DAY)
+    assert [b.today.node.label for b in boards] == ["宏侨社区", "宏韵社区"]
+    first, other = (b.today.traffic for b in boards)
+    assert first is not None and other is not None
+    assert (first.total_in, other.total_in) == (4, 0)
+
+
+def test_help_requests_by_age() -> None:
+    now = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC)
+
+    class Row:
+        def __init__(self, status: str, hours: float, late: bool, escalations: int) -> None:
+            self.status, self.escalations = status, escalations
+            self.created_at = now - dt.timedelta(hours=hours)
+            self.deadline = now - dt.timedelta(minutes=1) if late else now + dt.timedelta(hours=1)
+
+    rows = [Row("open", 0.5, False, 0), Row("open", 2, True, 1), Row("accepted", 30, False, 2)]
+    found = figures.help_figure(rows, now, made=3, closed=1)
+    assert found.by_age == {"lt1h": 1, "1to4h": 1, "4to24h": 0, "ge24h": 1}
+    assert (found.open, found.accepted, found.overdue, found.escalated) == (2, 1, 1, 2)
+
+
+def test_pages_scope_and_refusals(
+    session: Session, grid: Grid, worker: Persona, lead5: Persona, guard: Persona, login_as
+) -> None:  # type: ignore[no-untyped-def]
+    page = login_as(worker).get("/dashboard")
+    assert page.status_code == 200 and "data-chart" in page.text
+    assert (
+        login_as(worker).get(f"/dashboard/sections?node=building:{grid.b5.id}").status_code == 200
+    )
+    lead = login_as(lead5)
+    assert lead.get("/dashboard").status_code == 200
+    assert lead.get(f"/dashboard?node=building:{grid.b6.id}").status_code == 404
+    assert lead.get("/dashboard?node=nonsense").status_code == 404
+    assert login_as(guard).get("/dashboard").status_code == 403
+    assert login_as(guard).get("/").headers["location"] == "/gates"
+    assert login_as(worker).get("/").headers["location"] == "/dashboard"
