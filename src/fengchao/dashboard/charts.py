@@ -11,15 +11,22 @@ from fengchao.dashboard import figures as f
 from fengchao.web.i18n import _
 
 RED, ORANGE, GREEN, BLUE, GREY = "#c62828", "#ef6c00", "#2e7d32", "#1565c0", "#90a4ae"
-GRID = {"left": 36, "right": 12, "top": 36, "bottom": 28, "containLabel": False}
+GRID = {"left": 8, "right": 12, "top": 36, "bottom": 8, "containLabel": True}
 
 
-def traffic(day: f.DayTraffic, before: f.DayTraffic | None) -> dict[str, Any]:
-    """In and out per hour today, with the day before dashed behind."""
+def traffic(
+    day: f.DayTraffic, before: f.DayTraffic | None, upto_hour: int | None = None
+) -> dict[str, Any]:
+    """In and out per hour today (up to ``upto_hour``: the hours to come are not zeros),
+    with the day before dashed behind."""
+
+    def until(values: list[int]) -> list[int | None]:
+        return [v if upto_hour is None or h <= upto_hour else None for h, v in enumerate(values)]
+
     series: list[dict[str, Any]] = [
-        {"name": _("今日进"), "type": "line", "data": day.in_by_hour, "color": BLUE,
+        {"name": _("今日进"), "type": "line", "data": until(day.in_by_hour), "color": BLUE,
          "showSymbol": False},
-        {"name": _("今日出"), "type": "line", "data": day.out_by_hour, "color": ORANGE,
+        {"name": _("今日出"), "type": "line", "data": until(day.out_by_hour), "color": ORANGE,
          "showSymbol": False},
     ]  # fmt: skip
     if before is not None:
@@ -40,18 +47,16 @@ def traffic(day: f.DayTraffic, before: f.DayTraffic | None) -> dict[str, Any]:
     }
 
 
-KIND_LABELS = {
-    "face": "刷脸",
-    "plate": "车牌",
-    "code": "通行码",
-    "visitor": "访客",
-    "other": "其他",
-}
+def kind_labels() -> dict[str, str]:
+    """Method kinds in the reader's language."""
+    return {"face": _("刷脸"), "plate": _("车牌"), "code": _("通行码"), "visitor": _("访客"),
+            "other": _("其他")}  # fmt: skip
 
 
 def kinds(day: f.DayTraffic, before: f.DayTraffic | None, links: dict[str, str]) -> dict[str, Any]:
     """Passages by method today against the day before."""
-    names = [_(KIND_LABELS[k]) for k in f.KINDS]
+    labels = kind_labels()
+    names = [labels[k] for k in f.KINDS]
     today = [{"value": day.by_kind[k], "url": links.get(k)} for k in f.KINDS]
     series: list[dict[str, Any]] = [
         {"name": _("今日"), "type": "bar", "data": today, "color": BLUE}
@@ -122,11 +127,15 @@ def coverage_heat(figure: f.SamplingFigure) -> dict[str, Any]:
     }  # fmt: skip
 
 
-AGE_LABELS = {"lt1h": "不到1小时", "1to4h": "1–4小时", "4to24h": "4–24小时", "ge24h": "超过1天"}
+def age_labels() -> dict[str, str]:
+    """Ages of open requests in the reader's language."""
+    return {"lt1h": _("不到1小时"), "1to4h": _("1–4小时"), "4to24h": _("4–24小时"),
+            "ge24h": _("超过1天")}  # fmt: skip
 
 
 def help_ages(figure: f.HelpFigure) -> dict[str, Any]:
-    names = [_(AGE_LABELS[k]) for _limit, k in f.AGE_BUCKETS]
+    labels = age_labels()
+    names = [labels[k] for _limit, k in f.AGE_BUCKETS]
     colours = [GREEN, BLUE, ORANGE, RED]
     return {
         "tooltip": {"trigger": "axis"},

@@ -75,7 +75,9 @@ def _chart_options(board: f.Dashboard, found: dict[str, str]) -> dict[str, Any]:
     d = board.today
     out: dict[str, Any] = {}
     if d.traffic is not None:
-        out["traffic"] = charts.traffic(d.traffic, board.previous_traffic)
+        now = dt.datetime.now(service.zone())
+        upto = now.hour if d.day == now.date() else None
+        out["traffic"] = charts.traffic(d.traffic, board.previous_traffic, upto)
         out["kinds"] = charts.kinds(d.traffic, board.previous_traffic, found)
     if d.sampling is not None:
         out["swabs"] = charts.swabs(d.sampling)
@@ -95,8 +97,7 @@ def _context(session: Session, actor: Actor, board: f.Dashboard) -> dict[str, An
         "charts": _chart_options(board, found),
         "refresh": REFRESH_SECONDS,
         "change": f.change,
-        "age_labels": charts.AGE_LABELS,
-        "kind_labels": charts.KIND_LABELS,
+        "kind_labels": charts.kind_labels(),
         "is_today": board.today.day == service.today(),
     }
 
