@@ -19,6 +19,7 @@ from fengchao.access import views as access_views
 from fengchao.auth import views as auth_views
 from fengchao.auth.models import ScopeLevel
 from fengchao.auth.service import Actor, Permission
+from fengchao.dashboard import api as dashboard_api
 from fengchao.dashboard import views as dashboard_views
 from fengchao.duty import views as duty_views
 from fengchao.gridwork import photos as gridwork_photos
@@ -152,6 +153,7 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
     app.include_router(access_gate_views.router)
     app.include_router(tracing_views.router)
     app.include_router(dashboard_views.router)
+    app.include_router(dashboard_api.router)
 
     @app.get("/", include_in_schema=False)
     def home(request: Request, actor: CurrentActor) -> Response:

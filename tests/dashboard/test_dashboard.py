@@ -184,5 +184,7 @@ def test_pages_scope_and_refusals(
     assert lead.get(f"/dashboard?node=building:{grid.b6.id}").status_code == 404
     assert lead.get("/dashboard?node=nonsense").status_code == 404
     assert login_as(guard).get("/dashboard").status_code == 403
+    found = login_as(lead5).get("/api/dashboard?day=2026-11-20").json()
+    assert found["today"]["node"]["label"].endswith("5号楼") and found["today"]["roster"] is None
     assert login_as(guard).get("/").headers["location"] == "/gates"
     assert login_as(worker).get("/").headers["location"] == "/dashboard"

@@ -26,7 +26,7 @@ NodeText = Annotated[str | None, Query(max_length=40)]
 REFRESH_SECONDS = 60
 
 
-def _node(text: str | None) -> tuple[ScopeLevel | None, int | None]:
+def parse_node_param(text: str | None) -> tuple[ScopeLevel | None, int | None]:
     if not text:
         return None, None
     parsed = service.parse_node(text)
@@ -109,7 +109,7 @@ def page(
     """The dashboard of a node (the account's own by default); a street-level account
     without a node asked for gets its communities side by side."""
     require(actor, Permission.dashboard_read)
-    level, node_id = _node(node)
+    level, node_id = parse_node_param(node)
     if level is None and actor.scope.level == ScopeLevel.street:
         return RedirectResponse("/dashboard/street", status_code=303)
     board = service.dashboard(session=session, actor=actor, level=level, node_id=node_id)
@@ -122,7 +122,7 @@ def sections(
     request: Request, session: DbSession, actor: CurrentActor, node: NodeText = None
 ) -> Response:
     """The sections alone, for the page's polling."""
-    level, node_id = _node(node)
+    level, node_id = parse_node_param(node)
     board = service.dashboard(session=session, actor=actor, level=level, node_id=node_id)
     return render(request, "dashboard/_sections.html", _context(session, actor, board))
 
