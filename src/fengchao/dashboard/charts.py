@@ -174,6 +174,6 @@ def street(boards: list[f.Dashboard]) -> dict[str, Any]:
             {"name": _("采样进度"), "type": "bar", "color": GREEN,
              "data": pick(lambda d: d.sampling.percent)},
             {"name": _("排班覆盖"), "type": "bar", "color": ORANGE,
-             "data": pick(lambda d: d.roster.percent)},
+             "data": pick(lambda d: d.roster.percent if d.roster.required else None)},
         ],
     }  # fmt: skip
