@@ -139,10 +139,18 @@ def _compound_of(session: Session, node: f.Node) -> int | None:
     return None
 
 
-def registration_figure(*, session: Session, actor: Actor) -> f.RegistrationFigure | None:
+def registry_fingerprint(session: Session, actor: Actor) -> tuple[object, ...]:
+    """What changes whenever the registry of the actor's scope does (read once a request:
+    the registration and the sampling figures are both kept under it)."""
+    return figures_cache.fingerprint(session, household_in_scope(actor.scope))
+
+
+def registration_figure(
+    *, session: Session, actor: Actor, current: tuple[object, ...] | None = None
+) -> f.RegistrationFigure | None:
     if not actor.can(Permission.registry_read):
         return None
-    found = homes.registration(session=session, actor=actor)
+    found = homes.registration(session=session, actor=actor, current=current)
     c = found.coverage
     return f.RegistrationFigure(
         households=found.households,
@@ -184,7 +192,12 @@ def _round_for(session: Session, actor: Actor, node: f.Node, day: dt.date) -> in
 
 
 def sampling_figure(
-    *, session: Session, actor: Actor, node: f.Node, day: dt.date
+    *,
+    session: Session,
+    actor: Actor,
+    node: f.Node,
+    day: dt.date,
+    registry_print: tuple[object, ...] | None = None,
 ) -> f.SamplingFigure | None:
     if not actor.can(Permission.sampling_coverage) or node.community_id is None:
         return None
@@ -194,7 +207,7 @@ def sampling_figure(
     # Kept between requests while neither the round's swabs nor the registry change.
     current = (
         *sampling_coverage.fingerprint(session=session, round_id=round_id),
-        *figures_cache.fingerprint(session, household_in_scope(actor.scope)),
+        *(registry_print or registry_fingerprint(session, actor)),
     )
     community_id = node.community_id
     return figures_cache.cached(
@@ -302,14 +315,17 @@ def day_figures(
         days = traffic_days(session=session, actor=actor, first_day=day, days=1)
         traffic = days[0] if days else None
     window = (now, now + dt.timedelta(hours=24)) if day == today() else (start, end)
+    printed = registry_fingerprint(session, actor)
     return f.DayFigures(
         node=node,
         day=day,
         computed_at=now,
         alert=alert_figure(session=session, actor=actor, node=node),
-        registration=registration_figure(session=session, actor=actor),
+        registration=registration_figure(session=session, actor=actor, current=printed),
         traffic=traffic,
-        sampling=sampling_figure(session=session, actor=actor, node=node, day=day),
+        sampling=sampling_figure(
+            session=session, actor=actor, node=node, day=day, registry_print=printed
+        ),
         roster=roster_figure(
             session=session, actor=actor, node=node, start=window[0], end=window[1]
         ),
