@@ -157,6 +157,11 @@ def run(kind: str, per_day: int, repeat: int) -> dict[str, object]:
                        GridScope(ScopeLevel.community, community_id), community_id)  # fmt: skip
         timings = []
         with Session(engine) as session:
+            # A process's first request for the community counts the whole two days.
+            began = time.perf_counter()
+            service.dashboard(session=session, actor=worker)
+            session.rollback()
+            first_ms = (time.perf_counter() - began) * 1000
             for n in range(repeat + 2):
                 began = time.perf_counter()
                 board = service.dashboard(session=session, actor=worker)
@@ -166,6 +171,7 @@ def run(kind: str, per_day: int, repeat: int) -> dict[str, object]:
         figures: dict[str, object] = {
             "p50_ms": round(statistics.median(timings), 1),
             "p95_ms": p95(timings),
+            "first_ms": round(first_ms, 1),
             "events": len(rows),
             "traffic_today": board.today.traffic.total if board.today.traffic else None,
             "load_s": round(load_s, 1),
