@@ -4,6 +4,7 @@ account, the refusals, and the street office's side-by-side view."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
@@ -188,3 +189,16 @@ def test_pages_scope_and_refusals(
     assert found["today"]["node"]["label"].endswith("5号楼") and found["today"]["roster"] is None
     assert login_as(guard).get("/").headers["location"] == "/gates"
     assert login_as(worker).get("/").headers["location"] == "/dashboard"
+
+
+def test_every_figure_links_to_a_list_the_reader_may_open(
+    session: Session, grid: Grid, worker: Persona, lead5: Persona, gate_events: None, login_as
+) -> None:  # type: ignore[no-untyped-def]
+    for persona in (worker, lead5):
+        browser = login_as(persona)
+        page = browser.get("/dashboard/sections")
+        links = set(re.findall(r'href="(/[^"]*)"', page.text))
+        assert len(links) >= 5
+        for link in sorted(links):
+            answer = browser.get(link.replace("&amp;", "&"), follow_redirects=True)
+            assert answer.status_code == 200, (persona.actor.role, link, answer.status_code)
