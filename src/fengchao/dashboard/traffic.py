@@ -23,7 +23,7 @@ from fengchao.auth.service import Actor
 from fengchao.dashboard import figures as f
 
 SETTLE_SECONDS = 10
-_SIZE = 256
+_SIZE = 64  # kept counts are a few hundred keys each
 
 
 @dataclass
