@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import uuid
 from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
@@ -19,7 +20,9 @@ from fengchao.dashboard import figures, service
 from fengchao.dashboard import traffic as kept_traffic
 from fengchao.registry import figures as figures_cache
 from fengchao.registry.models import Community, Compound, Street
+from fengchao.sampling import registration as reg
 from tests.conftest import Grid, Persona, make_persona
+from tests.sampling.conftest import Site
 
 DAY = dt.date(2026, 11, 20)
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -202,3 +205,24 @@ def test_every_figure_links_to_a_list_the_reader_may_open(
         for link in sorted(links):
             answer = browser.get(link.replace("&amp;", "&"), follow_redirects=True)
             assert answer.status_code == 200, (persona.actor.role, link, answer.status_code)
+
+
+def test_sampling_progress_and_coverage_by_building_counted_by_hand(
+    session: Session, grid: Grid, worker: Persona, lead5: Persona, site: Site, sampler: Persona
+) -> None:
+    """Building 5 has resident5 and the site's twelve people, building 6 resident6; three of
+    building 5 are swabbed."""
+    for person_id in (grid.resident5.id, site.people[0].id, site.people[1].id):
+        reg.register_swab(session=session, actor=sampler.actor, round_id=site.round.id,
+                          barcode="D0001", key=uuid.uuid4().hex, person_id=person_id)  # fmt: skip
+    day = site.round.day
+    whole = service.dashboard(session=session, actor=worker.actor, day=day).today.sampling
+    assert whole is not None
+    assert (whole.expected, whole.sampled, whole.round_id) == (14, 3, site.round.id)
+    cells = {c.name: (c.expected, c.sampled) for c in whole.buildings}
+    assert cells == {"5": (13, 3), "6": (1, 0)}
+    assert [c.name for c in whole.behind] == ["6"]
+    assert sum(n for _hour, n in whole.per_hour) == 3
+    mine = service.dashboard(session=session, actor=lead5.actor, day=day).today.sampling
+    assert mine is not None and (mine.expected, mine.sampled) == (13, 3)
+    assert [c.name for c in mine.buildings] == ["5"]
