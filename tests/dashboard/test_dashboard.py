@@ -18,6 +18,7 @@ from fengchao.auth.models import Role, ScopeLevel
 from fengchao.auth.service import SYSTEM_ACTOR, GridScope, NotFound
 from fengchao.dashboard import figures, service
 from fengchao.dashboard import traffic as kept_traffic
+from fengchao.duty.models import Assignment, AssignmentStatus, Post, Shift, Volunteer
 from fengchao.registry import figures as figures_cache
 from fengchao.registry.models import Community, Compound, Street
 from fengchao.sampling import registration as reg
@@ -226,3 +227,35 @@ def test_sampling_progress_and_coverage_by_building_counted_by_hand(
     mine = service.dashboard(session=session, actor=lead5.actor, day=day).today.sampling
     assert mine is not None and (mine.expected, mine.sampled) == (13, 3)
     assert [c.name for c in mine.buildings] == ["5"]
+
+
+def test_roster_of_a_day_names_its_holes(session: Session, grid: Grid, worker: Persona) -> None:
+    """On DAY: the east gate's night shift needs two and has one (a cancelled one does not
+    count), the sampling site's shift needs one and has one; a shift the day after."""
+    cid = grid.community.id
+    gate, desk = Post(community_id=cid, name="东门"), Post(community_id=cid, name="采样点")
+    people = [Volunteer(community_id=cid, name=f"志愿者{i}") for i in range(3)]
+    session.add_all([gate, desk, *people])
+    session.flush()
+
+    def shift(post: Post, start: dt.datetime, hours: int, minimum: int) -> Shift:
+        made = Shift(community_id=cid, post_id=post.id, name="班", starts_at=start,
+                     ends_at=start + dt.timedelta(hours=hours), min_people=minimum)  # fmt: skip
+        session.add(made)
+        session.flush()
+        return made
+
+    night = shift(gate, _at(DAY, 0), 8, 2)
+    morning = shift(desk, _at(DAY, 7, 30), 6, 1)
+    shift(gate, _at(DAY + dt.timedelta(days=1), 0), 8, 2)
+    session.add_all([
+        Assignment(shift_id=night.id, volunteer_id=people[0].id),
+        Assignment(shift_id=night.id, volunteer_id=people[1].id,
+                   status=AssignmentStatus.cancelled),
+        Assignment(shift_id=morning.id, volunteer_id=people[2].id),
+    ])  # fmt: skip
+    session.flush()
+    roster = service.dashboard(session=session, actor=worker.actor, day=DAY).today.roster
+    assert roster is not None
+    assert (roster.shifts, roster.placed, roster.required) == (2, 2, 3)
+    assert [(h.post, h.missing, h.start.hour) for h in roster.holes] == [("东门", 1, 0)]
