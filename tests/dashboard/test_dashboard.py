@@ -259,3 +259,18 @@ def test_roster_of_a_day_names_its_holes(session: Session, grid: Grid, worker: P
     assert roster is not None
     assert (roster.shifts, roster.placed, roster.required) == (2, 2, 3)
     assert [(h.post, h.missing, h.start.hour) for h in roster.holes] == [("东门", 1, 0)]
+
+
+def test_street_office_page_lists_its_communities(
+    session: Session, grid: Grid, worker: Persona, login_as
+) -> None:  # type: ignore[no-untyped-def]
+    session.add(Community(street_id=grid.street.id, name="宏韵社区"))
+    office = make_persona(session, "street", Role.community_worker,
+                          GridScope(ScopeLevel.street, grid.street.id))  # fmt: skip
+    browser = login_as(office)
+    assert browser.get("/").headers["location"] == "/dashboard/street"
+    page = browser.get("/dashboard/street")
+    assert page.status_code == 200
+    assert "宏侨社区" in page.text and "宏韵社区" in page.text and "data-chart" in page.text
+    assert browser.get(f"/dashboard?node=community:{grid.community.id}").status_code == 200
+    assert login_as(worker).get("/dashboard/street").status_code == 404
