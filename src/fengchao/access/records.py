@@ -418,7 +418,7 @@ def settled_event_id(*, session: Session, before: dt.datetime) -> int:
     told: the highest id among the newest 5,000 events whose server time is before
     ``before`` (a flow's write lasts milliseconds, so an event older than a few seconds
     that is not there yet will not come). 0 when there are none."""
-    newest = session.scalar(select(func.max(AccessEvent.id))) or 0
+    newest = select(func.coalesce(func.max(AccessEvent.id), 0)).scalar_subquery()
     found = session.scalar(
         select(func.max(AccessEvent.id)).where(
             AccessEvent.id > newest - 5000, AccessEvent.server_time < before

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
@@ -352,16 +353,18 @@ def flow(
 ) -> tuple[int, int]:
     """(requests made, requests closed) in [start, end) within the actor's scope."""
     require_worker(actor)
-    made = session.scalar(
-        select(func.count())
-        .select_from(HelpRequest)
-        .where(_in_scope(actor), HelpRequest.created_at >= start, HelpRequest.created_at < end)
-    )
-    closed = session.scalar(
-        select(func.count())
-        .select_from(HelpRequest)
-        .where(_in_scope(actor), HelpRequest.closed_at >= start, HelpRequest.closed_at < end)
-    )
+
+    def counted(when: Any) -> Any:
+        return (
+            select(func.count())
+            .select_from(HelpRequest)
+            .where(_in_scope(actor), when >= start, when < end)
+            .scalar_subquery()
+        )
+
+    made, closed = session.execute(
+        select(counted(HelpRequest.created_at), counted(HelpRequest.closed_at))
+    ).one()
     return int(made or 0), int(closed or 0)
 
 
