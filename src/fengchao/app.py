@@ -16,8 +16,11 @@ from fengchao.access import console_views, face_views
 from fengchao.access import gate_views as access_gate_views
 from fengchao.access import views as access_views
 from fengchao.auth import views as auth_views
+from fengchao.auth.models import ScopeLevel
 from fengchao.auth.service import Actor, Permission
+from fengchao.dashboard import api as dashboard_api
 from fengchao.dashboard import report_views as dashboard_report_views
+from fengchao.dashboard import views as dashboard_views
 from fengchao.duty import views as duty_views
 from fengchao.gridwork import api as gridwork_api
 from fengchao.gridwork import photos as gridwork_photos
@@ -50,14 +53,19 @@ UPLOAD_OVERHEAD = 256 * 1024  # multipart framing and the form's other fields
 
 
 def first_page(actor: Actor) -> str | None:
-    """Where a role starts its day: a worker on the overview, a building lead on the
-    building's to-do list, a guard on the room check."""
+    """Where a role starts its day: a worker on the community at a glance (a street office
+    on its communities side by side), a building lead on the building's to-do list, a guard
+    at the gates."""
+    if actor.can(Permission.registry_write) and actor.can(Permission.dashboard_read):
+        return "/dashboard/street" if actor.scope.level == ScopeLevel.street else "/dashboard"
     if actor.can(Permission.registry_write):
         return "/registry/overview"
     if actor.can(Permission.registry_propose):
         return "/registry/todo"
     if actor.can(Permission.registry_read):
         return "/registry"
+    if actor.can(Permission.gate_operate):
+        return "/gates"
     if actor.can(Permission.registry_lookup):
         return "/registry/rooms"
     if actor.can(Permission.duty_self):
@@ -133,6 +141,8 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
     app.include_router(access_gate_views.router)
     app.include_router(tracing_views.router)
     app.include_router(dashboard_report_views.router)
+    app.include_router(dashboard_views.router)
+    app.include_router(dashboard_api.router)
 
     @app.get("/", include_in_schema=False)
     def home(request: Request, actor: CurrentActor) -> Response:

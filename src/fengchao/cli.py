@@ -185,7 +185,7 @@ def _demo_password() -> str:
         password = secrets.token_urlsafe(9)
         if not any(
             password_problem(password, username=name)
-            for name in ("admin", "worker", "lead5", "guard")
+            for name in ("admin", "worker", "lead5", "guard", "street")
         ):
             return password
 
@@ -247,12 +247,16 @@ def demo(
                 "5号楼楼栋长",
             ),
             ("guard", Role.guard, GridScope(ScopeLevel.community, community_id), "卡口"),
+            # The street office: its communities side by side on the dashboard.
+            ("street", Role.community_worker, GridScope(ScopeLevel.street, street_id), "街道办"),
         ]
         for username, role, scope, display in accounts:
             _ensure_user(session, username, password, role, scope, display)
     url = f"http://{host}:{port}/"
     print(f"Fengchao demo: {url}")
-    print(f"  login: admin / {password}   (also worker, lead5, guard with the same password)")
+    print(
+        f"  login: admin / {password}   (also worker, lead5, guard, street with the same password)"
+    )
     sys.stdout.flush()
     if serve_too:
         serve(host=host, port=port, workers=1, with_worker=True)

@@ -33,7 +33,7 @@ def test_worker_imports_sheet_and_sees_completeness(
         page.fill("input[name=username]", "worker")
         page.fill("input[name=password]", PASSWORD)
         page.click("button[type=submit]")
-        expect(page.locator("h1")).to_contain_text("社区概况")
+        expect(page.locator("h1")).to_contain_text("社区一览")
 
         page.goto(f"{served_demo}/registry/import")
         page.set_input_files("input[type=file]", str(sheet))

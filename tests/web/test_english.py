@@ -54,8 +54,10 @@ def _pages(live: Live, role: str) -> list[str]:
                   f"/registry/people/{g.resident5.id}/edit",
                   f"/registry/households/{g.h5_101.id}/people/new"],
         "worker": [*readers, "/registry/overview", "/registry/import", "/audit",
+                   f"/dashboard?node=building:{g.b5.id}",
                    f"/registry/people/{g.resident5.id}/edit"],
-        "lead5": [*readers, "/registry/todo", f"/registry/people/{g.resident5.id}/edit"],
+        "lead5": [*readers, "/registry/todo", f"/registry/people/{g.resident5.id}/edit",
+                  "/dashboard"],
         "guard": ["/registry/rooms", "/registry/rooms?q=5-1-101", "/registry/rooms?q=nobody",
                   "/registry"],
     }  # fmt: skip

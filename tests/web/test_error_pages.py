@@ -106,10 +106,10 @@ def test_anonymous_error_pages_offer_no_menu(live: Live) -> None:
 
 def test_each_role_lands_on_a_page_it_may_use_after_login(live: Live) -> None:
     expected = {
-        "admin": "/registry/overview",
-        "worker": "/registry/overview",
+        "admin": "/dashboard/street",
+        "worker": "/dashboard",
         "lead5": "/registry/todo",
-        "guard": "/registry/rooms",
+        "guard": "/gates",
     }
     for role, target in expected.items():
         client = live.client(role)
@@ -118,6 +118,7 @@ def test_each_role_lands_on_a_page_it_may_use_after_login(live: Live) -> None:
         page = client.get(target)
         assert page.status_code == 200, role
         if role == "guard":
-            # The guard's menu offers the room check, nothing it would be refused.
+            # The guard's menu offers the gates and the room check, nothing it would be refused.
             assert 'href="/registry/rooms"' in page.text
+            assert 'href="/dashboard"' not in page.text
             assert 'href="/registry/search"' not in page.text

@@ -58,6 +58,7 @@ class Permission(enum.StrEnum):
     visitors_approve = "visitors.approve"  # approve visitors to the households in scope
     visitors_issue = "visitors.issue"  # a pass issued at the gate (a visitor without a phone)
     report_daily = "report.daily"  # the daily report of a community (XLSX, PDF)
+    dashboard_read = "dashboard.read"  # the community at a glance, in scope
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -85,10 +86,12 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.visitors_manage,
             Permission.visitors_issue,
             Permission.report_daily,
+            Permission.dashboard_read,
         }
     ),
     Role.building_lead: frozenset(
         {
+            Permission.dashboard_read,
             Permission.registry_read,
             Permission.registry_propose,
             Permission.registry_lookup,

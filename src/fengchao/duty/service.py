@@ -825,6 +825,71 @@ def hole_text(hole: dict[str, object] | None) -> str:
     return str(hole.get("reason", ""))
 
 
+@dataclass(frozen=True)
+class WindowHole:
+    """A shift short of people in a window (for the dashboard)."""
+
+    shift_id: int
+    post: str
+    start: dt.datetime  # local
+    end: dt.datetime
+    missing: int
+    why: str
+
+
+@dataclass(frozen=True)
+class WindowCoverage:
+    """How well the shifts starting in a window are staffed: people placed (at most each
+    shift's minimum) against people required, and the holes."""
+
+    shifts: int
+    placed: int
+    required: int
+    holes: list[WindowHole]
+
+
+def window_coverage(
+    *,
+    session: Session,
+    actor: Actor,
+    community_id: int,
+    start: dt.datetime,
+    end: dt.datetime,
+) -> WindowCoverage:
+    """Shifts of a community starting in [start, end): counted from the assignments in two
+    queries (the next 24 hours hold a few dozen shifts)."""
+    community = _community(session, actor, community_id)
+    zone = _zone(community)
+    shifts = session.execute(
+        select(Shift.id, Shift.name, Shift.starts_at, Shift.ends_at, Shift.min_people,
+               Shift.hole, Post.name)
+        .join(Post, Post.id == Shift.post_id)
+        .where(Shift.community_id == community_id, Shift.starts_at >= start,
+               Shift.starts_at < end)
+        .order_by(Shift.starts_at, Shift.post_id)
+    ).all()  # fmt: skip
+    on: dict[int, int] = defaultdict(int)
+    if shifts:
+        for shift_id in session.scalars(
+            select(Assignment.shift_id).where(
+                Assignment.shift_id.in_([row[0] for row in shifts]),
+                Assignment.status == AssignmentStatus.assigned,
+            )
+        ):
+            on[shift_id] += 1
+    placed = required = 0
+    holes = []
+    for shift_id, _name, starts, ends, minimum, hole, post in shifts:
+        placed += min(on[shift_id], minimum)
+        required += minimum
+        if on[shift_id] < minimum:
+            holes.append(
+                WindowHole(shift_id, post, local(starts, zone), local(ends, zone),
+                           minimum - on[shift_id], hole_text(hole))
+            )  # fmt: skip
+    return WindowCoverage(len(shifts), placed, required, holes)
+
+
 def post_roster(*, session: Session, actor: Actor, community_id: int, monday: dt.date) -> int:
     """Send the week's roster to the community's group chats (and those below it): one line
     per shift with the names on it and any hole; no phone numbers. Returns the lines sent."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -344,6 +345,50 @@ def counts(*, session: Session, actor: Actor) -> dict[HelpStatus, int]:
         .group_by(HelpRequest.status)
     )
     return {HelpStatus(status): n for status, n in rows}
+
+
+@dataclass(frozen=True)
+class OpenRow:
+    """An open request as the dashboard counts it (no personal data)."""
+
+    status: HelpStatus
+    created_at: dt.datetime
+    deadline: dt.datetime
+    escalations: int
+    level: ScopeLevel
+
+
+def open_rows(*, session: Session, actor: Actor) -> list[OpenRow]:
+    """Every request not yet closed in the actor's scope, its age and escalation only."""
+    require_worker(actor)
+    return [
+        OpenRow(HelpStatus(status), created, deadline, escalations or 0, ScopeLevel(level))
+        for status, created, deadline, escalations, level in session.execute(
+            select(HelpRequest.status, HelpRequest.created_at, HelpRequest.deadline,
+                   HelpRequest.escalations, HelpRequest.level)
+            .where(_in_scope(actor), HelpRequest.status.in_(OPEN_STATES))
+        )
+    ]  # fmt: skip
+
+
+def flow(
+    *, session: Session, actor: Actor, start: dt.datetime, end: dt.datetime
+) -> tuple[int, int]:
+    """(requests made, requests closed) in [start, end) within the actor's scope."""
+    require_worker(actor)
+
+    def counted(when: Any) -> Any:
+        return (
+            select(func.count())
+            .select_from(HelpRequest)
+            .where(_in_scope(actor), when >= start, when < end)
+            .scalar_subquery()
+        )
+
+    made, closed = session.execute(
+        select(counted(HelpRequest.created_at), counted(HelpRequest.closed_at))
+    ).one()
+    return int(made or 0), int(closed or 0)
 
 
 def get(*, session: Session, actor: Actor, request_id: int) -> HelpRequest:

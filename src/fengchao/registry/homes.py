@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, String, and_, case, cast, func, select
@@ -251,3 +252,30 @@ def overview(*, session: Session, actor: Actor) -> Overview:
         recent_changes=recent,
         pending_proposals=proposals.pending_count(session=session, actor=actor),
     )
+
+
+@dataclass(frozen=True)
+class Registration:
+    """People registered in scope and the four coverage figures (for the dashboard)."""
+
+    households: int
+    people: int
+    health: dict[str, int]
+    coverage: completeness.Figures
+
+
+def registration(
+    *, session: Session, actor: Actor, current: tuple[Any, ...] | None = None
+) -> Registration:
+    """The overview's counts without its lists (kept between requests while the registry
+    of the scope has not changed: ``current`` is the scope's fingerprint when the caller
+    already read it); not audited: counts name nobody."""
+    require(actor, Permission.registry_read)
+    scope = household_in_scope(actor.scope)
+    counts = figures_cache.cached(
+        ("overview", actor.scope.level, actor.scope.node_id),
+        current if current is not None else figures_cache.fingerprint(session, scope),
+        lambda: _count(session, scope),
+    )
+    people = sum(counts.health.values())
+    return Registration(counts.households, people, dict(counts.health), counts.coverage)

@@ -610,3 +610,17 @@ def contact_cards(
                 health_status=person.health_status.value,
             )
     return cards
+
+
+def building_places(*, session: Session, community_id: int) -> dict[int, tuple[str, str]]:
+    """Each building of a community: (compound name, building name), in the grid's order
+    (for charts that lay buildings out by compound)."""
+    return {
+        building_id: (compound, name)
+        for building_id, compound, name in session.execute(
+            select(Building.id, Compound.name, Building.name)
+            .join(Compound, Compound.id == Building.compound_id)
+            .where(Building.community_id == community_id)
+            .order_by(Building.compound_id, Building.sort_key, Building.id)
+        )
+    }

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
 from fengchao.auth.service import Actor, Permission, audit, require
@@ -275,3 +275,16 @@ def sampled_today(*, session: Session, community_id: int, since: dt.datetime) ->
         )
         or 0
     )
+
+
+def fingerprint(*, session: Session, round_id: int) -> tuple[object, ...]:
+    """What changes whenever a round's coverage does, apart from the registry (swabs and
+    exemptions added or removed), read from the (round, ...) indexes: for callers that keep
+    a coverage between requests."""
+    swabs = select(literal(0), func.count(Swab.id), func.max(Swab.id)).where(
+        Swab.round_id == round_id
+    )
+    exempt = select(
+        literal(1), func.count(SamplingExemption.id), func.max(SamplingExemption.id)
+    ).where(SamplingExemption.round_id == round_id)
+    return tuple(sorted(tuple(row) for row in session.execute(swabs.union_all(exempt))))

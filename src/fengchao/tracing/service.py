@@ -508,3 +508,33 @@ def kpis(*, session: Session, actor: Actor) -> Kpis:
         and now - d.decided_at > day
     )
     return Kpis(len(cases), within, len(decisions), listed, lost)
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """Cases still open and their confirmed contacts under follow-up (for the dashboard)."""
+
+    open_cases: int
+    new_cases: int  # confirmed in the window asked for
+    contacts: int  # confirmed contacts of open cases
+    not_isolated: int  # of those, not yet protected
+
+
+def follow_up(*, session: Session, actor: Actor, start: dt.datetime, end: dt.datetime) -> FollowUp:
+    """Counts over the cases the actor may see (as :func:`list_cases`); ``start``/``end``
+    bound the cases counted as new."""
+    cases = list_cases(session=session, actor=actor)
+    open_ids = [c.id for c in cases if c.status == CaseStatus.open]
+    new = sum(1 for c in cases if start <= c.confirmed_at < end)
+    contacts = not_isolated = 0
+    if open_ids:
+        for isolated in session.scalars(
+            select(ContactDecision.isolated_at).where(
+                ContactDecision.case_id.in_(open_ids),
+                ContactDecision.status == ContactStatus.confirmed,
+                ContactDecision.subject_kind == "person",
+            )
+        ):
+            contacts += 1
+            not_isolated += isolated is None
+    return FollowUp(len(open_ids), new, contacts, not_isolated)
