@@ -3,6 +3,8 @@ day, with the reference community (15,000 people) and a month of gate passages.
 
     python benchmarks/tracing.py            # 10 million events
     python benchmarks/tracing.py --quick    # 1 million events
+    python benchmarks/tracing.py --keep DIR # build the data once, in DIR (SQLite) and the
+                                            # PostgreSQL database fengchao_bench_N; reuse it
 
 Each case: a random resident, a 14-day lookback, the default rules (household, co-passages
 within ±5 minutes at the same gate, the building, household links of close contacts).
@@ -19,15 +21,19 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import insert, select
+from sqlalchemy import Engine, create_engine, func, insert, make_url, select
 from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import database, emit, postgres_available
+from _common import PG_URL, database, emit, postgres_available
 
 from fengchao.access.models import AccessEvent
+from fengchao.db import make_engine
+from fengchao.migrate import upgrade
 from fengchao.registry.demo import build_demo
 from fengchao.registry.models import Household, Person
 from fengchao.tracing import service
@@ -82,35 +88,84 @@ def fill(session: Session, events: int, seed: int) -> tuple[int, list[int], dt.d
         written += len(rows)
         print(f"  {written:,} events", end="\r", file=sys.stderr)
     print(file=sys.stderr)
-    return community_id, [p[0] for p in people], end
+    return community_id, sorted(p[0] for p in people), end
 
 
-def run(kind: str, events: int, cases: int, seed: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as folder, database(kind, Path(folder)) as engine:
-        started = time.perf_counter()
+def stored(session: Session) -> tuple[int, list[int], dt.datetime] | None:
+    """What an earlier run with ``--keep`` stored (None when the database is empty)."""
+    end = session.scalar(select(func.max(AccessEvent.occurred_at)))
+    if end is None:
+        return None
+    people = session.execute(
+        select(Person.id, Person.community_id)
+        .where(Person.household_id.is_not(None))
+        .order_by(Person.id)
+    ).all()
+    return people[0][1], [p[0] for p in people], end.replace(microsecond=0)
+
+
+@contextmanager
+def kept_database(kind: str, folder: Path, events: int) -> Iterator[Engine]:
+    """A database that outlives the run, migrated when new: a SQLite file in ``folder``,
+    or a PostgreSQL database of its own (created when missing)."""
+    if kind == "sqlite":
+        folder.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(f"sqlite:///{folder / f'tracing-{events}.db'}")
+    else:
+        name = f"fengchao_bench_{events}"
+        admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            if not conn.exec_driver_sql(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+            ).scalar():
+                conn.exec_driver_sql(f"CREATE DATABASE {name}")
+        admin.dispose()
+        engine = create_engine(make_url(PG_URL).set(database=name))
+    try:
+        upgrade(engine, "head")
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def run(kind: str, events: int, cases: int, seed: int, keep: Path | None) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as folder:
+        opened = kept_database(kind, keep, events) if keep else database(kind, Path(folder))
+        with opened as engine:
+            return measure(engine, events, cases, seed)
+
+
+def measure(engine: Engine, events: int, cases: int, seed: int) -> dict[str, float]:
+    started = time.perf_counter()
+    with Session(engine) as session:
+        kept = stored(session)
+    if kept is None:
         with Session(engine) as session:
             community_id, people, end = fill(session, events, seed)
         with engine.connect() as conn:
             conn.exec_driver_sql("ANALYZE")  # fresh statistics, as a running system has
-        load_s = time.perf_counter() - started
-        rng = random.Random(seed + 1)
-        window = Window(end - dt.timedelta(days=14), end)
-        timings, contacts = [], []
-        with Session(engine) as session:
-            for person in rng.sample(people, cases):
-                t0 = time.perf_counter()
-                found = service.trace(
-                    session, person_id=person, community_id=community_id, window=window
-                )
-                timings.append((time.perf_counter() - t0) * 1000)
-                contacts.append(len(found.contacts))
-            session.rollback()
-        batch = rng.sample(people, 100)
-        t0 = time.perf_counter()
-        with Session(engine) as session:
-            for person in batch:
-                service.trace(session, person_id=person, community_id=community_id, window=window)
-        hundred_s = time.perf_counter() - t0
+            conn.commit()
+    else:
+        community_id, people, end = kept
+    load_s = time.perf_counter() - started
+    rng = random.Random(seed + 1)
+    window = Window(end - dt.timedelta(days=14), end)
+    timings, contacts = [], []
+    with Session(engine) as session:
+        for person in rng.sample(people, cases):
+            t0 = time.perf_counter()
+            found = service.trace(
+                session, person_id=person, community_id=community_id, window=window
+            )
+            timings.append((time.perf_counter() - t0) * 1000)
+            contacts.append(len(found.contacts))
+        session.rollback()
+    batch = rng.sample(people, 100)
+    t0 = time.perf_counter()
+    with Session(engine) as session:
+        for person in batch:
+            service.trace(session, person_id=person, community_id=community_id, window=window)
+    hundred_s = time.perf_counter() - t0
     timings.sort()
     return {
         "p50_ms": round(statistics.median(timings), 1),
@@ -128,6 +183,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, help="events to store (overrides the size)")
     parser.add_argument("--cases", type=int, default=40, help="cases timed one by one")
     parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--keep", type=Path, help="keep the data (SQLite files here) for reuse")
     args = parser.parse_args()
     events = args.events or (1_000_000 if args.quick else 10_000_000)
     kinds = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
@@ -137,7 +193,7 @@ def main() -> None:
     by_database = {}
     for kind in kinds:
         print(f"{kind}: storing {events:,} events …", file=sys.stderr)
-        by_database[kind] = run(kind, events, args.cases, seed=20221111)
+        by_database[kind] = run(kind, events, args.cases, seed=20221111, keep=args.keep)
     header = ("database", "p50 ms", "p95 ms", "max ms", "contacts", "100 cases s")
     print(f"{header[0]:<12}" + "".join(f"{h:>12}" for h in header[1:]))
     for kind, f in by_database.items():

@@ -81,3 +81,34 @@ def oldest_event_at(session: Session, *, community_id: int) -> dt.datetime | Non
         .order_by(AccessEvent.occurred_at)
         .limit(1)
     )
+
+
+def passages_of_pass(
+    session: Session,
+    *,
+    pass_id: int,
+    gate_ids: list[int],
+    start: dt.datetime,
+    end: dt.datetime,
+) -> list[PassageRow]:
+    """The allowed passages of a visitor's pass (``person_id`` is then empty and the
+    event's detail names the pass) at its gates between ``start`` and ``end``: one range
+    read on (gate, time) per gate; the ``person_id`` of the rows is 0."""
+    if not gate_ids:
+        return []
+    query = (
+        select(*_COLUMNS[:1], AccessEvent.detail, *_COLUMNS[2:])
+        .where(
+            AccessEvent.gate_id.in_(gate_ids),
+            AccessEvent.occurred_at >= start,
+            AccessEvent.occurred_at <= end,
+            AccessEvent.decision.in_(_PASSED),
+            AccessEvent.person_id.is_(None),
+        )
+        .order_by(AccessEvent.occurred_at)
+    )
+    return [
+        PassageRow(event_id, 0, gate_id, direction, at)
+        for event_id, detail, gate_id, direction, at in session.execute(query)
+        if isinstance(detail, dict) and detail.get("pass_id") == pass_id
+    ]

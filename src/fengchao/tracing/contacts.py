@@ -41,13 +41,35 @@ class Passage:
 
 @dataclass(frozen=True)
 class Visit:
-    """A visitor's pass used at a host household (from the visitors slice)."""
+    """A visitor's pass used at a host household (from the visitors slice): when the
+    visitor was inside (as the gate saw it, else the pass's window), and the gate passage
+    of the entry when one was recorded."""
 
     visitor: Subject
     host_household_id: int
     start: dt.datetime
     end: dt.datetime
     pass_id: int
+    place: str = ""
+    entered_at: dt.datetime | None = None
+    gate_id: int | None = None
+
+    def evidence(self, role: str) -> dict[str, object]:
+        """What a tracer checks: the pass, the day, the host household, the gate."""
+        found: dict[str, object] = {
+            "pass_id": self.pass_id,
+            "at": _stamp(self.start),
+            "until": _stamp(self.end),
+            "household_id": self.host_household_id,
+            "role": role,
+        }
+        if self.place:
+            found["place"] = self.place
+        if self.entered_at is not None:
+            found["entered_at"] = _stamp(self.entered_at)
+        if self.gate_id is not None:
+            found["gate_id"] = self.gate_id
+        return found
 
 
 @dataclass(frozen=True)
@@ -235,24 +257,13 @@ def _direct(
                 if their_household != household:
                     out.add(resident, "building", {"building_id": building})
     if household is not None and "visitor" in kinds:
+        # Visitors the subject's household received (role: they were the host's guest).
         for visit in records.visits_hosted(household, window):
-            out.add(
-                visit.visitor,
-                "visitor",
-                {"pass_id": visit.pass_id, "at": _stamp(visit.start), "role": "host"},
-            )
+            out.add(visit.visitor, "visitor", visit.evidence("guest"))
     for visit in records.visits_made(subject, window) if "visitor" in kinds else ():
+        # Households the subject visited as a visitor (role: they were the host).
         for member in records.household_members(visit.host_household_id):
-            out.add(
-                member,
-                "visitor",
-                {
-                    "pass_id": visit.pass_id,
-                    "at": _stamp(visit.start),
-                    "household_id": visit.host_household_id,
-                    "role": "visited",
-                },
-            )
+            out.add(member, "visitor", visit.evidence("host"))
     for passage in records.passages_of(subject, window) if "co_passage" in kinds else ():
         for other in records.passages_near(passage.gate_id, passage.at, rules.co_passage_minutes):
             if other.subject == subject:

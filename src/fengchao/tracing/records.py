@@ -1,7 +1,7 @@
 """The records contact finding reads, answered from the database through the other slices'
 services: the registry (who lives with whom), the access record (passages), the sampling
-site (swabs, the queue, tubes) and, once that slice keeps them, visitor passes. Each
-question is one indexed query."""
+site (swabs, the queue, tubes) and the visitors slice (passes: who visited which
+household). Each question is one indexed query."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from fengchao.access import passages as access_passages
 from fengchao.registry import service as registry
 from fengchao.sampling import service as sampling
 from fengchao.tracing.contacts import Passage, Subject, Swab, Visit, Window
+from fengchao.visitors import service as visitors
 
 
 def _person(subject: Subject) -> int | None:
@@ -28,6 +29,7 @@ class DatabaseRecords:
         self.session = session
         self._households: dict[int, int | None] = {}
         self._near: dict[tuple[int, dt.datetime, int], list[Passage]] = {}
+        self._made: dict[tuple[int, Window], list[tuple[Visit, list[Passage]]]] = {}
 
     def household_of(self, subject: Subject) -> int | None:
         person = _person(subject)
@@ -68,7 +70,11 @@ class DatabaseRecords:
     def passages_of(self, subject: Subject, window: Window) -> list[Passage]:
         person = _person(subject)
         if person is None:
-            return []
+            # A visitor: the gate passages of each of their passes.
+            return sorted(
+                (p for visit in self._visits_made(subject, window) for p in visit[1]),
+                key=lambda p: (p.at, p.event_id),
+            )
         rows = access_passages.passages_of(
             self.session, person_id=person, start=window.start, end=window.end
         )
@@ -88,13 +94,52 @@ class DatabaseRecords:
             ]
         return self._near[key]
 
-    # Visitor passes join here when their slice keeps them (issue 14); until then that
-    # source contributes nothing, and the case page says so.
-    def visits_hosted(self, household_id: int, window: Window) -> Sequence[Visit]:
-        return []
+    def _passes(self, record: visitors.VisitRecord) -> list[Passage]:
+        rows = access_passages.passages_of_pass(
+            self.session,
+            pass_id=record.pass_id,
+            gate_ids=list(record.gate_ids),
+            start=record.start - dt.timedelta(seconds=1),
+            end=record.end + dt.timedelta(seconds=1),
+        )
+        who: Subject = ("visitor", record.pass_id)
+        return [Passage(who, r.gate_id, r.direction, r.at, r.event_id) for r in rows]
 
-    def visits_made(self, visitor: Subject, window: Window) -> Sequence[Visit]:
-        return []
+    def _visit(self, record: visitors.VisitRecord) -> tuple[Visit, list[Passage]]:
+        passages = self._passes(record)
+        entry = next((p for p in passages if p.direction == "in"), None)
+        visit = Visit(
+            ("visitor", record.pass_id),
+            record.host_household_id,
+            record.start,
+            record.end,
+            record.pass_id,
+            record.host_place,
+            entry.at if entry else record.entered_at,
+            entry.gate_id if entry else None,
+        )
+        return visit, passages
+
+    def visits_hosted(self, household_id: int, window: Window) -> list[Visit]:
+        records = visitors.visits_to_households(
+            session=self.session, household_ids=[household_id], start=window.start, end=window.end
+        )
+        return [self._visit(r)[0] for r in records]
+
+    def _visits_made(self, visitor: Subject, window: Window) -> list[tuple[Visit, list[Passage]]]:
+        kind, number = visitor
+        if kind != "visitor":
+            return []
+        key = (number, window)
+        if key not in self._made:
+            records = visitors.visits_by_visitor(
+                session=self.session, pass_id=number, start=window.start, end=window.end
+            )
+            self._made[key] = [self._visit(r) for r in records]
+        return self._made[key]
+
+    def visits_made(self, visitor: Subject, window: Window) -> list[Visit]:
+        return [visit for visit, _passages in self._visits_made(visitor, window)]
 
     def swabs_of(self, subject: Subject, window: Window) -> list[Swab]:
         person = _person(subject)
