@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, func, insert, make_url, select
+from sqlalchemy import Engine, create_engine, func, make_url, select
 from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -43,8 +43,18 @@ GATES = 8
 BATCH = 20_000
 
 
+COLUMNS = (
+    "community_id", "compound_id", "gate_id", "direction", "method", "decision", "reasons",
+    "person_id", "household_id", "building_id", "masked", "alert_level", "occurred_at",
+    "server_time", "late", "clock_off",
+)  # fmt: skip
+
+
 def fill(session: Session, events: int, seed: int) -> tuple[int, list[int], dt.datetime]:
-    """The demo community and ``events`` allowed or refused passages over 30 days."""
+    """The demo community and ``events`` allowed or refused passages over 30 days, written
+    in time order as gates write them. The access record's indexes are dropped while the
+    rows go in and built again after (as a bulk load is done), rows are written through
+    the driver (SQLite: ``executemany``; PostgreSQL: ``COPY``)."""
     build_demo(session)
     session.commit()
     people = session.execute(
@@ -57,37 +67,49 @@ def fill(session: Session, events: int, seed: int) -> tuple[int, list[int], dt.d
     end = dt.datetime.now(dt.UTC).replace(microsecond=0)
     start = end - dt.timedelta(days=30)
     span = int((end - start).total_seconds())
+    connection = session.connection()
+    sqlite = connection.dialect.name == "sqlite"
+    raw = connection.connection.driver_connection
+    indexes = list(AccessEvent.__table__.indexes)  # type: ignore[attr-defined]
+    for index in indexes:
+        index.drop(connection)
+    if sqlite:
+        raw.execute("PRAGMA cache_size = -200000")  # type: ignore[union-attr]
+        marks = ", ".join("?" for _ in COLUMNS)
+        statement = f"INSERT INTO access_event ({', '.join(COLUMNS)}) VALUES ({marks})"
+    batches = max(1, events // BATCH)
     written = 0
-    while written < events:
+    for batch in range(batches):
+        count = events // batches + (1 if batch < events % batches else 0)
+        low = span * batch // batches
+        high = span * (batch + 1) // batches
         rows = []
-        for _ in range(min(BATCH, events - written)):
+        for second in sorted(rng.randrange(low, high) for _ in range(count)):
             person, household, building, _c = people[rng.randrange(len(people))]
-            at = start + dt.timedelta(seconds=rng.randrange(span))
+            at = start + dt.timedelta(seconds=second)
+            when: object = f"{at:%Y-%m-%d %H:%M:%S}.000000" if sqlite else at
             rows.append(
-                {
-                    "community_id": community_id,
-                    "compound_id": 1,
-                    "gate_id": 1 + rng.randrange(GATES),
-                    "direction": "in" if rng.random() < 0.5 else "out",
-                    "method": "face",
-                    "decision": "allow" if rng.random() < 0.97 else "deny",
-                    "reasons": [],
-                    "person_id": person,
-                    "household_id": household,
-                    "building_id": building,
-                    "masked": False,
-                    "alert_level": "normal",
-                    "occurred_at": at,
-                    "server_time": at,
-                    "late": False,
-                    "clock_off": False,
-                }
-            )
-        session.execute(insert(AccessEvent), rows)
-        session.commit()
+                (
+                    community_id, 1, 1 + rng.randrange(GATES),
+                    "in" if rng.random() < 0.5 else "out", "face",
+                    "allow" if rng.random() < 0.97 else "deny", "[]",
+                    person, household, building, False, "normal", when, when, False, False,
+                )
+            )  # fmt: skip
+        if sqlite:
+            raw.executemany(statement, rows)  # type: ignore[union-attr]
+        else:
+            with raw.cursor() as cursor:  # type: ignore[union-attr]
+                names = ", ".join(COLUMNS)
+                with cursor.copy(f"COPY access_event ({names}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
         written += len(rows)
         print(f"  {written:,} events", end="\r", file=sys.stderr)
     print(file=sys.stderr)
+    for index in indexes:
+        index.create(connection)
+    session.commit()
     return community_id, sorted(p[0] for p in people), end
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Interval, and_, func, literal, select
+from sqlalchemy.orm import Session, aliased
 
 from fengchao.access.models import AccessEvent
 
@@ -112,3 +113,68 @@ def passages_of_pass(
         for event_id, detail, gate_id, direction, at in session.execute(query)
         if isinstance(detail, dict) and detail.get("pass_id") == pass_id
     ]
+
+
+class CoPassageRow(NamedTuple):
+    """A person's passage (``case_*``) and another person's passage at the same gate near
+    it."""
+
+    case_event_id: int
+    gate_id: int
+    case_direction: str
+    case_at: dt.datetime
+    event_id: int
+    person_id: int
+    direction: str
+    at: dt.datetime
+
+
+def _shifted(session: Session, moment: Any, seconds: int) -> ColumnElement[Any]:
+    """``moment`` moved by ``seconds`` in SQL: an interval on PostgreSQL; on SQLite, where
+    timestamps are text (``YYYY-MM-DD HH:MM:SS.ffffff``), the same text form."""
+    if session.get_bind().dialect.name == "sqlite":
+        return func.strftime("%Y-%m-%d %H:%M:%f", moment, f"{seconds:+d} seconds")
+    shifted: ColumnElement[Any] = moment + literal(dt.timedelta(seconds=seconds), Interval())
+    return shifted
+
+
+def co_passages(
+    session: Session, *, person_id: int, start: dt.datetime, end: dt.datetime, minutes: int
+) -> list[CoPassageRow]:
+    """Everyone else who passed the same gate within ``minutes`` of each of the person's
+    passages between ``start`` and ``end``: one windowed self-join, the person's passages
+    over the (person, time) index and, for each, a range read on (gate, time). The answer
+    may be a second wider than ``minutes`` on each side; the caller applies the rule."""
+    mine, other = aliased(AccessEvent), aliased(AccessEvent)
+    reach = minutes * 60 + 1
+    query = (
+        select(
+            mine.id,
+            mine.gate_id,
+            mine.direction,
+            mine.occurred_at,
+            other.id,
+            other.person_id,
+            other.direction,
+            other.occurred_at,
+        )
+        .join(
+            other,
+            and_(
+                other.gate_id == mine.gate_id,
+                other.occurred_at >= _shifted(session, mine.occurred_at, -reach),
+                other.occurred_at <= _shifted(session, mine.occurred_at, reach),
+            ),
+        )
+        .where(
+            mine.person_id == person_id,
+            mine.occurred_at >= start,
+            mine.occurred_at <= end,
+            mine.decision.in_(_PASSED),
+            other.decision.in_(_PASSED),
+            other.person_id.is_not(None),
+            other.person_id != person_id,
+        )
+        .order_by(mine.occurred_at, mine.id, other.occurred_at, other.id)
+    )
+    return [CoPassageRow._make(row) for row in session.execute(query)]

@@ -67,8 +67,8 @@ def case(
                 window_minutes=window_minutes,
             )
         except NotFound:
-            who = f"person with id {person_id}" if person_id else f"visitor pass {visitor_pass}"
-            typer.echo(f"no {who}", err=True)
+            named = f"person with id {person_id}" if person_id else f"visitor pass {visitor_pass}"
+            typer.echo(f"no {named}", err=True)
             raise typer.Exit(2) from None
     contacts = [contact_json(c) for c in result.contacts]
     output = {

@@ -188,9 +188,13 @@ class Records(Protocol):
         """(person, household) for everyone living in the building."""
         ...
 
-    def passages_of(self, subject: Subject, window: Window) -> Sequence[Passage]: ...
-
-    def passages_near(self, gate_id: int, at: dt.datetime, minutes: int) -> Sequence[Passage]: ...
+    def co_passages(
+        self, subject: Subject, window: Window, minutes: int
+    ) -> Iterable[tuple[Passage, Passage]]:
+        """(the subject's passage, another's passage at the same gate within ``minutes``)
+        for every passage of the subject within ``window``: one windowed self-join over
+        (gate, time). The answer may be a little wide; the rule decides."""
+        ...
 
     def visits_hosted(self, household_id: int, window: Window) -> Sequence[Visit]: ...
 
@@ -217,7 +221,16 @@ class _Collector:
         self.rules = rules
         self.found: dict[Subject, Contact] = {}
 
-    def add(self, subject: Subject, kind: ReasonKind, evidence: dict[str, object]) -> None:
+    def add(
+        self,
+        subject: Subject,
+        kind: ReasonKind,
+        evidence: dict[str, object],
+        *,
+        distinct: bool = False,
+    ) -> None:
+        """Add a reason (``distinct``: the caller knows it is not there yet, which spares
+        comparing it with every reason the contact has)."""
         if subject == self.case:
             return
         tier = self.rules.tiers.get(kind, "secondary")
@@ -226,7 +239,7 @@ class _Collector:
         if contact is None:
             self.found[subject] = Contact(subject, tier, [reason])
             return
-        if reason not in contact.reasons:
+        if distinct or reason not in contact.reasons:
             contact.reasons.append(reason)
         if _TIER_RANK[tier] > _TIER_RANK[contact.tier]:
             contact.tier = tier
@@ -264,26 +277,8 @@ def _direct(
         # Households the subject visited as a visitor (role: they were the host).
         for member in records.household_members(visit.host_household_id):
             out.add(member, "visitor", visit.evidence("host"))
-    for passage in records.passages_of(subject, window) if "co_passage" in kinds else ():
-        for other in records.passages_near(passage.gate_id, passage.at, rules.co_passage_minutes):
-            if other.subject == subject:
-                continue
-            if rules.co_passage_same_direction_only and other.direction != passage.direction:
-                continue
-            gap = abs((other.at - passage.at).total_seconds()) / 60
-            if gap > rules.co_passage_minutes:
-                continue  # the records may answer a little wide; the rule decides
-            out.add(
-                other.subject,
-                "co_passage",
-                {
-                    "gate_id": passage.gate_id,
-                    "case_at": _stamp(passage.at),
-                    "contact_at": _stamp(other.at),
-                    "minutes_apart": round(gap, 1),
-                    "direction": other.direction,
-                },
-            )
+    if "co_passage" in kinds:
+        _co_passages(subject, records, window, rules, out)
     swab_kinds = kinds & {"sampling_queue", "tube"}
     for swab in records.swabs_of(subject, window) if swab_kinds else ():
         for neighbour in records.queue_around(swab, rules.queue_neighbours):
@@ -300,6 +295,40 @@ def _direct(
             )
         for mate in records.tube_mates(swab.tube_id) if "tube" in kinds else ():
             out.add(mate.subject, "tube", {"tube": swab.tube_barcode, "at": _stamp(swab.at)})
+
+
+def _co_passages(
+    subject: Subject, records: Records, window: Window, rules: Rules, out: _Collector
+) -> None:
+    """People through the same gate within the minutes of the rule (时空伴随). The hot path
+    of a busy record (tens of thousands of pairs a case): each case passage is stamped
+    once, and each pair (unique by its two events) is added without comparing reasons."""
+    minutes = rules.co_passage_minutes
+    same_only = rules.co_passage_same_direction_only
+    stamps: dict[int, str] = {}
+    for mine, other in records.co_passages(subject, window, minutes):
+        if other.subject == subject:
+            continue
+        if same_only and other.direction != mine.direction:
+            continue
+        gap = abs((other.at - mine.at).total_seconds()) / 60
+        if gap > minutes:
+            continue  # the records may answer a little wide; the rule decides
+        case_at = stamps.get(mine.event_id)
+        if case_at is None:
+            case_at = stamps[mine.event_id] = _stamp(mine.at)
+        out.add(
+            other.subject,
+            "co_passage",
+            {
+                "gate_id": mine.gate_id,
+                "case_at": case_at,
+                "contact_at": _stamp(other.at),
+                "minutes_apart": round(gap, 1),
+                "direction": other.direction,
+            },
+            distinct=True,
+        )
 
 
 def _chain_links(
@@ -397,9 +426,16 @@ class RecordLists:
     def passages_of(self, subject: Subject, window: Window) -> list[Passage]:
         return [p for p in self.passages if p.subject == subject and p.at in window]
 
-    def passages_near(self, gate_id: int, at: dt.datetime, minutes: int) -> list[Passage]:
+    def co_passages(
+        self, subject: Subject, window: Window, minutes: int
+    ) -> list[tuple[Passage, Passage]]:
         reach = dt.timedelta(minutes=minutes)
-        return [p for p in self.passages if p.gate_id == gate_id and abs(p.at - at) <= reach]
+        return [
+            (mine, other)
+            for mine in self.passages_of(subject, window)
+            for other in self.passages
+            if other.gate_id == mine.gate_id and abs(other.at - mine.at) <= reach
+        ]
 
     def visits_hosted(self, household_id: int, window: Window) -> list[Visit]:
         return [

@@ -82,6 +82,32 @@ class DatabaseRecords:
             Passage(("person", r.person_id), r.gate_id, r.direction, r.at, r.event_id) for r in rows
         ]
 
+    def co_passages(
+        self, subject: Subject, window: Window, minutes: int
+    ) -> list[tuple[Passage, Passage]]:
+        person = _person(subject)
+        if person is None:  # a visitor: their few passages, one range read each
+            return [
+                (mine, other)
+                for mine in self.passages_of(subject, window)
+                for other in self.passages_near(mine.gate_id, mine.at, minutes)
+            ]
+        rows = access_passages.co_passages(
+            self.session, person_id=person, start=window.start, end=window.end, minutes=minutes
+        )
+        pairs = []
+        case: Passage | None = None
+        for row in rows:
+            if case is None or case.event_id != row.case_event_id:
+                case = Passage(
+                    subject, row.gate_id, row.case_direction, row.case_at, row.case_event_id
+                )
+            other = Passage(
+                ("person", row.person_id), row.gate_id, row.direction, row.at, row.event_id
+            )
+            pairs.append((case, other))
+        return pairs
+
     def passages_near(self, gate_id: int, at: dt.datetime, minutes: int) -> list[Passage]:
         key = (gate_id, at, minutes)
         if key not in self._near:

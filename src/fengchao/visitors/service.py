@@ -980,6 +980,8 @@ def _visit_rows(session: Session, *conditions: ColumnElement[bool]) -> list[Visi
     for pid, name, household, place, valid_from, valid_until, came, left, gates in session.execute(
         query.order_by(VisitorPass.valid_from, VisitorPass.id)
     ):
+        if household is None:
+            continue
         start = came or valid_from
         end = left if left is not None and came is not None and left >= came else valid_until
         found.append(
