@@ -324,3 +324,14 @@ def test_queue_neighbours_and_tube_mates_from_the_sampling_site(
     assert kinds[people[3].id] == ["sampling_queue"]  # two after, next tube
     assert kinds.get(people[4].id, []) == []  # three after: too far
     assert kinds.get(people[5].id, []) == []  # another station
+
+
+def test_a_case_with_no_passages(session: Session, grid: Grid, worker: Persona) -> None:
+    """Nobody passed a gate in the lookback: the case still opens, with the contacts the
+    registry gives (the building) and none from the access record."""
+    case = service.open_case(
+        session=session, actor=worker.actor, person_id=grid.resident6.id, confirmed_at=NOW
+    )
+    view = service.case_view(session=session, actor=worker.actor, case_id=case.id)
+    kinds = {r.kind for line in view.lines for r in line.contact.reasons}
+    assert "co_passage" not in kinds and kinds <= {"building", "household", "chain"}
