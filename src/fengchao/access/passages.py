@@ -8,7 +8,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Interval, and_, func, literal, select
+from sqlalchemy import ColumnElement, Float, Interval, and_, cast, func, literal, select
 from sqlalchemy.orm import Session, aliased
 
 from fengchao.access.models import AccessEvent
@@ -116,17 +116,18 @@ def passages_of_pass(
 
 
 class CoPassageRow(NamedTuple):
-    """A person's passage (``case_*``) and another person's passage at the same gate near
-    it."""
+    """Another person's passage at the same gate near one of the person's passages
+    (``case_event_id``): when, as ISO 8601 text in UTC to the second (``at``), and how many
+    seconds after the person's passage (negative: before). Both are computed by the
+    database: a busy month gives a case a hundred thousand of these, and turning each into
+    datetimes in Python cost more than the query."""
 
     case_event_id: int
-    gate_id: int
-    case_direction: str
-    case_at: dt.datetime
     event_id: int
     person_id: int
     direction: str
-    at: dt.datetime
+    at: str
+    seconds: float
 
 
 def _shifted(session: Session, moment: Any, seconds: int) -> ColumnElement[Any]:
@@ -138,6 +139,17 @@ def _shifted(session: Session, moment: Any, seconds: int) -> ColumnElement[Any]:
     return shifted
 
 
+def _stamp_and_gap(session: Session, moment: Any, origin: Any) -> tuple[Any, Any]:
+    """SQL for ``moment`` as ``2026-12-07T18:03:00+00:00`` and its distance in seconds from
+    ``origin``."""
+    if session.get_bind().dialect.name == "sqlite":
+        stamp = func.strftime("%Y-%m-%dT%H:%M:%S+00:00", moment)
+        gap = (func.julianday(moment) - func.julianday(origin)) * 86400.0
+        return stamp, gap
+    stamp = func.to_char(func.timezone("UTC", moment), 'YYYY-MM-DD"T"HH24:MI:SS"+00:00"')
+    return stamp, cast(func.extract("epoch", moment - origin), Float)
+
+
 def co_passages(
     session: Session, *, person_id: int, start: dt.datetime, end: dt.datetime, minutes: int
 ) -> list[CoPassageRow]:
@@ -147,17 +159,9 @@ def co_passages(
     may be a second wider than ``minutes`` on each side; the caller applies the rule."""
     mine, other = aliased(AccessEvent), aliased(AccessEvent)
     reach = minutes * 60 + 1
+    stamp, gap = _stamp_and_gap(session, other.occurred_at, mine.occurred_at)
     query = (
-        select(
-            mine.id,
-            mine.gate_id,
-            mine.direction,
-            mine.occurred_at,
-            other.id,
-            other.person_id,
-            other.direction,
-            other.occurred_at,
-        )
+        select(mine.id, other.id, other.person_id, other.direction, stamp, gap)
         .join(
             other,
             and_(
@@ -177,4 +181,6 @@ def co_passages(
         )
         .order_by(mine.occurred_at, mine.id, other.occurred_at, other.id)
     )
-    return [CoPassageRow._make(row) for row in session.execute(query)]
+    # Through the connection (Core rows, no ORM loading): the columns need no conversion.
+    rows: list[Any] = list(session.connection().execute(query))
+    return rows  # rows unpack like CoPassageRow

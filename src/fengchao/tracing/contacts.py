@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 Tier = Literal["close", "secondary"]
 ReasonKind = Literal[
@@ -28,14 +28,27 @@ Subject = tuple[Literal["person", "visitor"], int]
 _TIER_RANK: dict[str, int] = {"close": 2, "secondary": 1}
 
 
-@dataclass(frozen=True)
-class Passage:
-    """One allowed passage through a gate (from the access record)."""
+class Passage(NamedTuple):
+    """One allowed passage through a gate (from the access record). A named tuple: a busy
+    case reads tens of thousands of them."""
 
     subject: Subject
     gate_id: int
     direction: str
     at: dt.datetime
+    event_id: int
+
+
+class CoPassage(NamedTuple):
+    """Another's passage at the gate of the case's passage ``case``: who, which way, when
+    (ISO 8601 in UTC, as the evidence shows it) and how many seconds after the case's
+    passage (negative: before)."""
+
+    case: Passage
+    subject: Subject
+    direction: str
+    at: str
+    seconds: float
     event_id: int
 
 
@@ -131,10 +144,9 @@ class Rules:
         return found
 
 
-@dataclass(frozen=True)
-class Reason:
+class Reason(NamedTuple):
     """Why someone is a contact, with the evidence a tracer checks (which gate, which
-    minute, which tube)."""
+    minute, which tube). A named tuple, as ``Passage``."""
 
     kind: ReasonKind
     evidence: dict[str, object]
@@ -188,12 +200,10 @@ class Records(Protocol):
         """(person, household) for everyone living in the building."""
         ...
 
-    def co_passages(
-        self, subject: Subject, window: Window, minutes: int
-    ) -> Iterable[tuple[Passage, Passage]]:
-        """(the subject's passage, another's passage at the same gate within ``minutes``)
-        for every passage of the subject within ``window``: one windowed self-join over
-        (gate, time). The answer may be a little wide; the rule decides."""
+    def co_passages(self, subject: Subject, window: Window, minutes: int) -> Iterable[CoPassage]:
+        """Others' passages at the same gate within ``minutes`` of each of the subject's
+        passages within ``window``: one windowed self-join over (gate, time). The answer
+        may be a little wide; the rule decides."""
         ...
 
     def visits_hosted(self, household_id: int, window: Window) -> Sequence[Visit]: ...
@@ -305,30 +315,42 @@ def _co_passages(
     once, and each pair (unique by its two events) is added without comparing reasons."""
     minutes = rules.co_passage_minutes
     same_only = rules.co_passage_same_direction_only
+    tier = rules.tiers.get("co_passage", "secondary")
+    rank = _TIER_RANK[tier]
+    found = out.found
     stamps: dict[int, str] = {}
-    for mine, other in records.co_passages(subject, window, minutes):
-        if other.subject == subject:
+    for mine, who, direction, contact_at, seconds, _event in records.co_passages(
+        subject, window, minutes
+    ):
+        if who == subject or who == out.case:
             continue
-        if same_only and other.direction != mine.direction:
+        if same_only and direction != mine.direction:
             continue
-        gap = abs((other.at - mine.at).total_seconds()) / 60
-        if gap > minutes:
+        gap = abs(seconds) / 60
+        if gap > minutes + 1e-6:  # (a database's seconds may be a hair off the exact minute)
             continue  # the records may answer a little wide; the rule decides
         case_at = stamps.get(mine.event_id)
         if case_at is None:
             case_at = stamps[mine.event_id] = _stamp(mine.at)
-        out.add(
-            other.subject,
+        reason = Reason(
             "co_passage",
             {
                 "gate_id": mine.gate_id,
                 "case_at": case_at,
-                "contact_at": _stamp(other.at),
+                "contact_at": contact_at,
                 "minutes_apart": round(gap, 1),
-                "direction": other.direction,
+                "direction": direction,
             },
-            distinct=True,
+            tier,
         )
+        # What _Collector.add does, inline: each pair is distinct (two events).
+        contact = found.get(who)
+        if contact is None:
+            found[who] = Contact(who, tier, [reason])
+        else:
+            contact.reasons.append(reason)
+            if rank > _TIER_RANK[contact.tier]:
+                contact.tier = tier
 
 
 def _chain_links(
@@ -426,12 +448,17 @@ class RecordLists:
     def passages_of(self, subject: Subject, window: Window) -> list[Passage]:
         return [p for p in self.passages if p.subject == subject and p.at in window]
 
-    def co_passages(
-        self, subject: Subject, window: Window, minutes: int
-    ) -> list[tuple[Passage, Passage]]:
+    def co_passages(self, subject: Subject, window: Window, minutes: int) -> list[CoPassage]:
         reach = dt.timedelta(minutes=minutes)
         return [
-            (mine, other)
+            CoPassage(
+                mine,
+                other.subject,
+                other.direction,
+                _stamp(other.at),
+                (other.at - mine.at).total_seconds(),
+                other.event_id,
+            )
             for mine in self.passages_of(subject, window)
             for other in self.passages
             if other.gate_id == mine.gate_id and abs(other.at - mine.at) <= reach

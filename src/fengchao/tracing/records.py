@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from fengchao.access import passages as access_passages
 from fengchao.registry import service as registry
 from fengchao.sampling import service as sampling
-from fengchao.tracing.contacts import Passage, Subject, Swab, Visit, Window
+from fengchao.tracing.contacts import CoPassage, Passage, Subject, Swab, Visit, Window
 from fengchao.visitors import service as visitors
 
 
@@ -82,31 +82,30 @@ class DatabaseRecords:
             Passage(("person", r.person_id), r.gate_id, r.direction, r.at, r.event_id) for r in rows
         ]
 
-    def co_passages(
-        self, subject: Subject, window: Window, minutes: int
-    ) -> list[tuple[Passage, Passage]]:
+    def co_passages(self, subject: Subject, window: Window, minutes: int) -> list[CoPassage]:
         person = _person(subject)
+        passages = {p.event_id: p for p in self.passages_of(subject, window)}
         if person is None:  # a visitor: their few passages, one range read each
             return [
-                (mine, other)
-                for mine in self.passages_of(subject, window)
+                CoPassage(
+                    mine,
+                    other.subject,
+                    other.direction,
+                    other.at.isoformat(timespec="seconds"),
+                    (other.at - mine.at).total_seconds(),
+                    other.event_id,
+                )
+                for mine in passages.values()
                 for other in self.passages_near(mine.gate_id, mine.at, minutes)
             ]
         rows = access_passages.co_passages(
             self.session, person_id=person, start=window.start, end=window.end, minutes=minutes
         )
-        pairs = []
-        case: Passage | None = None
-        for row in rows:
-            if case is None or case.event_id != row.case_event_id:
-                case = Passage(
-                    subject, row.gate_id, row.case_direction, row.case_at, row.case_event_id
-                )
-            other = Passage(
-                ("person", row.person_id), row.gate_id, row.direction, row.at, row.event_id
-            )
-            pairs.append((case, other))
-        return pairs
+        return [
+            CoPassage(passages[case], ("person", who), direction, at, seconds, event)
+            for case, event, who, direction, at, seconds in rows
+            if case in passages  # always, unless a passage was written in between
+        ]
 
     def passages_near(self, gate_id: int, at: dt.datetime, minutes: int) -> list[Passage]:
         key = (gate_id, at, minutes)
