@@ -25,8 +25,13 @@ def _person(subject: Subject) -> int | None:
 class DatabaseRecords:
     """``contacts.Records`` over one community's database rows (read-only)."""
 
-    def __init__(self, session: Session) -> None:
+    # From this many people asked about at once, who lives where is read for the whole
+    # community (kept between cases while the registry is unchanged).
+    MANY = 300
+
+    def __init__(self, session: Session, community_id: int | None = None) -> None:
         self.session = session
+        self.community_id = community_id
         self._households: dict[int, int | None] = {}
         self._near: dict[tuple[int, dt.datetime, int], list[Passage]] = {}
         self._made: dict[tuple[int, Window], list[tuple[Visit, list[Passage]]]] = {}
@@ -47,12 +52,25 @@ class DatabaseRecords:
             for p in registry.household_residents(session=self.session, household_id=household_id)
         ]
 
+    def _homes(self, count: int) -> registry.Homes | None:
+        if self.community_id is None or count < self.MANY:
+            return None
+        return registry.community_homes(session=self.session, community_id=self.community_id)
+
     def households_of(self, subjects: Sequence[Subject]) -> dict[Subject, int]:
         people = [n for kind, n in subjects if kind == "person"]
+        homes = self._homes(len(people))
+        if homes is not None:
+            found = homes.household_of
+            return {("person", p): found[p] for p in people if p in found}
         found = registry.households_of_people(session=self.session, person_ids=people)
         return {("person", p): h for p, h in found.items()}
 
     def members_of(self, household_ids: Sequence[int]) -> dict[int, list[Subject]]:
+        homes = self._homes(len(household_ids))
+        if homes is not None:
+            living = homes.residents
+            return {h: [("person", p) for p in living.get(h, ())] for h in household_ids}
         found = registry.residents_of_households(
             session=self.session, household_ids=list(household_ids)
         )

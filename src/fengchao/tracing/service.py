@@ -124,7 +124,7 @@ def trace(
     with _without_gc_pauses():
         contacts = find_contacts(
             case,
-            DatabaseRecords(session),
+            DatabaseRecords(session, community_id),
             window,
             rules or Rules(),
             _dismissals(session, community_id, exclude_case),
