@@ -5,10 +5,23 @@ indexed range read, never a scan. Tracing reads the access record and never writ
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Float, Interval, and_, cast, func, literal, select
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Interval,
+    Select,
+    and_,
+    cast,
+    func,
+    literal,
+    select,
+)
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, aliased
 
 from fengchao.access.models import AccessEvent
@@ -157,6 +170,48 @@ def co_passages(
     passages between ``start`` and ``end``: one windowed self-join, the person's passages
     over the (person, time) index and, for each, a range read on (gate, time). The answer
     may be a second wider than ``minutes`` on each side; the caller applies the rule."""
+    query = co_passage_query(session, person_id=person_id, start=start, end=end, minutes=minutes)
+    connection = session.connection()
+    with _nested_loop_plan(connection):
+        # Core rows (no ORM loading): the columns need no conversion.
+        rows: list[Any] = list(connection.execute(query))
+    return rows  # rows unpack like CoPassageRow
+
+
+_PLAN_SETTINGS = ("jit", "max_parallel_workers_per_gather")
+
+
+@contextmanager
+def _nested_loop_plan(connection: Connection) -> Iterator[None]:
+    """On PostgreSQL, plan the join as the small nested loop it is. The planner cannot
+    know how narrow a range computed from the outer row is (it guesses 1% of the table per
+    case passage), so it expects millions of rows: it then compiles the query with JIT
+    (seconds) and goes parallel with a sequential scan of the whole table instead of the
+    (person, time) index. Both are switched off for this statement only (restored after,
+    within the transaction)."""
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    names = ", ".join(f"current_setting('{name}')" for name in _PLAN_SETTINGS)
+    before = connection.exec_driver_sql(f"SELECT {names}").one()
+    connection.exec_driver_sql(
+        "SELECT set_config('jit', 'off', true), "
+        "set_config('max_parallel_workers_per_gather', '0', true)"
+    )
+    try:
+        yield
+    finally:
+        connection.exec_driver_sql(
+            "SELECT set_config('jit', %(jit)s, true), "
+            "set_config('max_parallel_workers_per_gather', %(workers)s, true)",
+            {"jit": before[0], "workers": before[1]},
+        )
+
+
+def co_passage_query(
+    session: Session, *, person_id: int, start: dt.datetime, end: dt.datetime, minutes: int
+) -> Select[Any]:
+    """The statement of :func:`co_passages` (for EXPLAIN)."""
     mine, other = aliased(AccessEvent), aliased(AccessEvent)
     reach = minutes * 60 + 1
     stamp, gap = _stamp_and_gap(session, other.occurred_at, mine.occurred_at)
@@ -181,6 +236,4 @@ def co_passages(
         )
         .order_by(mine.occurred_at, mine.id, other.occurred_at, other.id)
     )
-    # Through the connection (Core rows, no ORM loading): the columns need no conversion.
-    rows: list[Any] = list(session.connection().execute(query))
-    return rows  # rows unpack like CoPassageRow
+    return query
