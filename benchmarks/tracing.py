@@ -15,8 +15,8 @@ are the slower database's.
 from __future__ import annotations
 
 import argparse
-import os
 import datetime as dt
+import os
 import random
 import statistics
 import sys
