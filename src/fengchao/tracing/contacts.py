@@ -231,16 +231,7 @@ class _Collector:
         self.rules = rules
         self.found: dict[Subject, Contact] = {}
 
-    def add(
-        self,
-        subject: Subject,
-        kind: ReasonKind,
-        evidence: dict[str, object],
-        *,
-        distinct: bool = False,
-    ) -> None:
-        """Add a reason (``distinct``: the caller knows it is not there yet, which spares
-        comparing it with every reason the contact has)."""
+    def add(self, subject: Subject, kind: ReasonKind, evidence: dict[str, object]) -> None:
         if subject == self.case:
             return
         tier = self.rules.tiers.get(kind, "secondary")
@@ -249,7 +240,7 @@ class _Collector:
         if contact is None:
             self.found[subject] = Contact(subject, tier, [reason])
             return
-        if distinct or reason not in contact.reasons:
+        if reason not in contact.reasons:
             contact.reasons.append(reason)
         if _TIER_RANK[tier] > _TIER_RANK[contact.tier]:
             contact.tier = tier
