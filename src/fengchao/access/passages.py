@@ -178,7 +178,11 @@ def co_passages(
     return rows  # rows unpack like CoPassageRow
 
 
-_PLAN_SETTINGS = ("jit", "max_parallel_workers_per_gather")
+_PLAN_SETTINGS = {
+    "jit": "off",
+    "max_parallel_workers_per_gather": "0",
+    "plan_cache_mode": "force_custom_plan",
+}
 
 
 @contextmanager
@@ -187,25 +191,25 @@ def _nested_loop_plan(connection: Connection) -> Iterator[None]:
     know how narrow a range computed from the outer row is (it guesses 1% of the table per
     case passage), so it expects millions of rows: it then compiles the query with JIT
     (seconds) and goes parallel with a sequential scan of the whole table instead of the
-    (person, time) index. Both are switched off for this statement only (restored after,
-    within the transaction)."""
+    (person, time) index. Once the driver prepares the statement (from its fifth run),
+    PostgreSQL may keep a generic plan made without the person and the dates, which ran
+    for minutes. All three are set for this statement only (restored after, within the
+    transaction)."""
     if connection.dialect.name != "postgresql":
         yield
         return
+
+    def apply(values: dict[str, str]) -> None:
+        calls = ", ".join(f"set_config('{name}', %({name})s, true)" for name in values)
+        connection.exec_driver_sql(f"SELECT {calls}", values)
+
     names = ", ".join(f"current_setting('{name}')" for name in _PLAN_SETTINGS)
     before = connection.exec_driver_sql(f"SELECT {names}").one()
-    connection.exec_driver_sql(
-        "SELECT set_config('jit', 'off', true), "
-        "set_config('max_parallel_workers_per_gather', '0', true)"
-    )
+    apply(_PLAN_SETTINGS)
     try:
         yield
     finally:
-        connection.exec_driver_sql(
-            "SELECT set_config('jit', %(jit)s, true), "
-            "set_config('max_parallel_workers_per_gather', %(workers)s, true)",
-            {"jit": before[0], "workers": before[1]},
-        )
+        apply(dict(zip(_PLAN_SETTINGS, before, strict=True)))
 
 
 def co_passage_query(
