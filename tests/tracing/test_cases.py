@@ -324,3 +324,36 @@ def test_queue_neighbours_and_tube_mates_from_the_sampling_site(
     assert kinds[people[3].id] == ["sampling_queue"]  # two after, next tube
     assert kinds.get(people[4].id, []) == []  # three after: too far
     assert kinds.get(people[5].id, []) == []  # another station
+
+
+def test_a_case_with_no_passages(session: Session, grid: Grid, worker: Persona) -> None:
+    """Nobody passed a gate in the lookback: the case still opens, with the contacts the
+    registry gives (the building) and none from the access record."""
+    case = service.open_case(
+        session=session, actor=worker.actor, person_id=grid.resident6.id, confirmed_at=NOW
+    )
+    view = service.case_view(session=session, actor=worker.actor, case_id=case.id)
+    kinds = {r.kind for line in view.lines for r in line.contact.reasons}
+    assert "co_passage" not in kinds and kinds <= {"building", "household", "chain"}
+
+
+def test_household_links_read_for_the_whole_community_give_the_same_chain(
+    session: Session, grid: Grid, worker: Persona, family: Person, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thousands of close contacts: who lives where is read once for the community."""
+    from fengchao.tracing.records import DatabaseRecords
+
+    neighbour = Person(community_id=grid.community.id, household_id=grid.h6_101.id, name="王五")
+    session.add(neighbour)
+    session.flush()
+    passage(session, grid, grid.resident5, gate=1, minutes_ago=60)
+    passage(session, grid, grid.resident6, gate=1, minutes_ago=58)
+    window = service.Window(NOW - dt.timedelta(days=1), NOW)
+    ids = {"community_id": grid.community.id, "window": window}
+    few = service.trace(session, person_id=grid.resident5.id, **ids)  # type: ignore[arg-type]
+    monkeypatch.setattr(DatabaseRecords, "MANY", 0)
+    many = service.trace(session, person_id=grid.resident5.id, **ids)  # type: ignore[arg-type]
+    assert [(c.subject, c.tier) for c in many.contacts] == [
+        (c.subject, c.tier) for c in few.contacts
+    ]
+    assert ("person", neighbour.id) in {c.subject for c in many.contacts}

@@ -138,3 +138,45 @@ def test_tracing_pages_read_as_english(live: Live, case_url: str) -> None:
         for data in user_data:
             text = text.replace(data, "")
         assert not CJK.findall(text), (url, sorted(set(CJK.findall(text)))[:8])
+
+
+def test_a_visitor_as_a_case_on_the_pages(live: Live) -> None:
+    """Opened from the visitor's pass (a visitor is not in the registry): the page names
+    them and lists the household they visited."""
+    import datetime as dt
+
+    from fengchao.db import utcnow
+    from fengchao.visitors.models import PassStatus, VisitorPass
+
+    came = utcnow() - dt.timedelta(hours=30)  # the form reads local time: well before
+    with Session(live.engine) as session:
+        row = VisitorPass(
+            community_id=live.grid.community.id,
+            compound_id=live.grid.park.id,
+            status=PassStatus.active,
+            name="访客乙",
+            phone="13800002222",
+            host_household_id=live.grid.h6_101.id,
+            host_place="6-1-101",
+            gate_ids=[1],
+            valid_from=came,
+            valid_until=came + dt.timedelta(hours=2),
+        )
+        session.add(row)
+        session.commit()
+        pass_id = row.id
+    client = live.client("worker")
+    assert "访客乙" in client.get(f"/visitors/passes/{pass_id}").text
+    form = client.get(f"/tracing/new?visitor_pass_id={pass_id}")
+    assert form.status_code == 200 and "访客乙" in form.text
+    opened = client.post(
+        "/tracing/new",
+        data={"visitor_pass_id": pass_id, "confirmed_at": utcnow().strftime("%Y-%m-%dT%H:%M")},
+        headers={"X-CSRF-Token": _csrf(client)},
+    )
+    assert opened.status_code == 303, opened.text
+    page = client.get(opened.headers["location"])
+    assert page.status_code == 200 and "访客乙" in page.text
+    assert live.grid.resident6.name in page.text and "访客往来" in page.text
+    refused = live.client("lead5", raise_errors=False).get(opened.headers["location"])
+    assert refused.status_code == 403

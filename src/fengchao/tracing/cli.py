@@ -31,14 +31,27 @@ def contact_json(contact: Contact) -> dict[str, Any]:
 
 @trace_app.command("case")
 def case(
-    person_id: int,
-    since: Annotated[str, typer.Option(help="First day of the lookback, YYYY-MM-DD (local).")],
+    person_id: Annotated[
+        int | None, typer.Argument(help="The case: a registered person's id.")
+    ] = None,
+    visitor_pass: Annotated[
+        int | None,
+        typer.Option(help="The case is a visitor (not in the registry): one of their passes."),
+    ] = None,
+    since: Annotated[str, typer.Option(help="First day of the lookback, YYYY-MM-DD (local).")] = "",
     window_minutes: Annotated[
         int, typer.Option(min=0, max=120, help="Co-passage window, ± minutes.")
     ] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Compute (without saving) the contacts of PERSON_ID taken as a case."""
+    """Compute (without saving) the contacts of PERSON_ID (or of the visitor holding
+    --visitor-pass) taken as a case."""
+    if (person_id is None) == (visitor_pass is None):
+        typer.echo("give PERSON_ID or --visitor-pass PASS_ID (one of them)", err=True)
+        raise typer.Exit(2)
+    if not since:
+        typer.echo("--since YYYY-MM-DD is required", err=True)
+        raise typer.Exit(2)
     try:
         day = dt.date.fromisoformat(since)
     except ValueError:
@@ -47,14 +60,20 @@ def case(
     with session_scope() as session:
         try:
             result = service.trace_since(
-                session, person_id=person_id, since=day, window_minutes=window_minutes
+                session,
+                person_id=person_id,
+                visitor_pass_id=visitor_pass,
+                since=day,
+                window_minutes=window_minutes,
             )
         except NotFound:
-            typer.echo(f"no person with id {person_id}", err=True)
+            named = f"person with id {person_id}" if person_id else f"visitor pass {visitor_pass}"
+            typer.echo(f"no {named}", err=True)
             raise typer.Exit(2) from None
     contacts = [contact_json(c) for c in result.contacts]
     output = {
         "case": person_id,
+        **({"visitor_pass": visitor_pass} if visitor_pass else {}),
         "window": {"start": result.window.start.isoformat(), "end": result.window.end.isoformat()},
         "contacts": contacts,
         "notes": result.notes,

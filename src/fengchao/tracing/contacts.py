@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 Tier = Literal["close", "secondary"]
 ReasonKind = Literal[
@@ -28,9 +28,9 @@ Subject = tuple[Literal["person", "visitor"], int]
 _TIER_RANK: dict[str, int] = {"close": 2, "secondary": 1}
 
 
-@dataclass(frozen=True)
-class Passage:
-    """One allowed passage through a gate (from the access record)."""
+class Passage(NamedTuple):
+    """One allowed passage through a gate (from the access record). A named tuple: a busy
+    case reads tens of thousands of them."""
 
     subject: Subject
     gate_id: int
@@ -39,15 +39,50 @@ class Passage:
     event_id: int
 
 
+class CoPassage(NamedTuple):
+    """Another's passage at the gate of the case's passage ``case``: who, which way, when
+    (ISO 8601 in UTC, as the evidence shows it) and how many seconds after the case's
+    passage (negative: before)."""
+
+    case: Passage
+    subject: Subject
+    direction: str
+    at: str
+    seconds: float
+    event_id: int
+
+
 @dataclass(frozen=True)
 class Visit:
-    """A visitor's pass used at a host household (from the visitors slice)."""
+    """A visitor's pass used at a host household (from the visitors slice): when the
+    visitor was inside (as the gate saw it, else the pass's window), and the gate passage
+    of the entry when one was recorded."""
 
     visitor: Subject
     host_household_id: int
     start: dt.datetime
     end: dt.datetime
     pass_id: int
+    place: str = ""
+    entered_at: dt.datetime | None = None
+    gate_id: int | None = None
+
+    def evidence(self, role: str) -> dict[str, object]:
+        """What a tracer checks: the pass, the day, the host household, the gate."""
+        found: dict[str, object] = {
+            "pass_id": self.pass_id,
+            "at": _stamp(self.start),
+            "until": _stamp(self.end),
+            "household_id": self.host_household_id,
+            "role": role,
+        }
+        if self.place:
+            found["place"] = self.place
+        if self.entered_at is not None:
+            found["entered_at"] = _stamp(self.entered_at)
+        if self.gate_id is not None:
+            found["gate_id"] = self.gate_id
+        return found
 
 
 @dataclass(frozen=True)
@@ -109,10 +144,9 @@ class Rules:
         return found
 
 
-@dataclass(frozen=True)
-class Reason:
+class Reason(NamedTuple):
     """Why someone is a contact, with the evidence a tracer checks (which gate, which
-    minute, which tube)."""
+    minute, which tube). A named tuple, as ``Passage``."""
 
     kind: ReasonKind
     evidence: dict[str, object]
@@ -166,9 +200,11 @@ class Records(Protocol):
         """(person, household) for everyone living in the building."""
         ...
 
-    def passages_of(self, subject: Subject, window: Window) -> Sequence[Passage]: ...
-
-    def passages_near(self, gate_id: int, at: dt.datetime, minutes: int) -> Sequence[Passage]: ...
+    def co_passages(self, subject: Subject, window: Window, minutes: int) -> Iterable[CoPassage]:
+        """Others' passages at the same gate within ``minutes`` of each of the subject's
+        passages within ``window``: one windowed self-join over (gate, time). The answer
+        may be a little wide; the rule decides."""
+        ...
 
     def visits_hosted(self, household_id: int, window: Window) -> Sequence[Visit]: ...
 
@@ -235,44 +271,15 @@ def _direct(
                 if their_household != household:
                     out.add(resident, "building", {"building_id": building})
     if household is not None and "visitor" in kinds:
+        # Visitors the subject's household received (role: they were the host's guest).
         for visit in records.visits_hosted(household, window):
-            out.add(
-                visit.visitor,
-                "visitor",
-                {"pass_id": visit.pass_id, "at": _stamp(visit.start), "role": "host"},
-            )
+            out.add(visit.visitor, "visitor", visit.evidence("guest"))
     for visit in records.visits_made(subject, window) if "visitor" in kinds else ():
+        # Households the subject visited as a visitor (role: they were the host).
         for member in records.household_members(visit.host_household_id):
-            out.add(
-                member,
-                "visitor",
-                {
-                    "pass_id": visit.pass_id,
-                    "at": _stamp(visit.start),
-                    "household_id": visit.host_household_id,
-                    "role": "visited",
-                },
-            )
-    for passage in records.passages_of(subject, window) if "co_passage" in kinds else ():
-        for other in records.passages_near(passage.gate_id, passage.at, rules.co_passage_minutes):
-            if other.subject == subject:
-                continue
-            if rules.co_passage_same_direction_only and other.direction != passage.direction:
-                continue
-            gap = abs((other.at - passage.at).total_seconds()) / 60
-            if gap > rules.co_passage_minutes:
-                continue  # the records may answer a little wide; the rule decides
-            out.add(
-                other.subject,
-                "co_passage",
-                {
-                    "gate_id": passage.gate_id,
-                    "case_at": _stamp(passage.at),
-                    "contact_at": _stamp(other.at),
-                    "minutes_apart": round(gap, 1),
-                    "direction": other.direction,
-                },
-            )
+            out.add(member, "visitor", visit.evidence("host"))
+    if "co_passage" in kinds:
+        _co_passages(subject, records, window, rules, out)
     swab_kinds = kinds & {"sampling_queue", "tube"}
     for swab in records.swabs_of(subject, window) if swab_kinds else ():
         for neighbour in records.queue_around(swab, rules.queue_neighbours):
@@ -289,6 +296,52 @@ def _direct(
             )
         for mate in records.tube_mates(swab.tube_id) if "tube" in kinds else ():
             out.add(mate.subject, "tube", {"tube": swab.tube_barcode, "at": _stamp(swab.at)})
+
+
+def _co_passages(
+    subject: Subject, records: Records, window: Window, rules: Rules, out: _Collector
+) -> None:
+    """People through the same gate within the minutes of the rule (时空伴随). The hot path
+    of a busy record (tens of thousands of pairs a case): each case passage is stamped
+    once, and each pair (unique by its two events) is added without comparing reasons."""
+    minutes = rules.co_passage_minutes
+    same_only = rules.co_passage_same_direction_only
+    tier = rules.tiers.get("co_passage", "secondary")
+    rank = _TIER_RANK[tier]
+    found = out.found
+    stamps: dict[int, str] = {}
+    for mine, who, direction, contact_at, seconds, _event in records.co_passages(
+        subject, window, minutes
+    ):
+        if who == subject or who == out.case:
+            continue
+        if same_only and direction != mine.direction:
+            continue
+        gap = abs(seconds) / 60
+        if gap > minutes + 1e-6:  # (a database's seconds may be a hair off the exact minute)
+            continue  # the records may answer a little wide; the rule decides
+        case_at = stamps.get(mine.event_id)
+        if case_at is None:
+            case_at = stamps[mine.event_id] = _stamp(mine.at)
+        reason = Reason(
+            "co_passage",
+            {
+                "gate_id": mine.gate_id,
+                "case_at": case_at,
+                "contact_at": contact_at,
+                "minutes_apart": round(gap, 1),
+                "direction": direction,
+            },
+            tier,
+        )
+        # What _Collector.add does, inline: each pair is distinct (two events).
+        contact = found.get(who)
+        if contact is None:
+            found[who] = Contact(who, tier, [reason])
+        else:
+            contact.reasons.append(reason)
+            if rank > _TIER_RANK[contact.tier]:
+                contact.tier = tier
 
 
 def _chain_links(
@@ -386,9 +439,21 @@ class RecordLists:
     def passages_of(self, subject: Subject, window: Window) -> list[Passage]:
         return [p for p in self.passages if p.subject == subject and p.at in window]
 
-    def passages_near(self, gate_id: int, at: dt.datetime, minutes: int) -> list[Passage]:
+    def co_passages(self, subject: Subject, window: Window, minutes: int) -> list[CoPassage]:
         reach = dt.timedelta(minutes=minutes)
-        return [p for p in self.passages if p.gate_id == gate_id and abs(p.at - at) <= reach]
+        return [
+            CoPassage(
+                mine,
+                other.subject,
+                other.direction,
+                _stamp(other.at),
+                (other.at - mine.at).total_seconds(),
+                other.event_id,
+            )
+            for mine in self.passages_of(subject, window)
+            for other in self.passages
+            if other.gate_id == mine.gate_id and abs(other.at - mine.at) <= reach
+        ]
 
     def visits_hosted(self, household_id: int, window: Window) -> list[Visit]:
         return [

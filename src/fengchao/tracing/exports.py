@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from fengchao.registry.service import ContactCard
 from fengchao.tabular import Sheet, csv_bytes, xlsx_bytes
 from fengchao.tracing.contacts import Contact, Reason
+from fengchao.visitors.service import VisitorCard
 
 HEADER = (
     "First Name",
@@ -60,25 +61,40 @@ def _last_contact(reasons: Sequence[Reason], fallback: dt.date) -> str:
 
 
 def rows(
-    contacts: Sequence[Contact], cards: dict[int, ContactCard], case_name: str, today: dt.date
+    contacts: Sequence[Contact],
+    cards: dict[int, ContactCard],
+    case_name: str,
+    today: dt.date,
+    visitor_cards: dict[int, VisitorCard] | None = None,
 ) -> list[list[object]]:
+    """One row per contact in the reader's scope: residents from their registry card,
+    visitors from their pass (name, phone, the household they visited)."""
     out: list[list[object]] = []
     for contact in contacts:
         kind, number = contact.subject
         card = cards.get(number) if kind == "person" else None
-        if card is None:
-            continue  # outside the reader's scope, or a visitor without a card yet
-        first, last = split_name(card.name)
+        seen = (visitor_cards or {}).get(number) if kind == "visitor" else None
+        if card is None and seen is None:
+            continue  # outside the reader's scope, or a visitor's pass already purged
+        first, last = split_name(card.name if card else seen.name if seen else "")
         main = contact.reasons[0]
+        if card is not None:
+            gender = GENDER.get(card.gender or "", "")
+            age: object = today.year - card.birth_year if card.birth_year else ""
+            phone, address = card.phone or "", f"{card.compound} {card.address}"
+        else:
+            assert seen is not None
+            gender, age, phone = "", "", seen.phone
+            address = f"Visitor to {seen.host_place}" if seen.host_place else "Visitor"
         out.append(
             [
                 first,
                 last,
-                GENDER.get(card.gender or "", ""),
+                gender,
                 "",
-                today.year - card.birth_year if card.birth_year else "",
-                card.phone or "",
-                f"{card.compound} {card.address}",
+                age,
+                phone,
+                address,
                 RELATIONSHIP.get(main.kind, "Other"),
                 "; ".join(EXPOSURE[r.kind] for r in contact.reasons),
                 _last_contact(contact.reasons, today),

@@ -31,8 +31,10 @@ class ContactStatus(enum.StrEnum):
 
 
 class TracingCase(Base):
-    """A confirmed case (病例) being traced: a resident (or later a visitor) with the dates
-    the lookback counts from. A person positive twice is one case with two results."""
+    """A confirmed case (病例) being traced: a resident (``person_id``) or a visitor (their
+    pass, ``visitor_pass_id``: a visitor is no person of the registry), with the dates the
+    lookback counts from. A person positive twice is one case with two results. The pass is
+    not a foreign key: passes are purged after their retention, the case stays."""
 
     __tablename__ = "tracing_case"
     __table_args__ = (Index("ix_tracing_case_person", "community_id", "person_id"),)
@@ -40,6 +42,7 @@ class TracingCase(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     community_id: Mapped[int] = mapped_column(ForeignKey("community.id"), index=True)
     person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
+    visitor_pass_id: Mapped[int | None] = mapped_column(Integer)
     onset_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     sampled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     confirmed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

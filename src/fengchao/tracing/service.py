@@ -6,6 +6,9 @@ through the registry's own edit service (health status, with its history)."""
 from __future__ import annotations
 
 import datetime as dt
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
@@ -39,6 +42,7 @@ from fengchao.tracing.models import (
     TracingCase,
 )
 from fengchao.tracing.records import DatabaseRecords
+from fengchao.visitors import service as visitors
 from fengchao.web.i18n import _
 
 
@@ -50,7 +54,7 @@ class TracingRefusal(Refusal):
 class TraceResult:
     """Contacts of a case, with what the records could not cover."""
 
-    case_person_id: int
+    case: Subject
     window: Window
     contacts: list[Contact]
     notes: list[str] = field(default_factory=list)
@@ -107,34 +111,73 @@ def _coverage_notes(session: Session, community_id: int, window: Window) -> list
 def trace(
     session: Session,
     *,
-    person_id: int,
+    person_id: int | None = None,
+    visitor_pass_id: int | None = None,
     community_id: int,
     window: Window,
     rules: Rules | None = None,
     exclude_case: int | None = None,
 ) -> TraceResult:
-    """Contacts of a person taken as a case within ``window`` (nothing is saved)."""
-    contacts = find_contacts(
-        ("person", person_id),
-        DatabaseRecords(session),
-        window,
-        rules or Rules(),
-        _dismissals(session, community_id, exclude_case),
-    )
-    return TraceResult(person_id, window, contacts, _coverage_notes(session, community_id, window))
+    """Contacts of a person (or a visitor, by their pass) taken as a case within ``window``
+    (nothing is saved)."""
+    case = case_subject(person_id, visitor_pass_id)
+    with _without_gc_pauses():
+        contacts = find_contacts(
+            case,
+            DatabaseRecords(session, community_id),
+            window,
+            rules or Rules(),
+            _dismissals(session, community_id, exclude_case),
+        )
+    return TraceResult(case, window, contacts, _coverage_notes(session, community_id, window))
+
+
+@contextmanager
+def _without_gc_pauses() -> Iterator[None]:
+    """A busy case makes some hundred thousand small objects (pairs of passages, reasons),
+    all alive until the answer is built: the cyclic garbage collector would walk the whole
+    heap again and again meanwhile (measured: half of the CPU time of a case). None of
+    them form cycles, so collection waits until the case is done."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def case_subject(person_id: int | None, visitor_pass_id: int | None) -> Subject:
+    if person_id is not None:
+        return ("person", person_id)
+    if visitor_pass_id is not None:
+        return ("visitor", visitor_pass_id)
+    raise ValueError("a case is a person or a visitor")
 
 
 def trace_since(
-    session: Session, *, person_id: int, since: dt.date, window_minutes: int = 5
+    session: Session,
+    *,
+    person_id: int | None = None,
+    visitor_pass_id: int | None = None,
+    since: dt.date,
+    window_minutes: int = 5,
 ) -> TraceResult:
-    """The command line's question: this person as a case, from ``since`` (local) to now."""
-    community_id = registry.person_community(session=session, person_id=person_id)
+    """The command line's question: this person (or the holder of this visitor pass) as a
+    case, from ``since`` (local) to now."""
+    if person_id is not None:
+        community_id = registry.person_community(session=session, person_id=person_id)
+    elif visitor_pass_id is not None:
+        community_id = visitors.pass_community(session=session, pass_id=visitor_pass_id)
+    else:
+        raise ValueError("a case is a person or a visitor")
     if community_id is None:
-        raise NotFound(f"person {person_id}")
+        raise NotFound(f"person {person_id}" if person_id else f"visitor pass {visitor_pass_id}")
     window = Window(local_midnight(since), utcnow())
     return trace(
         session,
         person_id=person_id,
+        visitor_pass_id=visitor_pass_id,
         community_id=community_id,
         window=window,
         rules=Rules(co_passage_minutes=window_minutes),
@@ -148,15 +191,17 @@ def open_case(
     *,
     session: Session,
     actor: Actor,
-    person_id: int,
+    person_id: int | None = None,
+    visitor_pass_id: int | None = None,
     confirmed_at: dt.datetime,
     onset_at: dt.datetime | None = None,
     sampled_at: dt.datetime | None = None,
     source: CaseSource = CaseSource.manual,
     note: str | None = None,
 ) -> TracingCase:
-    """Record a positive result. A person with an open case gets a second result on the same
-    case (never a second case); their health status becomes positive."""
+    """Record a positive result of a resident (``person_id``) or a visitor (their pass). A
+    case still open gets a second result (never a second case); a resident's health status
+    becomes positive (a visitor has none in the registry)."""
     require(actor, Permission.tracing_manage)
     now = utcnow()
     if confirmed_at > now + dt.timedelta(minutes=5):
@@ -165,19 +210,27 @@ def open_case(
         if moment is not None and moment > confirmed_at:
             raise TracingRefusal(_("发病或采样时间不能晚于确诊时间"), field=name)
     begin_write(session)
-    view = registry.get_person(session=session, actor=actor, person_id=person_id)
-    person = view.person
+    person = None
+    if person_id is not None:
+        person = registry.get_person(session=session, actor=actor, person_id=person_id).person
+        community_id = person.community_id
+        same = TracingCase.person_id == person_id
+    elif visitor_pass_id is not None:
+        visit = visitors.get_pass(session=session, actor=actor, pass_id=visitor_pass_id)
+        community_id = visit.community_id
+        same = TracingCase.visitor_pass_id == visitor_pass_id
+    else:
+        raise ValueError("a case is a person or a visitor")
     case = session.scalar(
         select(TracingCase).where(
-            TracingCase.community_id == person.community_id,
-            TracingCase.person_id == person_id,
-            TracingCase.status == CaseStatus.open,
+            TracingCase.community_id == community_id, same, TracingCase.status == CaseStatus.open
         )
     )
     if case is None:
         case = TracingCase(
-            community_id=person.community_id,
+            community_id=community_id,
             person_id=person_id,
+            visitor_pass_id=visitor_pass_id if person_id is None else None,
             onset_at=onset_at,
             sampled_at=sampled_at,
             confirmed_at=confirmed_at,
@@ -198,11 +251,11 @@ def open_case(
             note=note,
         )
     )
-    if person.health_status != HealthStatus.positive:
+    if person is not None and person.health_status != HealthStatus.positive:
         edits.edit_person(
             session=session,
             actor=actor,
-            person_id=person_id,
+            person_id=person.id,
             version=None,
             submitted={"health_status": HealthStatus.positive.value},
         )
@@ -214,7 +267,7 @@ def open_case(
         object_type="tracing_case",
         object_id=case.id,
         community_id=case.community_id,
-        person_id=person_id,
+        **({"person_id": person_id} if person_id else {"visitor_pass_id": visitor_pass_id}),
     )
     return case
 
@@ -222,11 +275,24 @@ def open_case(
 def get_case(*, session: Session, actor: Actor, case_id: int) -> TracingCase:
     require(actor, Permission.tracing_manage)
     case = session.get(TracingCase, case_id)
-    if case is None or case.person_id is None:
+    if case is None or (case.person_id is None and case.visitor_pass_id is None):
         raise NotFound(f"case {case_id}")
-    # The case's person must be in the reader's scope (404 otherwise); audited there.
-    registry.get_person(session=session, actor=actor, person_id=case.person_id)
+    if case.person_id is not None:
+        # The case's person must be in the reader's scope (404 otherwise); audited there.
+        registry.get_person(session=session, actor=actor, person_id=case.person_id)
+    elif not _community_in_scope(actor, case.community_id):
+        raise NotFound(f"case {case_id}")
     return case
+
+
+def _community_in_scope(actor: Actor, community_id: int) -> bool:
+    """A visitor's case is the community's: readers scoped to it see it (and the street's,
+    who see every case as ``list_cases`` does); building or compound scopes do not."""
+    if actor.scope.level == ScopeLevel.street:
+        return True
+    if actor.scope.level != ScopeLevel.community:
+        return False
+    return actor.scope.node_id == community_id
 
 
 def list_cases(*, session: Session, actor: Actor) -> list[TracingCase]:
@@ -267,11 +333,11 @@ def case_view(
     *, session: Session, actor: Actor, case_id: int, rules: Rules | None = None
 ) -> CaseView:
     case = get_case(session=session, actor=actor, case_id=case_id)
-    assert case.person_id is not None
     window = case_window(case)
     result = trace(
         session,
         person_id=case.person_id,
+        visitor_pass_id=case.visitor_pass_id,
         community_id=case.community_id,
         window=window,
         rules=rules,

@@ -4,6 +4,7 @@ graph, the actions and the exports."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
@@ -11,13 +12,14 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from fengchao.auth import audit_log
-from fengchao.auth.service import Permission, require
+from fengchao.auth.service import NotFound, Permission, require
 from fengchao.db import utcnow
 from fengchao.registry import service as registry
 from fengchao.registry.models import HealthStatus
 from fengchao.tracing import exports, service
 from fengchao.tracing.contacts import Contact, Subject
 from fengchao.tracing.models import ContactStatus
+from fengchao.visitors import service as visitors
 from fengchao.web.deps import CurrentActor, DbSession, RowId, render, require_csrf, templates
 from fengchao.web.i18n import _
 
@@ -51,6 +53,7 @@ audit_log.describe(
         "isolated": "隔离人数",
         "listed": "列入采样名单",
         "person_id": "人员",
+        "visitor_pass_id": "访客通行证",
         "format": "格式",
     },
 )
@@ -88,10 +91,38 @@ def _parse_local(text: str, field: str, *, required: bool) -> dt.datetime | None
 @router.get("", response_class=HTMLResponse)
 def cases_page(request: Request, session: DbSession, actor: CurrentActor) -> Response:
     cases = service.list_cases(session=session, actor=actor)
-    ids = [c.person_id for c in cases if c.person_id is not None]
-    cards = registry.contact_cards(session=session, actor=actor, person_ids=ids)
-    context = {"cases": cases, "cards": cards, "kpis": service.kpis(session=session, actor=actor)}
+    subjects = [service.case_subject(c.person_id, c.visitor_pass_id) for c in cases]
+    cards = _cards(session, actor, subjects)
+    context = {
+        "cases": [(c, cards.get(subject)) for c, subject in zip(cases, subjects, strict=True)],
+        "kpis": service.kpis(session=session, actor=actor),
+    }
     return render(request, "tracing/cases.html", context)
+
+
+def _who(
+    session: DbSession, actor: CurrentActor, person_id: int | None, visitor_pass_id: int | None
+) -> dict[str, Any]:
+    """Whom a new case is for: a resident, or a visitor by their pass (404 outside scope)."""
+    if person_id is not None:
+        person = registry.get_person(session=session, actor=actor, person_id=person_id).person
+        back = f"/registry/people/{person.id}"
+        return {"name": person.name, "back": back, "field": "person_id", "id": person.id}
+    if visitor_pass_id is None:
+        raise NotFound("case subject")
+    row = visitors.get_pass(session=session, actor=actor, pass_id=visitor_pass_id)
+    back = f"/visitors/passes/{row.id}"
+    return {
+        "name": row.name,
+        "back": back,
+        "field": "visitor_pass_id",
+        "id": row.id,
+        "visitor": True,
+    }
+
+
+Id = Annotated[int | None, Query(ge=1, le=2**31 - 1)]
+FormId = Annotated[int | None, Form(ge=1, le=2**31 - 1)]
 
 
 @router.get("/new", response_class=HTMLResponse)
@@ -99,12 +130,13 @@ def new_case_page(
     request: Request,
     session: DbSession,
     actor: CurrentActor,
-    person_id: Annotated[int, Query(ge=1, le=2**31 - 1)],
+    person_id: Id = None,
+    visitor_pass_id: Id = None,
 ) -> Response:
     require(actor, Permission.tracing_manage)
-    view = registry.get_person(session=session, actor=actor, person_id=person_id)
+    who = _who(session, actor, person_id, visitor_pass_id)
     now = utcnow().astimezone(service.zone()).strftime("%Y-%m-%dT%H:%M")
-    return render(request, "tracing/new.html", {"view": view, "now": now, "errors": {}})
+    return render(request, "tracing/new.html", {"who": who, "now": now, "errors": {}})
 
 
 @router.post("/new")
@@ -112,26 +144,29 @@ def open_case(
     request: Request,
     session: DbSession,
     actor: CurrentActor,
-    person_id: Annotated[int, Form(ge=1, le=2**31 - 1)],
+    person_id: FormId = None,
+    visitor_pass_id: FormId = None,
     confirmed_at: Text = "",
     onset_at: Text = "",
     sampled_at: Text = "",
     note: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
+    require(actor, Permission.tracing_manage)
+    who = _who(session, actor, person_id, None if person_id else visitor_pass_id)
     try:
         case = service.open_case(
             session=session,
             actor=actor,
             person_id=person_id,
+            visitor_pass_id=None if person_id else visitor_pass_id,
             confirmed_at=_parse_local(confirmed_at, "confirmed_at", required=True) or utcnow(),
             onset_at=_parse_local(onset_at, "onset_at", required=False),
             sampled_at=_parse_local(sampled_at, "sampled_at", required=False),
             note=note.strip() or None,
         )
     except service.TracingRefusal as refused:
-        view = registry.get_person(session=session, actor=actor, person_id=person_id)
         context = {
-            "view": view,
+            "who": who,
             "now": confirmed_at,
             "errors": {refused.field: refused.message},
             "values": {"onset_at": onset_at, "sampled_at": sampled_at, "note": note},
@@ -149,15 +184,19 @@ def building_only(contact: Contact) -> bool:
     return all(r.kind == "building" for r in contact.reasons)
 
 
-def _graph(case_name: str, contacts: list[Contact], names: dict[Subject, str]) -> dict[str, Any]:
+def _graph(
+    case_name: str, contacts: list[Contact], names: dict[Subject, str], more: int = 0
+) -> dict[str, Any]:
     """Nodes and links for the ECharts graph: the case in the middle, each contact found
     through a record, contacts of contacts linked to the close contact they came through,
-    and the building's other residents as one node (hundreds of dots say nothing)."""
+    and the building's other residents as one node (hundreds of dots say nothing), as are
+    the contacts on other pages."""
     nodes: list[dict[str, Any]] = [
         {"id": "case", "name": case_name, "category": 0, "symbolSize": 46}
     ]
     links = []
     building = [c for c in contacts if building_only(c)]
+    shown = {"case", *(_subject_key(c.subject) for c in contacts if not building_only(c))}
     for contact in contacts:
         if building_only(contact):
             continue
@@ -175,6 +214,8 @@ def _graph(case_name: str, contacts: list[Contact], names: dict[Subject, str]) -
             if reason.kind == "chain":
                 via = reason.evidence.get("via")
                 source = f"{via[0]}:{via[1]}" if isinstance(via, list) else "case"
+                if source not in shown:
+                    source = "case"  # the close contact it came through is on another page
             links.append({"source": source, "target": key, "label": _(REASON_LABELS[reason.kind])})
     if building:
         nodes.append(
@@ -188,8 +229,47 @@ def _graph(case_name: str, contacts: list[Contact], names: dict[Subject, str]) -
         links.append(
             {"source": "case", "target": "building", "label": _(REASON_LABELS["building"])}
         )
+    if more > 0:
+        nodes.append(
+            {"id": "more", "name": _("其他 {n} 人（见后续页）").format(n=more), "category": 1,
+             "symbolSize": 30}
+        )  # fmt: skip
+        links.append({"source": "case", "target": "more", "label": ""})
     categories = [{"name": _("病例")}, {"name": _("密切接触者")}, {"name": _("次密切接触者")}]
     return {"nodes": nodes, "links": links, "categories": categories}
+
+
+@dataclass(frozen=True)
+class Card:
+    """A contact or case as a page shows it: a resident's card, or a visitor's."""
+
+    name: str
+    where: str
+    phone: str | None
+    visitor: bool = False
+
+
+def _cards(session: DbSession, actor: CurrentActor, subjects: list[Subject]) -> dict[Subject, Card]:
+    """Cards of the given people and visitors within the reader's scope, read in bulk (the
+    page asks only for the contacts it shows)."""
+    people = sorted({n for kind, n in subjects if kind == "person"})
+    passes = sorted({n for kind, n in subjects if kind == "visitor"})
+    found: dict[Subject, Card] = {}
+    for number, card in registry.contact_cards(
+        session=session, actor=actor, person_ids=people
+    ).items():
+        found[("person", number)] = Card(card.name, f"{card.compound} {card.address}", card.phone)
+    if passes:
+        for number, seen in visitors.visitor_cards(
+            session=session, actor=actor, pass_ids=passes
+        ).items():
+            where = _("访客，到访 {place}").format(place=seen.host_place or "—")
+            found[("visitor", number)] = Card(seen.name, where, seen.phone, visitor=True)
+    return found
+
+
+PAGE_SIZE = 50
+NEIGHBOURS_SHOWN = 200
 
 
 @router.get("/cases/{case_id}", response_class=HTMLResponse)
@@ -199,16 +279,34 @@ def case_page(
     session: DbSession,
     actor: CurrentActor,
     done: Annotated[Literal["saved", "protected"] | None, Query()] = None,
+    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
 ) -> Response:
+    """The case and its contacts, a page of them at a time (a busy gate gives thousands):
+    cards are read only for the contacts shown, and the graph draws those."""
     view = service.case_view(session=session, actor=actor, case_id=case_id)
-    ids = [line.contact.subject[1] for line in view.lines if line.contact.subject[0] == "person"]
-    assert view.case.person_id is not None
-    cards = registry.contact_cards(
-        session=session, actor=actor, person_ids=[view.case.person_id, *ids]
+    case_subject = service.case_subject(view.case.person_id, view.case.visitor_pass_id)
+    traced = [x for x in view.lines if not building_only(x.contact)]
+    neighbours = [x for x in view.lines if building_only(x.contact)]
+    pages = max(1, -(-len(traced) // PAGE_SIZE))
+    page = min(page, pages)
+    shown = traced[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+    wanted = [case_subject, *(x.contact.subject for x in shown)]
+    for line in shown:  # the close contacts a chain went through, named on the page
+        for reason in line.contact.reasons:
+            via = reason.evidence.get("via")
+            if reason.kind == "chain" and isinstance(via, list):
+                wanted.append((via[0], via[1]))
+    wanted.extend(x.contact.subject for x in neighbours[:NEIGHBOURS_SHOWN])
+    cards = _cards(session, actor, wanted)
+    case_card = cards.get(case_subject)
+    names = {subject: card.name for subject, card in cards.items()}
+    more = len(traced) - len(shown)
+    graph = _graph(
+        case_card.name if case_card else "",
+        [x.contact for x in shown] + [x.contact for x in neighbours],
+        names,
+        more,
     )
-    case_card = cards.get(view.case.person_id)
-    names: dict[Subject, str] = {("person", i): c.name for i, c in cards.items()}
-    graph = _graph(case_card.name if case_card else "", [x.contact for x in view.lines], names)
     context = {
         "view": view,
         "cards": cards,
@@ -218,8 +316,12 @@ def case_page(
         "reason_labels": REASON_LABELS,
         "tier_labels": TIER_LABELS,
         "close_count": sum(1 for x in view.lines if x.contact.tier == "close"),
-        "traced": [x for x in view.lines if not building_only(x.contact)],
-        "neighbours": [x for x in view.lines if building_only(x.contact)],
+        "traced": shown,
+        "traced_total": len(traced),
+        "page": page,
+        "pages": pages,
+        "neighbours": neighbours[:NEIGHBOURS_SHOWN],
+        "neighbours_total": len(neighbours),
         "pending_protection": sum(
             1
             for x in view.lines
@@ -270,14 +372,15 @@ def export(
     encoding: Annotated[Literal["utf-8", "gbk"], Query()] = "utf-8",
 ) -> Response:
     view = service.case_view(session=session, actor=actor, case_id=case_id)
-    assert view.case.person_id is not None
     contacts = [x.contact for x in view.lines]
     ids = [c.subject[1] for c in contacts if c.subject[0] == "person"]
-    cards = registry.contact_cards(
-        session=session, actor=actor, person_ids=[view.case.person_id, *ids]
-    )
-    case_card = cards.get(view.case.person_id)
-    table = exports.rows(contacts, cards, case_card.name if case_card else "", utcnow().date())
+    passes = [c.subject[1] for c in contacts if c.subject[0] == "visitor"]
+    case_subject = service.case_subject(view.case.person_id, view.case.visitor_pass_id)
+    case_card = _cards(session, actor, [case_subject]).get(case_subject)
+    cards = registry.contact_cards(session=session, actor=actor, person_ids=ids)
+    seen = visitors.visitor_cards(session=session, actor=actor, pass_ids=passes) if passes else {}
+    case_name = case_card.name if case_card else ""
+    table = exports.rows(contacts, cards, case_name, utcnow().date(), seen)
     service.audit_export(session=session, actor=actor, case=view.case, rows=len(table), fmt=fmt)
     name = f"contacts-case-{case_id}.{fmt}"
     if fmt == "xlsx":

@@ -943,3 +943,137 @@ def actor_community(session: Session, actor: Actor) -> int | None:
         return actor.scope.node_id
     table = Compound if actor.scope.level == ScopeLevel.compound else Building
     return session.scalar(select(table.community_id).where(table.id == actor.scope.node_id))
+
+
+# --- read by contact tracing (never written from there) -----------------------------------
+
+
+@dataclass(frozen=True)
+class VisitRecord:
+    """A visitor's pass as contact tracing reads it: who came to which household and when.
+    ``start``/``end`` are the time the visitor was inside as far as the gate saw it (the
+    first entry to the last exit), or the pass's window when the gate recorded no entry."""
+
+    pass_id: int
+    name: str
+    host_household_id: int
+    host_place: str
+    start: dt.datetime
+    end: dt.datetime
+    entered_at: dt.datetime | None
+    left_at: dt.datetime | None
+    gate_ids: tuple[int, ...]
+
+
+_VISIT_COLUMNS = (
+    VisitorPass.id,
+    VisitorPass.name,
+    VisitorPass.host_household_id,
+    VisitorPass.host_place,
+    VisitorPass.valid_from,
+    VisitorPass.valid_until,
+    VisitorPass.last_in_at,
+    VisitorPass.last_out_at,
+    VisitorPass.gate_ids,
+)
+
+
+def _visit_rows(session: Session, *conditions: ColumnElement[bool]) -> list[VisitRecord]:
+    """Visitor (not courier) passes that were used at a gate or are approved, whose window
+    overlaps the given conditions; a pass never approved was never a visit."""
+    query = select(*_VISIT_COLUMNS).where(
+        VisitorPass.kind == PassKind.visitor,
+        VisitorPass.host_household_id.is_not(None),
+        (VisitorPass.entries_used > 0) | (VisitorPass.status == PassStatus.active),
+        *conditions,
+    )
+    found = []
+    for pid, name, household, place, valid_from, valid_until, came, left, gates in session.execute(
+        query.order_by(VisitorPass.valid_from, VisitorPass.id)
+    ):
+        if household is None:
+            continue
+        start = came or valid_from
+        end = left if left is not None and came is not None and left >= came else valid_until
+        found.append(
+            VisitRecord(pid, name, household, place, start, end, came, left, tuple(gates or ()))
+        )
+    return found
+
+
+def visits_to_households(
+    *, session: Session, household_ids: list[int], start: dt.datetime, end: dt.datetime
+) -> list[VisitRecord]:
+    """Visits received by these households whose pass window overlaps ``start``–``end``
+    (over the host household index)."""
+    if not household_ids:
+        return []
+    return _visit_rows(
+        session,
+        VisitorPass.host_household_id.in_(household_ids),
+        VisitorPass.valid_from <= end,
+        VisitorPass.valid_until >= start,
+    )
+
+
+def visits_by_visitor(
+    *, session: Session, pass_id: int, start: dt.datetime, end: dt.datetime
+) -> list[VisitRecord]:
+    """Every visit made by the holder of ``pass_id`` within ``start``–``end``: the passes
+    with the same ID number (by its keyed hash) or, when none was given, the same phone."""
+    row = session.get(VisitorPass, pass_id)
+    if row is None:
+        return []
+    same = (
+        VisitorPass.id_number_hash == row.id_number_hash
+        if row.id_number_hash
+        else VisitorPass.phone == row.phone
+    )
+    return _visit_rows(
+        session,
+        VisitorPass.community_id == row.community_id,
+        (VisitorPass.id == pass_id) | same,
+        VisitorPass.valid_from <= end,
+        VisitorPass.valid_until >= start,
+    )
+
+
+@dataclass(frozen=True)
+class VisitorCard:
+    """What a tracer sees of a visitor: the name, the phone, the ID number masked, whom
+    they visited."""
+
+    pass_id: int
+    community_id: int
+    name: str
+    phone: str
+    id_mask: str | None
+    host_household_id: int | None
+    host_place: str
+
+
+def visitor_cards(*, session: Session, actor: Actor, pass_ids: list[int]) -> dict[int, VisitorCard]:
+    """Cards of the given passes within the actor's scope (others are left out): for the
+    visitors' staff and for contact tracers."""
+    if not actor.can(Permission.tracing_manage):
+        _can_see(actor)
+    cards: dict[int, VisitorCard] = {}
+    for at in range(0, len(pass_ids), 500):
+        chunk = pass_ids[at : at + 500]
+        query = select(VisitorPass).where(VisitorPass.id.in_(chunk), pass_in_scope(actor))
+        for row in session.scalars(query):
+            cards[row.id] = VisitorCard(
+                row.id,
+                row.community_id,
+                row.name,
+                row.phone,
+                row.id_mask,
+                row.host_household_id,
+                row.host_place,
+            )
+    return cards
+
+
+def pass_community(*, session: Session, pass_id: int) -> int | None:
+    """The community of a visitor pass (None when there is no such pass, or it was purged)."""
+    return session.scalar(select(VisitorPass.community_id).where(VisitorPass.id == pass_id))
