@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from fengchao.duty.service import WindowHole
+
 HOURS = 24
 KINDS = ("face", "plate", "code", "visitor", "other")
 # Ages of open help requests, in hours: under 1, 1–4, 4–24, a day or more.
@@ -154,16 +156,6 @@ class SamplingFigure:
 
 
 @dataclass(frozen=True)
-class RosterHole:
-    shift_id: int
-    post: str
-    start: dt.datetime  # local
-    end: dt.datetime
-    missing: int
-    why: str
-
-
-@dataclass(frozen=True)
 class RosterFigure:
     """Duty shifts starting in a window (the next 24 hours, or a report's day)."""
 
@@ -172,7 +164,7 @@ class RosterFigure:
     shifts: int
     placed: int
     required: int
-    holes: list[RosterHole]
+    holes: list[WindowHole]  # duty's own rows: post, local times, people missing, why
 
     @property
     def percent(self) -> float:

@@ -174,34 +174,53 @@ def _registry(session: Session, actor: Actor, community_id: int, days: _Day) -> 
 def _access(session: Session, actor: Actor, community_id: int, days: _Day) -> Section:
     from fengchao.access import records
 
-    today = records.hourly_counts(session=session, actor=actor, day=days.day)
-    before = records.hourly_counts(session=session, actor=actor, day=days.yesterday)
+    # The day before and the day in one grouped count (the dashboard's own query).
+    counts = records.traffic(session=session, actor=actor, first_day=days.yesterday, days=2)
+    today = [c for c in counts if c.hour >= 24]
+    before = [c for c in counts if c.hour < 24]
 
-    def total(rows: list[dict[str, int]], key: str | None = None) -> int:
-        keys = ("allow", "deny", "pending") if key is None else (key,)
-        return sum(row[k] for row in rows for k in keys)
+    def total(rows: list[records.TrafficCount], **match: str) -> int:
+        return sum(
+            c.count for c in rows if all(getattr(c, key) == value for key, value in match.items())
+        )
 
-    hours = max(len(today), len(before))
+    def both(**match: str) -> tuple[int, int]:
+        return total(today, **match), total(before, **match)
 
-    def per_hour(rows: list[dict[str, int]]) -> tuple[int, ...]:
-        values = [row["allow"] + row["deny"] + row["pending"] for row in rows]
-        return tuple(values + [0] * (hours - len(values)))
+    fevers = sum(c.fever for c in today), sum(c.fever for c in before)
+
+    def per_hour(rows: list[records.TrafficCount]) -> tuple[int, ...]:
+        values = [0] * 24
+        for c in rows:
+            values[c.hour % 24] += c.count
+        return tuple(values)
 
     after = days.day + dt.timedelta(days=1)
     link = f"/access/records?start={days.day.isoformat()}T00:00&end={after.isoformat()}T00:00"
+    kinds = (
+        ("face", _("刷脸")),
+        ("plate", _("车牌")),
+        ("code", _("通行码")),
+        ("visitor", _("访客")),
+        ("other", _("其他")),
+    )
     return Section(
         "access",
         _("出入管理"),
         (
-            Figure(_("通行记录"), total(today), total(before), _("次"), link),
-            Figure(_("放行"), total(today, "allow"), total(before, "allow"), _("次")),
-            Figure(_("拒绝"), total(today, "deny"), total(before, "deny"), _("次")),
+            Figure(_("通行记录"), *both(), _("次"), link),
+            Figure(_("进"), *both(direction="in"), _("次")),
+            Figure(_("出"), *both(direction="out"), _("次")),
+            Figure(_("放行"), *both(decision="allow"), _("次")),
+            Figure(_("拒绝"), *both(decision="deny"), _("次")),
+            Figure(_("体温异常"), fevers[0], fevers[1], _("次")),
+            *(Figure(label, *both(kind=kind), _("次")) for kind, label in kinds),
         ),
         (
             Chart(
                 "line",
                 _("每小时通行"),
-                tuple(f"{h:02d}" for h in range(hours)),
+                tuple(f"{h:02d}" for h in range(24)),
                 (Series(_("当日"), per_hour(today)), Series(_("前一日"), per_hour(before))),
                 unit=_("次"),
             ),

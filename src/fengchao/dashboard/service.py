@@ -253,12 +253,9 @@ def roster_figure(
     found = duty.window_coverage(
         session=session, actor=actor, community_id=node.community_id, start=start, end=end
     )
-    holes = [
-        f.RosterHole(h.shift_id, h.post, h.start, h.end, h.missing, h.why) for h in found.holes
-    ]
     return f.RosterFigure(
         start.astimezone(zone()), end.astimezone(zone()), found.shifts, found.placed,
-        found.required, holes,
+        found.required, found.holes,
     )  # fmt: skip
 
 
