@@ -301,3 +301,49 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             }
             session.commit()
         yield Live(engine, grid, personas)
+
+
+# --- the PostgreSQL run repeats only what touches a database ------------------------------
+
+# A test, fixture or module whose code names one of these opens a database of the run's
+# kind; everything else (the pure modules: validation, the solver, vision, sheet reading)
+# gives the same answer whatever FENGCHAO_TEST_DATABASE says, and runs once, on SQLite.
+_DATABASE_MARKS = ("FENGCHAO_TEST_DATABASE", "throwaway_database", "create_engine", "served_app")
+
+
+def _names_a_database(code: object) -> bool:
+    import inspect
+
+    try:
+        source = inspect.getsource(code)  # type: ignore[arg-type]
+    except (OSError, TypeError):
+        return True  # cannot tell: keep it
+    return any(mark in source for mark in _DATABASE_MARKS)
+
+
+def _touches_database(item: pytest.Item) -> bool:
+    import inspect
+
+    names = set(getattr(item, "fixturenames", ()))
+    if names & {"engine", "live"}:
+        return True
+    module = getattr(item, "module", None)
+    if module is None or _names_a_database(module):
+        return True
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in info.name2fixturedefs.values() if info else ():
+        for definition in defs:
+            home = inspect.getmodule(definition.func)
+            if _names_a_database(definition.func) or (home and _names_a_database(home)):
+                return True
+    return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("FENGCHAO_TEST_DATABASE", "sqlite") == "sqlite":
+        return
+    pure = [item for item in items if not _touches_database(item)]
+    if pure:
+        config.hook.pytest_deselected(items=pure)
+        kept = set(map(id, pure))
+        items[:] = [item for item in items if id(item) not in kept]

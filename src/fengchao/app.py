@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
@@ -37,12 +35,11 @@ from fengchao.sampling import views as sampling_views
 from fengchao.settings import get_settings
 from fengchao.tracing import views as tracing_views
 from fengchao.visitors import views as visitors_views
+from fengchao.web import STATIC_DIR
 from fengchao.web.deps import CSRF_COOKIE, LANG_COOKIE, CurrentActor, render
 from fengchao.web.errors import error_response, install_error_handlers
 from fengchao.web.i18n import _, pick_language
 from fengchao.web.security import BodySizeLimit, BodyTooLarge, LanguageAndHeaders
-
-STATIC_DIR = Path(__file__).parent / "web" / "static"
 
 # Routes that take spreadsheet uploads may receive the import limit; everything else the
 # small general limit.

@@ -154,6 +154,20 @@ def check_key(key: str | None) -> str:
 
 # --- what a frame holds -----------------------------------------------------------------
 
+
+def decode_frame(frame: bytes) -> Any:
+    """The RGB pixels of a camera frame (or an uploaded photo); refused, naming the field,
+    when it is too big or not a picture."""
+    from fengchao.vision.images import ImageError, decode_image
+
+    if len(frame) > MAX_FRAME_BYTES:
+        raise ConsoleRefusal(_("画面太大，请降低分辨率"), field="frame")
+    try:
+        return decode_image(frame)
+    except ImageError as exc:
+        raise ConsoleRefusal(_(exc.message), field="frame") from None
+
+
 _qr_local = threading.local()
 
 
@@ -247,14 +261,7 @@ def pass_frame(
 ) -> ConsoleAnswer:
     """A camera frame (or an uploaded photo): a resident code in it is decided as a code;
     otherwise a plate in vehicle mode, a face in person mode."""
-    from fengchao.vision.images import ImageError, decode_image
-
-    if len(frame) > MAX_FRAME_BYTES:
-        raise ConsoleRefusal(_("画面太大，请降低分辨率"), field="frame")
-    try:
-        pixels = decode_image(frame)
-    except ImageError as exc:
-        raise ConsoleRefusal(_(exc.message), field="frame") from None
+    pixels = decode_frame(frame)
     if _same_picture(actor.user_id, gate.id, pixels):
         return ConsoleAnswer(None, idle="still")
     codes = read_codes(pixels)

@@ -4,17 +4,17 @@ htmx partials it polls (the gate's last events, the alert-level banner)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from fengchao.access import console
+from fengchao.web import STATIC_DIR
 from fengchao.web.deps import CurrentActor, DbSession, RowId, render, require_csrf
 from fengchao.web.i18n import _
 
-SERVICE_WORKER = Path(__file__).resolve().parents[1] / "web" / "static" / "js" / "console-sw.js"
+SERVICE_WORKER = STATIC_DIR / "js" / "console-sw.js"
 
 router = APIRouter(dependencies=[Depends(require_csrf)], include_in_schema=False)
 api = APIRouter(prefix="/api/gates", dependencies=[Depends(require_csrf)], tags=["gates"])

@@ -19,7 +19,6 @@ from fengchao.duty import exports, service
 from fengchao.duty.models import Identity, PostKind
 from fengchao.duty.service import DutyRefused
 from fengchao.registry.models import Community
-from fengchao.vision.images import ImageError, decode_image
 from fengchao.web.deps import CurrentActor, DbSession, RowId, render, require_csrf, templates
 from fengchao.web.i18n import _
 
@@ -416,10 +415,6 @@ def checkin_submit(
     )
 
 
-# A camera frame of the check-in page, as JPEG from a canvas: a few tens of kB.
-FRAME_MAX_BYTES = 2 * 1024 * 1024
-
-
 @router.post("/checkin/read-code")
 def checkin_read_code(
     actor: CurrentActor, frame: Annotated[UploadFile, File()]
@@ -427,13 +422,10 @@ def checkin_read_code(
     """The resident code in a frame from the check-in page's camera, for browsers without
     a BarcodeDetector of their own (the page fills the code field with it)."""
     require(actor, Permission.duty_manage)
-    data = frame.file.read(FRAME_MAX_BYTES + 1)
-    if len(data) > FRAME_MAX_BYTES:
-        raise DutyRefused(_("画面太大"), field="frame")
     try:
-        pixels = decode_image(data)
-    except ImageError:
-        raise DutyRefused(_("画面不是可用的图片"), field="frame") from None
+        pixels = console.decode_frame(frame.file.read(console.MAX_FRAME_BYTES + 1))
+    except console.ConsoleRefusal as exc:
+        raise DutyRefused(exc.message, field="frame") from None
     found = console.read_codes(pixels)
     return {"code": found[0] if found else None}
 
