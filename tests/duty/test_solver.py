@@ -260,3 +260,129 @@ def test_cli_names_a_contradiction(tmp_path: pytest.TempPathFactory) -> None:
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["problems"][0]["field"] == "shifts[s]"
     assert "min 3 is more than max 1" in result["problems"][0]["message"]
+
+
+# --------------------------------------------------------------------------- bounds
+
+
+def _loads(problem: Problem, pairs: set[tuple[str, str]]) -> dict[str, dict[str, int]]:
+    shifts = {s.id: s for s in problem.shifts}
+    loads = {
+        name: dict.fromkeys((v.id for v in problem.volunteers), 0)
+        for name in ("minutes", "nights", "weekend")
+    }
+    for shift_id, person in pairs:
+        shift = shifts[shift_id]
+        loads["minutes"][person] += shift.minutes
+        loads["nights"][person] += shift.is_night
+        loads["weekend"][person] += shift.is_weekend
+    return loads
+
+
+QUANTITIES = {
+    "minutes": lambda s: s.minutes,
+    "nights": lambda s: int(s.is_night),
+    "weekend": lambda s: int(s.is_weekend),
+}
+
+
+def _assert_bounds_hold(problem: Problem, pairs: set[tuple[str, str]]) -> None:
+    """The pigeonhole bounds hold for this roster (any roster keeping the hard rules)."""
+    assert solver.check(problem, pairs) == []
+    if not problem.volunteers:
+        return
+    missing = solver.cost(problem, pairs)[0]
+    staffed: dict[str, int] = {}
+    for shift_id, _ in pairs:
+        staffed[shift_id] = staffed.get(shift_id, 0) + 1
+    no_extra = all(staffed.get(s.id, 0) <= s.min for s in problem.shifts)
+    loads = _loads(problem, pairs)
+    for name, quantity in QUANTITIES.items():
+        high, low = solver.spread_bounds(problem, quantity, missing)
+        assert max(loads[name].values()) >= high, name
+        if no_extra:
+            assert min(loads[name].values()) <= low, name
+
+
+def _days(count: int, **kw: object) -> tuple[Shift, ...]:
+    return tuple(
+        Shift(id=f"d{d}", post="east", start=at(d, 8), end=at(d, 16), **kw)  # type: ignore[arg-type]
+        for d in range(count)
+    )
+
+
+def test_spread_bounds_by_hand() -> None:
+    # Seven day shifts (Mon–Sun, 8 h, one person each) for three volunteers: someone works
+    # at least 3 of them (24 h), someone at most 2 (16 h); two weekend shifts for three
+    # people: someone has one, someone none; no nights at all.
+    three = tuple(Volunteer(id=f"v{i}") for i in range(3))
+    problem = Problem(shifts=_days(7), volunteers=three)
+    assert solver.spread_bounds(problem, QUANTITIES["minutes"]) == (3 * 480, 2 * 480)
+    assert solver.spread_bounds(problem, QUANTITIES["weekend"]) == (1, 0)
+    assert solver.spread_bounds(problem, QUANTITIES["nights"]) == (0, 0)
+    # One of them free on no day: the other two carry the seven (4 for one of them) and the
+    # least loaded works nothing. With two people missing (holes), five are carried: 3.
+    limited = (*three[:2], Volunteer(id="v2", available=frozenset()))
+    problem = Problem(shifts=_days(7), volunteers=limited)
+    assert solver.spread_bounds(problem, QUANTITIES["minutes"]) == (4 * 480, 0)
+    assert solver.spread_bounds(problem, QUANTITIES["minutes"], 2) == (3 * 480, 0)
+
+
+def test_a_tight_bound_is_proven_optimal_with_gap_zero() -> None:
+    # Six day shifts Mon–Sat for three volunteers: two each (hours spread 0), Saturday's
+    # shift makes a weekend spread of 1 whatever the roster; each works at one post.
+    problem = Problem(shifts=_days(6), volunteers=tuple(Volunteer(id=f"v{i}") for i in range(3)))
+    result = solver.solve(problem, time_limit=10)
+    assert result.status == "optimal" and result.gap == 0
+    assert (result.hours_spread, result.nights_spread, result.weekend_spread) == (0, 0, 1)
+    assert result.objective == solver.W_WEEKEND + 3 * solver.W_POST
+
+
+def test_uneven_availability_bound_claims_no_more_than_the_optimum(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Four nights in a row, one person each. Only a and b can work nights, b only the first,
+    # and nobody more than three in a row: a works nights 2–4 and the spread of nights is
+    # 3, above the pigeonhole's 2 (four nights shared by two). A medical day shift nobody
+    # can take is a hole; c and d only work the day shifts.
+    nights = tuple(Shift(id=f"n{d}", post="gate", start=at(d, 0), end=at(d, 8)) for d in range(4))
+    days = tuple(Shift(id=f"d{d}", post="gate", start=at(d, 12), end=at(d, 20)) for d in range(4))
+    sampling = Shift(
+        id="s0", post="sampling", start=at(0, 8), end=at(0, 11), skills=frozenset({"medical"})
+    )
+    shifts = (*nights, *days, sampling)
+    day_ids = frozenset(s.id for s in days)
+    people = (
+        Volunteer(id="a", available=frozenset(s.id for s in nights)),
+        Volunteer(id="b", available=frozenset({"n0"}) | day_ids),
+        Volunteer(id="c", available=day_ids),
+        Volunteer(id="d", available=day_ids),
+    )
+    problem = Problem(shifts=shifts, volunteers=people)
+    assert solver.spread_bounds(problem, QUANTITIES["nights"], 1) == (2, 0)
+    bounded = solver.solve(problem, time_limit=10)
+    monkeypatch.setattr(solver, "BOUNDS", False)
+    plain = solver.solve(problem, time_limit=10)
+    assert bounded.status == plain.status == "optimal" and bounded.gap == 0
+    assert [h.shift for h in bounded.holes] == ["s0"]
+    assert bounded.nights_spread == plain.nights_spread == 3
+    assert bounded.objective == plain.objective
+    _assert_bounds_hold(problem, set(bounded.assignments))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problems())
+def test_the_bounds_hold_for_every_roster_and_never_change_the_optimum(problem: Problem) -> None:
+    # Valid for any roster that keeps the rules (the greedy one, the solver's), and the
+    # optimum proven with the bounds is the optimum proven without them.
+    _assert_bounds_hold(problem, set(solver.greedy(problem)))
+    bounded = solver.solve(problem, time_limit=10)
+    _assert_bounds_hold(problem, set(bounded.assignments))
+    solver.BOUNDS = False
+    try:
+        plain = solver.solve(problem, time_limit=10)
+    finally:
+        solver.BOUNDS = True
+    _assert_bounds_hold(problem, set(plain.assignments))
+    if bounded.status == plain.status == "optimal":
+        assert solver.cost(problem, bounded.assignments) == solver.cost(problem, plain.assignments)

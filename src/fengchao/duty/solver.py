@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
@@ -165,6 +165,10 @@ class Result:
     added: list[tuple[str, str]] = field(default_factory=list)
     removed: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # CP-SAT's own effort (both phases): branches and deterministic time, which unlike
+    # ``seconds`` do not grow when the machine is loaded.
+    branches: int = 0
+    deterministic_seconds: float = 0.0
 
     @property
     def changes(self) -> int:
@@ -380,8 +384,84 @@ def _minutes_spread(problem: Problem, pairs: set[tuple[str, str]]) -> int:
     return max(minutes.values()) - min(minutes.values()) if minutes else 0
 
 
+def _minutes(shift: Shift) -> int:
+    return shift.minutes
+
+
+def _night(shift: Shift) -> int:
+    return int(shift.is_night)
+
+
+def _weekend(shift: Shift) -> int:
+    return int(shift.is_weekend)
+
+
 def _preference(volunteer: Volunteer, shift: Shift) -> int:
     return volunteer.preferences.get(shift.id, 0) + (shift.post in volunteer.preferred_posts)
+
+
+# --------------------------------------------------------------------------- bounds
+
+# Add the redundant bounds below to the model (off only in the tests that check that they
+# never change the optimum).
+BOUNDS = True
+
+
+def spread_bounds(
+    problem: Problem, quantity: Callable[[Shift], int], missing: int = 0
+) -> tuple[int, int]:
+    """Pigeonhole bounds on one fairness term: ``(high, low)``.
+
+    Each volunteer's load is the sum of ``quantity`` over their shifts (minutes, 1 for a
+    night, 1 for a weekend shift). In every roster that keeps the hard rules with at most
+    ``missing`` people missing:
+
+    * the largest load is at least ``high``. The demand (each movable shift's minimum
+      times its quantity, less the ``missing`` largest quantities a hole can take away,
+      plus the frozen shifts' current people) is carried by the volunteers who can take
+      any such shift, so one of them carries at least their average; loads are multiples
+      of ``unit`` (the gcd of the quantities), so the average is rounded up to one;
+    * if no movable shift has anyone above its minimum, the smallest load is at most
+      ``low``: the total is then at most the minimum demand (plus the frozen shifts),
+      shared by every volunteer, so someone carries at most the average rounded down to a
+      unit (0 when someone can take none of these shifts).
+
+    Both hold for every roster, so adding them to the model never cuts off a roster; they
+    only let CP-SAT prove a bound its linear relaxation does not see.
+    """
+    carriers: set[str] = set()
+    demand: list[tuple[int, int]] = []  # (quantity, minimum) of each movable shift
+    frozen_load = 0
+    unit = 0
+    for shift in problem.shifts:
+        value = quantity(shift)
+        if value <= 0:
+            continue
+        unit = math.gcd(unit, value)
+        if _frozen(problem, shift):
+            for shift_id, person in problem.current:
+                if shift_id == shift.id:
+                    frozen_load += value
+                    carriers.add(person)
+            continue
+        demand.append((value, shift.min))
+        carriers.update(v.id for v in problem.volunteers if eligible(v, shift))
+    if not unit or not problem.volunteers:
+        return 0, 0
+    most = sum(value * low for value, low in demand) + frozen_load
+    lost, left = 0, missing
+    for value, low in sorted(demand, reverse=True):
+        if left <= 0:
+            break
+        take = min(left, low)
+        lost += take * value
+        left -= take
+    least = max(0, most - lost)
+    people = {v.id for v in problem.volunteers}
+    carriers &= people
+    high = unit * -(-least // (unit * len(carriers))) if carriers else 0
+    low = 0 if carriers != people else unit * (most // (unit * len(people)))
+    return high, low
 
 
 # --------------------------------------------------------------------------- the model
@@ -435,6 +515,8 @@ def solve(
         added=sorted(set(chosen) - problem.current) if problem.current else [],
         removed=sorted(problem.current - set(chosen)) if problem.current else [],
         warnings=warnings,
+        branches=sum(r.branches for r in parts),
+        deterministic_seconds=round(sum(r.deterministic_seconds for r in parts), 3),
     )
 
 
@@ -641,6 +723,7 @@ def _solve_one(
     }
     # Phase 1: as few missing people as possible (lexicographically first).
     phase1_gap = 0.0
+    effort: tuple[int, float] = (0, 0.0)
     if missing and cost(problem, hint_pairs)[0] > 0:  # a hint without holes is optimal
         # Fewest holes first; among rosters with as few, the one closest to the hint (the
         # greedy roster is fair already: closing its holes should not undo that).
@@ -653,6 +736,7 @@ def _solve_one(
         model.minimize(scale * total_missing + sum(deviations))
         solver.parameters.max_time_in_seconds = max(0.2, time_limit * 0.4)
         status = solver.solve(model)
+        effort = (solver.num_branches, solver.deterministic_time)
         if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             best_missing = round(solver.value(total_missing))
             lower = max(0, math.floor(solver.best_objective_bound / scale))
@@ -675,24 +759,47 @@ def _solve_one(
     elif missing:
         model.add(total_missing <= 0)
         fallback = sorted(hint_pairs) if hint_valid else []
+        best_missing = 0
     else:
         fallback = []
+        best_missing = 0
     # Phase 2 with the holes settled: changes, fairness, posts, preferences.
     terms: list[cp_model.LinearExprT] = []
     if people:
         spreads = []
-        for weight, values, top in (
-            (W_HOURS, minutes_of, sum(s.minutes for s in shifts)),
-            (W_NIGHTS, nights_of, len(shifts)),
-            (W_WEEKEND, weekends_of, len(shifts)),
+        # Above a shift's minimum anywhere (costly, W_EXTRA): the "low" bounds then lapse.
+        surplus = sum(extra) if extra else 0
+        lowest: dict[str, cp_model.IntVar] = {}
+        for name, weight, values, top, quantity in (
+            ("hours", W_HOURS, minutes_of, sum(s.minutes for s in shifts), _minutes),
+            ("nights", W_NIGHTS, nights_of, len(shifts), _night),
+            ("weekend", W_WEEKEND, weekends_of, len(shifts), _weekend),
         ):
             hi = model.new_int_var(0, top, "")
             lo = model.new_int_var(0, top, "")
             for vi in range(len(people)):
                 model.add(hi >= values[vi])
                 model.add(lo <= values[vi])
+            # Redundant pigeonhole bounds (see spread_bounds): valid for every roster with
+            # the holes of phase 1, they tighten the bound the gap is measured against.
+            high, low = spread_bounds(problem, quantity, best_missing) if BOUNDS else (0, top)
+            model.add(hi >= min(high, top))
+            if low < top:
+                model.add(lo <= low + (top - low) * surplus)
+            lowest[name] = lo
             spreads.append(weight * (hi - lo))
         terms.extend(spreads)
+        # If everyone works (the least hours are above 0), everyone has at least one post.
+        # ``busy`` is that condition: a roster where somebody is idle has busy = 0 and its
+        # true cost; one where nobody is has busy = 1, lo ≥ 1 and its true cost too.
+        flags = [f for group in posts_of.values() for f in group]
+        low_minutes = spread_bounds(problem, _minutes, best_missing)[1]
+        if BOUNDS and flags and low_minutes > 0:
+            busy = model.new_bool_var("busy")
+            top = sum(s.minutes for s in shifts)
+            model.add(lowest["hours"] >= busy)
+            model.add(lowest["hours"] <= low_minutes * busy + top * surplus)
+            model.add(sum(flags) >= len(people) * busy)
     if extra:
         terms.append(W_EXTRA * sum(extra))
     terms.append(W_POST * sum(f for flags in posts_of.values() for f in flags))
@@ -715,6 +822,8 @@ def _solve_one(
     solver.parameters.max_time_in_seconds = max(0.1, time_limit - (time.perf_counter() - began))
     solver.parameters.relative_gap_limit = gap_limit
     status = solver.solve(model)
+    effort = (effort[0] + solver.num_branches, effort[1] + solver.deterministic_time)
+    bound: float | None = None  # proven lower bound of the second phase's objective
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         objective = solver.objective_value
         bound = solver.best_objective_bound
@@ -732,9 +841,14 @@ def _solve_one(
     else:
         raise ProblemError([("problem", f"no roster found ({status_names[status]})")])
     if hint_valid and cost(problem, hint_pairs) < cost(problem, chosen):
-        # Out of time with a roster worse than the hint (the greedy one): keep the hint.
-        chosen, gap = sorted(hint_pairs), max(gap, 1.0)
+        # Out of time with a roster worse than the hint (the greedy one): keep the hint,
+        # its gap measured against the same proven bound when there is one.
+        chosen = sorted(hint_pairs)
         objective = float(cost(problem, chosen)[1])
+        if bound is not None and cost(problem, chosen)[0] <= best_missing:
+            gap = max(phase1_gap, abs(objective - bound) / max(1.0, abs(objective)))
+        else:
+            gap = max(gap, 1.0)
     holes = explain_holes(problem, chosen)
     spread = fairness(problem, chosen)
     chosen_set = set(chosen)
@@ -751,6 +865,8 @@ def _solve_one(
         added=sorted(chosen_set - problem.current) if problem.current else [],
         removed=sorted(problem.current - chosen_set) if problem.current else [],
         warnings=warnings,
+        branches=effort[0],
+        deterministic_seconds=round(effort[1], 3),
     )
 
 
