@@ -25,15 +25,16 @@ def peak_rss_mb() -> float:
 
 
 @contextmanager
-def database(kind: str, folder: Path) -> Iterator[Engine]:
-    """A freshly migrated "sqlite" file or "postgresql" schema, removed afterwards."""
-    with throwaway_database("sqlite" if kind == "sqlite" else PG_URL, folder) as engine:
+def database(kind: str, folder: Path, url: str = PG_URL) -> Iterator[Engine]:
+    """A freshly migrated "sqlite" file or "postgresql" schema (in ``url``'s database),
+    removed afterwards."""
+    with throwaway_database("sqlite" if kind == "sqlite" else url, folder) as engine:
         yield engine
 
 
-def postgres_available() -> bool:
+def postgres_available(url: str = PG_URL) -> bool:
     try:
-        with create_engine(PG_URL).connect() as conn:
+        with create_engine(url).connect() as conn:
             conn.exec_driver_sql("select 1")
         return True
     except Exception:
