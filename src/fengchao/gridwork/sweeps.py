@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import case, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from fengchao.auth.models import ScopeLevel
@@ -476,8 +477,20 @@ def record_visit(
         note=note or None, recorded_by=actor.user_id or None,
         recorded_by_name=actor.display_name, recorded_at=now, key=form.key or None,
     )  # fmt: skip
-    session.add(visit)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(visit)
+    except IntegrityError:
+        # The same submission stored by another connection a moment ago (PostgreSQL: our
+        # insert waited on the unique key for its commit): answer as a replay would.
+        if not form.key:
+            raise
+        earlier = session.scalar(select(SweepVisit).where(SweepVisit.key == form.key))
+        if earlier is None:
+            raise
+        if earlier.target_id != target_id:
+            raise SweepRefused(_("提交编号不对，请刷新页面"), field="key") from None
+        return Recorded(earlier, [], 0, 0, duplicate=True, building_id=target.building_id)
     session.execute(
         update(SweepTarget)
         .where(SweepTarget.id == target_id)
