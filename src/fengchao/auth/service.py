@@ -14,8 +14,8 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import and_, delete, func, or_, select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy import and_, case, delete, func, or_, select
+from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from fengchao.auth import throttle
 from fengchao.auth.models import AuditEvent, LoginSession, Role, ScopeLevel, User
@@ -472,14 +472,43 @@ class Login:
 def login_for_token(*, session: Session, token: str) -> Login | None:
     """The login behind a session cookie, or None when it is unknown, expired or the
     account is disabled."""
-    login = session.scalar(
-        select(LoginSession)
-        .options(joinedload(LoginSession.user))
+    # Every request of a logged-in user asks this: the session, the user and the community
+    # of the user's scope in one statement (actor_for would look the community up apart).
+    row = session.execute(
+        select(LoginSession, _scope_community())
+        .join(User, User.id == LoginSession.user_id)
+        .options(contains_eager(LoginSession.user))
         .where(LoginSession.token_hash == _token_hash(token))
-    )
-    if login is None or login.expires_at <= utcnow() or not login.user.active:
+    ).first()
+    if row is None:
         return None
-    return Login(actor_for(login.user, session), login.csrf_token)
+    login, community = row
+    user = login.user
+    if login.expires_at <= utcnow() or not user.active:
+        return None
+    scope = GridScope(user.scope_level, user.scope_id)
+    actor = Actor(user.id, user.username, user.display_name, user.role, scope, community)
+    return Login(actor, login.csrf_token)
+
+
+def _scope_community() -> Any:
+    """The community a user's scope lies in, as a column beside the user's row: what
+    :func:`_community_of` finds with a query of its own (None for a street, or a node that
+    is gone)."""
+    from fengchao.registry.models import Building, Compound  # the registry imports this module
+
+    return case(
+        (User.scope_level == ScopeLevel.community, User.scope_id),
+        (
+            User.scope_level == ScopeLevel.compound,
+            select(Compound.community_id).where(Compound.id == User.scope_id).scalar_subquery(),
+        ),
+        (
+            User.scope_level == ScopeLevel.building,
+            select(Building.community_id).where(Building.id == User.scope_id).scalar_subquery(),
+        ),
+        else_=None,
+    )
 
 
 def end_session(*, session: Session, token: str, address: str | None = None) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import case, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from fengchao.auth.models import ScopeLevel
@@ -461,13 +462,8 @@ def record_visit(
     people_home = form.people_home if form.people_home is not None else len(home) or None
 
     begin_write(session)
-    if form.key:
-        earlier = session.scalar(select(SweepVisit).where(SweepVisit.key == form.key))
-        if earlier is not None:
-            if earlier.target_id != target_id:
-                raise SweepRefused(_("提交编号不对，请刷新页面"), field="key")
-            return Recorded(earlier, [], 0, 0, duplicate=True, building_id=target.building_id)
-    visit = SweepVisit(
+    visit = _insert_visit(
+        session,
         sweep_id=sweep_id, target_id=target_id, community_id=target.community_id,
         household_id=target.household_id, outcome=outcome,
         people_home=people_home if found else None, home=home,
@@ -476,8 +472,15 @@ def record_visit(
         note=note or None, recorded_by=actor.user_id or None,
         recorded_by_name=actor.display_name, recorded_at=now, key=form.key or None,
     )  # fmt: skip
-    session.add(visit)
-    session.flush()
+    if visit is None:
+        # A retry of a submission already stored, or the same one stored a moment ago by
+        # another connection (PostgreSQL: our insert waited for its commit): one visit.
+        earlier = session.scalar(select(SweepVisit).where(SweepVisit.key == form.key))
+        if earlier is None:
+            raise RuntimeError("a visit key conflicted but no visit has it")
+        if earlier.target_id != target_id:
+            raise SweepRefused(_("提交编号不对，请刷新页面"), field="key")
+        return Recorded(earlier, [], 0, 0, duplicate=True, building_id=target.building_id)
     session.execute(
         update(SweepTarget)
         .where(SweepTarget.id == target_id)
@@ -516,6 +519,22 @@ def record_visit(
           object_id=target.household_id, community_id=target.community_id, sweep=sweep_id,
           outcome=outcome.value, requests=len(requests), proposals=proposals)  # fmt: skip
     return Recorded(visit, requests, proposals, applied, building_id=target.building_id)
+
+
+def _insert_visit(session: Session, **values: Any) -> SweepVisit | None:
+    """Store a visit unless one with its key is stored: None then. One statement (INSERT …
+    ON CONFLICT (key) DO NOTHING RETURNING), so a new visit costs no look-up of its key,
+    and two submissions of one key at the same instant cannot both insert: on PostgreSQL
+    the second waits for the first's commit and then inserts nothing."""
+    dialect = session.get_bind().dialect.name
+    make = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        make(SweepVisit)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[SweepVisit.key])
+        .returning(SweepVisit)
+    )
+    return session.scalars(statement).first()
 
 
 def _registry_changes(

@@ -95,10 +95,16 @@ def communities_in_scope(*, session: Session, scope: GridScope) -> list[Communit
 
 def scope_label(*, session: Session, scope: GridScope) -> str:
     if scope.level == ScopeLevel.building:
-        building = session.get(Building, scope.node_id)
-        if building is None:
+        # One query (a page header on every request of a lead), not the building and then
+        # its compound.
+        row = session.execute(
+            select(Compound.name, Building.name)
+            .join(Compound, Compound.id == Building.compound_id)
+            .where(Building.id == scope.node_id)
+        ).first()
+        if row is None:
             return "—"
-        return _("{c} {b}号楼").format(c=building.compound.name, b=building.name)
+        return _("{c} {b}号楼").format(c=row[0], b=row[1])
     node: Street | Community | Compound | None
     if scope.level == ScopeLevel.street:
         node = session.get(Street, scope.node_id)
