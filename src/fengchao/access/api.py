@@ -18,7 +18,7 @@ from fengchao.access import flows, records, schemas
 from fengchao.access import service as access
 from fengchao.access.flows import BadPassage, PassageRequest, Sender
 from fengchao.access.models import Gate
-from fengchao.auth.service import NotFound, Refusal
+from fengchao.auth.service import NotFound
 from fengchao.web.deps import (
     CurrentActor,
     DbSession,
@@ -33,8 +33,7 @@ device_router = APIRouter(prefix="/api/access/device", tags=["access: devices"])
 router = APIRouter(prefix="/api/access", tags=["access"], dependencies=[Depends(require_csrf)])
 
 
-class DeviceKeyRefused(Refusal):
-    status = 401
+DeviceKeyRefused = access.DeviceKeyRefused
 
 
 def current_device(
@@ -114,7 +113,11 @@ def _device_decision(
     """The whole unit of work of a device's decision in one thread: the key (checked before
     the body, as a dependency was), the body, the decision, the commit, the answer."""
     with request_session(request) as session:
-        device = current_device(session, key)
+        # Remembered by this process; the decision confirms in its transaction that the
+        # device is still active (a revoked key: 401 at its next decision).
+        device = access.known_device(session=session, key=key or "")
+        if device is None:
+            raise DeviceKeyRefused(_("设备密钥无效或已吊销"), field="X-Device-Key")
         body = _passage_in(raw)
         gate_id = body.gate_id or device.gate_id
         if gate_id != device.gate_id:

@@ -96,7 +96,7 @@ def request_session(request: Request) -> AbstractContextManager[Session]:
     tests' shared session) is honoured."""
     override = request.app.dependency_overrides.get(get_session)
     if override is not None:
-        return contextmanager(override)()  # type: ignore[no-any-return]
+        return contextmanager(override)()
     return session_scope(sessions=sessions_of(request))
 
 
