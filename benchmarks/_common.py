@@ -19,10 +19,10 @@ from sqlalchemy import Engine, create_engine
 
 from fengchao.testing import throwaway_database
 
-# Each run works in a schema of its own; FENGCHAO_BENCH_DATABASE points it at another
-# PostgreSQL database (on a shared machine, your own).
+# FENGCHAO_BENCHMARK_PG_URL points the benchmarks at a database of one's own (a shared
+# machine's `test` database is others' too).
 PG_URL = os.environ.get(
-    "FENGCHAO_BENCH_DATABASE", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    "FENGCHAO_BENCHMARK_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 
 

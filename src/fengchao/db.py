@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -134,10 +135,20 @@ class DatabaseBusy(RuntimeError):
     """Another writer kept the database for longer than we wait."""
 
 
+# The lock of each engine, found without rendering its URL at every write (a gate's
+# decision is one write).
+_ENGINE_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+
+
 def _write_lock(engine: Engine) -> threading.Lock:
+    lock = _ENGINE_WRITE_LOCKS.get(engine)
+    if lock is not None:
+        return lock
     key = str(engine.url)
     with _WRITE_LOCKS_GUARD:
-        return _WRITE_LOCKS.setdefault(key, threading.Lock())
+        lock = _WRITE_LOCKS.setdefault(key, threading.Lock())
+        _ENGINE_WRITE_LOCKS[engine] = lock
+    return lock
 
 
 def begin_write(session: Session) -> None:

@@ -9,9 +9,10 @@ from openpyxl import load_workbook
 from sqlalchemy.orm import Session
 
 from fengchao.access import flows
+from fengchao.access import service as access
 from fengchao.access.flows import PassageRequest, Sender
 from fengchao.auth.models import Role, ScopeLevel
-from fengchao.auth.service import GridScope
+from fengchao.auth.service import SYSTEM_ACTOR, GridScope
 from tests.access.conftest import Gates
 from tests.conftest import Grid, Persona, make_persona
 
@@ -137,3 +138,35 @@ def test_worker_creates_a_gate_and_a_device_key_shown_once(
     )
     assert device.status_code == 201 and device.json()["key"].startswith("fcd_")
     assert browser.post(f"/api/access/devices/{device.json()['id']}/revoke").status_code == 204
+
+
+def test_a_revoked_device_is_refused_at_its_next_decision_though_its_key_is_remembered(
+    app_client: TestClient, session: Session, grid: Grid, gates: Gates
+) -> None:
+    body = {"direction": "out", "method": "person", "value": str(grid.resident5.id)}
+    headers = {"X-Device-Key": gates.east_key, "Idempotency-Key": "rv-1"}
+    first = app_client.post("/api/access/device/decisions", json=body, headers=headers)
+    assert first.status_code == 200 and first.json()["decision"] == "allow"
+    assert access.known_device(session=session, key=gates.east_key) is not None  # remembered
+    access.revoke_device(session=session, actor=SYSTEM_ACTOR, device_id=gates.east_device.id)
+    headers["Idempotency-Key"] = "rv-2"
+    after = app_client.post("/api/access/device/decisions", json=body, headers=headers)
+    assert after.status_code == 401 and after.json()["errors"][0]["field"] == "X-Device-Key"
+    # Not even a retry of an answer it had before.
+    headers["Idempotency-Key"] = "rv-1"
+    retry = app_client.post("/api/access/device/decisions", json=body, headers=headers)
+    assert retry.status_code == 401
+    assert access.known_device(session=session, key=gates.east_key) is None  # forgotten
+
+
+def test_a_device_body_is_checked_after_its_key(
+    app_client: TestClient, grid: Grid, gates: Gates
+) -> None:
+    bad = {"direction": "sideways", "method": "person", "value": str(grid.resident5.id)}
+    assert app_client.post("/api/access/device/decisions", json=bad).status_code == 401
+    key = {"X-Device-Key": gates.east_key}
+    refused = app_client.post("/api/access/device/decisions", json=bad, headers=key)
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["field"] == "direction"
+    broken = app_client.post("/api/access/device/decisions", content=b"{not json", headers=key)
+    assert broken.status_code == 422

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from fengchao.access import policy
 from fengchao.access import service as access
-from fengchao.access.models import AccessEvent, AlertSetting, Gate, GateKind, QuotaUse
+from fengchao.access.models import AccessEvent, AlertSetting, Device, Gate, GateKind, QuotaUse
 from fengchao.auth.models import Role, ScopeLevel
 from fengchao.auth.service import Actor, NotFound, Permission, Refusal, require
 from fengchao.db import begin_write
@@ -533,17 +533,41 @@ _COMMUNITY_LEVEL = (
     .correlate(Gate)
     .scalar_subquery()
 )
+_DEVICE_ACTIVE = (
+    select(Device.id)
+    .where(Device.id == bindparam("device_id"), Device.revoked_at.is_(None))
+    .scalar_subquery()
+)
 _GATE = select(
     Gate.id, Gate.community_id, Gate.compound_id, Gate.name, Gate.kind, Gate.allows_in,
     Gate.allows_out, Gate.soft_temperature, _OWN_LEVEL.label("own_level"),
     _COMMUNITY_LEVEL.label("community_level"),
 ).where(Gate.id == bindparam("gate_id"), Gate.active.is_(True))  # fmt: skip
+# The same row, and whether the sending device is still active (one statement: the device's
+# key is remembered per process, its revocation is read by every decision).
+_GATE_AND_DEVICE = _GATE.add_columns(_DEVICE_ACTIVE.label("device_active"))
+# The device alone, for a decision at an unknown or inactive gate (a refused key comes first).
+_DEVICE_ONLY = select(_DEVICE_ACTIVE.label("device_active"))
 
 
-def _gate(session: Session, gate_id: int) -> GateRef:
-    """The active gate and its alert level (its compound's own, else its community's, else
-    normal: see :func:`fengchao.access.service.level_at`), read in one statement."""
-    row = session.connection().execute(_GATE, {"gate_id": gate_id}).first()
+def _gate_row(session: Session, gate_id: int, sender: Sender) -> Any:
+    """The gate's row (None: unknown or inactive); raises ``DeviceKeyRefused`` when the
+    sender is a device that was revoked."""
+    connection = session.connection()
+    if sender.device_id is None or sender.operator is not None:
+        return connection.execute(_GATE, {"gate_id": gate_id}).first()
+    params = {"gate_id": gate_id, "device_id": sender.device_id}
+    row = connection.execute(_GATE_AND_DEVICE, params).first()
+    active = (
+        row.device_active if row is not None else connection.execute(_DEVICE_ONLY, params).scalar()
+    )
+    if active is None:
+        access.forget_device(sender.device_id)
+        raise access.DeviceKeyRefused(_("设备密钥无效或已吊销"), field="X-Device-Key")
+    return row
+
+
+def _gate_ref(row: Any, gate_id: int) -> GateRef:
     if row is None:
         raise NotFound(f"gate {gate_id}")
     level = policy.AlertLevel(row.own_level or row.community_level or "normal")
@@ -551,6 +575,12 @@ def _gate(session: Session, gate_id: int) -> GateRef:
         row.id, row.community_id, row.compound_id, row.name, str(row.kind), row.allows_in,
         row.allows_out, row.soft_temperature, level,
     )  # fmt: skip
+
+
+def _gate(session: Session, gate_id: int) -> GateRef:
+    """The active gate and its alert level (its compound's own, else its community's, else
+    normal: see :func:`fengchao.access.service.level_at`), read in one statement."""
+    return _gate_ref(session.connection().execute(_GATE, {"gate_id": gate_id}).first(), gate_id)
 
 
 _REPLAY = select(AccessEvent.id, AccessEvent.body_hash).where(
@@ -639,9 +669,11 @@ def decide(
     if quick:
         # Nothing slow before the write: one transaction, the write lock held ~a millisecond.
         begin_write(session)
+    # A device is checked first (revoked: refused, even a retry), then a retry answered.
+    gate_row = _gate_row(session, request.gate_id, sender)
     if (replay := _replayed(session, sender, request)) is not None:
         return replay
-    gate = _gate(session, request.gate_id)
+    gate = _gate_ref(gate_row, request.gate_id)
     if sender.operator is not None:
         access.get_gate(session=session, actor=sender.operator, gate_id=gate.id)
     if request.method not in METHODS:
@@ -885,6 +917,7 @@ def decide(
     seen = sender.device_seen_at
     if sender.device_id is not None and (seen is None or now - seen > dt.timedelta(minutes=1)):
         access.touch_device(session=session, device_id=sender.device_id, now=now)
+        access.device_seen(sender.device_id, now)
     timings["write_ms"] = (time.perf_counter() - t2) * 1000
     timings["total_ms"] = (time.perf_counter() - started) * 1000
     return Decision(

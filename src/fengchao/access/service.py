@@ -7,7 +7,7 @@ import datetime as dt
 import hashlib
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from argon2 import PasswordHasher
@@ -266,6 +266,12 @@ _DEVICE = select(
 ).where(Device.key_hash == bindparam("key_hash"), Device.revoked_at.is_(None))
 
 
+class DeviceKeyRefused(Refusal):
+    """A missing, unknown or revoked device key."""
+
+    status = 401
+
+
 def device_for_key(*, session: Session, key: str) -> DeviceRef | None:
     """The active device holding ``key``, or None (unknown or revoked key)."""
     if not key.startswith(KEY_PREFIX) or len(key) > 100:
@@ -274,6 +280,47 @@ def device_for_key(*, session: Session, key: str) -> DeviceRef | None:
     if row is None:
         return None
     return DeviceRef(row.id, row.gate_id, row.community_id, row.name, row.last_seen_at)
+
+
+# Devices this process has seen, by their key's hash. What is kept never changes (a device's
+# id, gate, community; its name only labels it); whether the device is still active is not
+# kept: each decision reads it in its own transaction (``flows``: with the gate and its alert
+# level, in one statement), so a key revoked through any process is refused at its very next
+# decision in every process. Unknown keys are not kept.
+_known_devices: dict[str, DeviceRef] = {}
+_KNOWN_DEVICES_MAX = 10_000
+
+
+def known_device(*, session: Session, key: str) -> DeviceRef | None:
+    """:func:`device_for_key`, remembered by this process; the caller must confirm that the
+    device is still active in the transaction that acts on it (the decision flow does)."""
+    if not key.startswith(KEY_PREFIX) or len(key) > 100:
+        return None
+    digest = key_hash(key)
+    device = _known_devices.get(digest)
+    if device is not None:
+        return device
+    device = device_for_key(session=session, key=key)
+    if device is not None:
+        if len(_known_devices) >= _KNOWN_DEVICES_MAX:
+            _known_devices.clear()
+        _known_devices[digest] = device
+    return device
+
+
+def forget_device(device_id: int) -> None:
+    """Drop a device from this process's memory (found revoked)."""
+    for digest, device in list(_known_devices.items()):
+        if device.id == device_id:
+            _known_devices.pop(digest, None)
+
+
+def device_seen(device_id: int, now: dt.datetime) -> None:
+    """Remember that a device was just touched, so that the next minute's decisions do not
+    touch it again."""
+    for digest, device in list(_known_devices.items()):
+        if device.id == device_id:
+            _known_devices[digest] = replace(device, last_seen_at=now)
 
 
 # --- pass rules --------------------------------------------------------------------------

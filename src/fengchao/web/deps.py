@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -86,6 +87,17 @@ def get_session(request: Request) -> Iterator[Session]:
 
 # scope="function": the code after ``yield`` (the commit) runs before the response is sent.
 DbSession = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def request_session(request: Request) -> AbstractContextManager[Session]:
+    """The request's unit of work as :func:`get_session` gives it, for a route that does
+    all its database work in one pool thread (a sync generator dependency costs a hop to
+    the pool at its start and another at its end). An override of ``get_session`` (the
+    tests' shared session) is honoured."""
+    override = request.app.dependency_overrides.get(get_session)
+    if override is not None:
+        return contextmanager(override)()
+    return session_scope(sessions=sessions_of(request))
 
 
 def current_login(request: Request, session: DbSession) -> Login | None:
