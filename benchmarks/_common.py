@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import resource
 import sys
 import time
@@ -16,7 +17,11 @@ from sqlalchemy import Engine, create_engine
 
 from fengchao.testing import throwaway_database
 
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+# FENGCHAO_BENCH_POSTGRES_URL points the benchmarks at another database (one's own on a
+# shared machine); each run still makes and drops a schema of its own in it.
+PG_URL = os.environ.get(
+    "FENGCHAO_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 
 
 def peak_rss_mb() -> float:
