@@ -229,3 +229,31 @@ def test_cli_rotates_a_code_for_the_whole_database(
     assert _refusal(session, before) == "rotated"
     missing = CliRunner().invoke(cli.app, ["codes", "rotate", "999999"])
     assert missing.exit_code == 2
+
+
+def test_the_version_column_and_the_checks_agree_with_resolve_code(
+    session: Session, grid: Grid, worker: Persona
+) -> None:
+    from sqlalchemy import select
+
+    from fengchao.registry.models import Person
+
+    def version(person_id: int) -> int:
+        query = select(codes.current_version_column(Person.id)).where(Person.id == person_id)
+        return int(session.scalar(query))  # type: ignore[arg-type]
+
+    old = codes.personal_code(session, grid.resident5.id)
+    assert version(grid.resident5.id) == codes.current_version(session, grid.resident5.id) == 1
+    new = codes.rotate_code(session, worker.actor, grid.resident5.id)
+    assert version(grid.resident5.id) == 2
+    resolved = codes.unseal_for(new, community_id=grid.community.id)
+    codes.check_registered(resolved, registered_community=grid.community.id, version=2)
+    with pytest.raises(codes.CodeRefused) as rotated:
+        codes.check_registered(codes.unseal(old), registered_community=grid.community.id, version=2)
+    assert rotated.value.code == "rotated"
+    with pytest.raises(codes.CodeRefused) as gone:
+        codes.check_registered(resolved, registered_community=None, version=0)
+    assert gone.value.code == "unknown_person"
+    with pytest.raises(codes.CodeRefused) as foreign:
+        codes.unseal_for(new, community_id=grid.community.id + 1000)
+    assert foreign.value.code == "other_community"

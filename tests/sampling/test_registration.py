@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 from zoneinfo import ZoneInfo
@@ -14,7 +15,7 @@ from fengchao.access import flows
 from fengchao.auth.service import Forbidden
 from fengchao.sampling import registration as reg
 from fengchao.sampling import service
-from fengchao.sampling.models import Swab
+from fengchao.sampling.models import Swab, Tube
 from tests.access.conftest import make_gates
 from tests.conftest import Grid, Persona
 from tests.sampling.conftest import Site
@@ -256,3 +257,96 @@ def test_tracing_reads_tube_mates_and_queue_neighbours(
     )
     assert [r.swab_id for r in day] == [middle.swab_id]
     assert day[0].site_id == site.site.id
+
+
+def test_a_rotated_or_foreign_resident_code_is_refused_at_the_site(
+    session: Session, site: Site, sampler: Persona, grid: Grid, worker: Persona
+) -> None:
+    from fengchao.access import codes
+
+    old = codes.personal_code(session, grid.resident6.id)
+    new = codes.rotate_code(session, worker.actor, grid.resident6.id)
+    foreign = codes.seal(grid.resident6.id, grid.community.id + 1000, 1)
+    nobody = codes.seal(2**31 - 1, grid.community.id, 1)
+    refusals = []
+    for text in (old, foreign, nobody):
+        with pytest.raises(reg.SwabRefused) as refused:
+            reg.register_swab(session=session, actor=sampler.actor, round_id=site.round.id,
+                              barcode="C0002", key=key(), code=text)  # fmt: skip
+        assert refused.value.field == "person"
+        refusals.append(refused.value.code)
+    assert refusals == ["rotated", "other_community", "unknown_person"]
+    done = reg.register_swab(session=session, actor=sampler.actor, round_id=site.round.id,
+                             barcode="C0002", key=key(), code=new)  # fmt: skip
+    assert (done.person_id, done.tube.swabs) == (grid.resident6.id, 1)
+    assert session.scalar(select(func.count(Swab.id)).where(Swab.round_id == site.round.id)) == 1
+
+
+def test_a_replayed_key_answers_even_after_its_tube_closed(
+    session: Session, site: Site, sampler: Persona
+) -> None:
+    keys = [key() for _ in range(10)]
+    first = [swab(session, sampler, site, "T0013", i, key=keys[i]) for i in range(10)]
+    assert first[-1].tube.closed
+    # A page that lost the server sends its queue again: every answer is the one it missed.
+    again = [swab(session, sampler, site, "T0013", i, key=keys[i]) for i in range(10)]
+    assert all(a.repeated for a in again)
+    assert [a.swab_id for a in again] == [f.swab_id for f in first]
+    assert [a.place for a in again] == [f.place for f in first]
+    assert again[0].tube.swabs == 10 and again[0].tube.closed
+    assert session.scalar(select(func.count(Swab.id)).where(Swab.round_id == site.round.id)) == 10
+
+
+def test_a_key_committed_meanwhile_answers_as_a_repeat(
+    session: Session, site: Site, sampler: Persona, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    same = key()
+    first = swab(session, sampler, site, "T0014", 0, key=same)
+    # Another request with the same key committed just after this one's reads (PostgreSQL
+    # reads at each statement): neither the key nor the swab was seen, the insert does
+    # nothing and the answer is that registration.
+    checked, resolved = reg._round_for_registration, reg.resolve_person
+
+    def missed_the_key(*args: object, **kw: object) -> reg.RoundForRegistration:
+        return dataclasses.replace(checked(*args, **kw), earlier_swab=None)  # type: ignore[arg-type]
+
+    def missed_the_swab(*args: object, **kw: object) -> tuple[object, str]:
+        person, via = resolved(*args, **kw)  # type: ignore[arg-type]
+        return dataclasses.replace(person, swabs_in_round=0, in_tube=False), via
+
+    monkeypatch.setattr(reg, "_round_for_registration", missed_the_key)
+    monkeypatch.setattr(reg, "resolve_person", missed_the_swab)
+    again = swab(session, sampler, site, "T0014", 0, key=same)
+    assert again.repeated and again.swab_id == first.swab_id
+    assert again.tube.swabs == 1
+    assert session.scalar(select(func.count(Swab.id)).where(Swab.round_id == site.round.id)) == 1
+
+
+def test_a_tube_opened_meanwhile_by_another_station_is_taken_up(
+    session: Session, site: Site, sampler: Persona
+) -> None:
+    found = reg._round_for_registration(session, sampler.actor, site.round.id)
+    reg._open_tube_row(session, found, "T0015")
+    reg._open_tube_row(session, found, "T0015")  # the other station's, lost the race
+    done = swab(session, sampler, site, "T0015", 0)
+    assert done.tube.swabs == 1
+    assert session.scalar(select(func.count(Tube.id)).where(Tube.barcode == "T0015")) == 1
+
+
+def test_tube_pages_see_what_registration_wrote_in_the_same_session(
+    session: Session, site: Site, sampler: Persona
+) -> None:
+    actor, round_id = sampler.actor, site.round.id
+    opened = reg.open_tube(session=session, actor=actor, round_id=round_id, barcode="T0016",
+                           station="2")  # fmt: skip
+    for i in range(3):
+        swab(session, sampler, site, "T0016", i)
+    tube = session.get(Tube, opened.id)
+    assert tube is not None and (tube.swabs, tube.station) == (3, "2")
+    assert (
+        reg.undo_last(session=session, actor=actor, round_id=round_id, barcode="T0016").swabs == 2
+    )
+    closed = reg.close_tube(session=session, actor=actor, round_id=round_id, barcode="T0016")
+    assert (closed.swabs, closed.closed) == (2, True)
+    stations = session.scalars(select(Swab.station).where(Swab.tube_id == opened.id))
+    assert set(stations) == {"1"}
