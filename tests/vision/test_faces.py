@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -230,6 +230,32 @@ def test_masked_rule_needs_both_views_to_agree() -> None:
     strict.add_many([(1, np.stack([unit(1), probe]), [PHOTO, 2])])
     assert not strict.has_masked_templates
     assert strict.search(probe, painted=probe).refusal == "too_far"
+
+
+def test_the_painted_view_is_computed_only_when_the_masked_rule_could_accept() -> None:
+    gallery = masked_gallery()
+    calls: list[int] = []
+
+    def painted_like(vector: np.ndarray) -> Callable[[], np.ndarray]:
+        def compute() -> np.ndarray:
+            calls.append(1)
+            return vector
+
+        return compute
+
+    # A stranger far from every template: refused without the painted view.
+    stranger = gallery.search(unit(9), painted=painted_like(unit(9)))
+    assert stranger.person_id is None and stranger.refusal == "too_far" and calls == []
+    # A resident's bare face: the photos place it, no painted view either.
+    assert gallery.search(unit(1) + 0.01, painted=painted_like(unit(1))).person_id == 1
+    assert calls == []
+    # A masked resident: the rule asks for the painted view once and places them, as the
+    # same view given as an array does.
+    mask_1 = 0.85 * unit(1) + 0.53 * unit(100)
+    probe = mask_1 / np.linalg.norm(mask_1) + 0.02 * unit(5)
+    lazy = gallery.search(probe, painted=painted_like(probe))
+    assert lazy == gallery.search(probe, painted=probe)
+    assert lazy.person_id == 1 and lazy.masked and calls == [1]
 
 
 def test_replace_and_remove_take_masked_templates_too() -> None:

@@ -241,15 +241,17 @@ class FacePipeline:
         self, face: Face, gallery: FaceGallery, timings: Timings | None = None
     ) -> GalleryMatch:
         """Who this is: the photos first; when they do not place the face and the gallery
-        keeps masked templates, the masked rule (one more encoding, of the painted face)."""
-        match = gallery.search(face.descriptor)
-        if match.person_id is not None or not gallery.has_masked_templates:
-            return match
-        assert gallery.masked is not None
-        start = time.perf_counter()
-        painted = self.painted(face, gallery.masked.painted_kind)
-        if timings is not None:
-            timings.encode_ms += (time.perf_counter() - start) * 1000
+        keeps masked templates, the masked rule, which asks for one more encoding (of the
+        painted face) only when it could still accept the face with it."""
+
+        def painted() -> Descriptor:
+            start = time.perf_counter()
+            assert gallery.masked is not None
+            descriptor = self.painted(face, gallery.masked.painted_kind)
+            if timings is not None:
+                timings.encode_ms += (time.perf_counter() - start) * 1000
+            return descriptor
+
         return gallery.search(face.descriptor, painted)
 
 

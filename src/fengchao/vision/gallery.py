@@ -21,7 +21,7 @@ synthetic masks keeps four templates.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -346,15 +346,20 @@ class FaceGallery:
         self._blocks = blocks
 
     def search(
-        self, descriptor: npt.ArrayLike, painted: npt.ArrayLike | None = None
+        self,
+        descriptor: npt.ArrayLike,
+        painted: npt.ArrayLike | Callable[[], npt.ArrayLike] | None = None,
     ) -> GalleryMatch:
         """The best person for a probe: its photos first, then the masked rule.
 
         A probe nearer a real masked template than any photo is taken for a masked face
         and never decided by the photo threshold (a masked stranger's nearest photo can
         be within it). ``painted`` is the probe's descriptor with mask
-        ``masked.painted_kind`` drawn on it; without it (or without synthetic masked
-        templates) the masked rule does not run.
+        ``masked.painted_kind`` drawn on it, or a function that computes it; without it
+        (or without synthetic masked templates) the masked rule does not run. A function
+        is called only when the rule could still accept the probe once it has the painted
+        view (one more descriptor, the dearest step of a frame: a stranger far from every
+        template is refused without it); the answer is the same either way.
         """
         probe = self._check(descriptor)[0]
         blocks = self._blocks
@@ -378,7 +383,27 @@ class FaceGallery:
         synthetic = blocks.get(rule.painted_kind) if rule is not None else None
         if painted is None or rule is None or synthetic is None:
             return refused
-        both_masked = synthetic.nearest(self._check(painted)[0], self.coarse)
+        # Both ways in need the painted view to agree; each also has a condition on the
+        # probe as seen, checked first so that the painted view is computed only when
+        # one of them holds.
+        by_real = real_nearest is not None and real_nearest.distance <= rule.real_threshold
+        seen = nearest
+        for kind, block in blocks.items():
+            if kind == MASKED_PHOTO and real_nearest is not None:
+                seen = seen.merge(real_nearest)
+            elif kind != PHOTO:
+                seen = seen.merge(block.nearest(probe, self.coarse))
+        person = seen.person_id
+        by_seen = False
+        if seen.distance <= rule.seen_threshold:
+            own = photos.person_squared(probe, person)
+            if real is not None:
+                own = min(own, real.person_squared(probe, person))
+            by_seen = _root(own) <= rule.photo_threshold
+        if not by_real and not by_seen:
+            return refused
+        view = painted() if callable(painted) else painted
+        both_masked = synthetic.nearest(self._check(view)[0], self.coarse)
         painted_agrees = (
             both_masked.distance <= rule.painted_threshold
             and both_masked.margin >= rule.painted_margin
@@ -387,26 +412,8 @@ class FaceGallery:
             return refused
         # The resident's own mask first: the real masked templates and the painted view
         # must name the same person.
-        if (
-            real_nearest is not None
-            and real_nearest.person_id == both_masked.person_id
-            and real_nearest.distance <= rule.real_threshold
-        ):
+        if by_real and real_nearest is not None and real_nearest.person_id == both_masked.person_id:
             return real_nearest.match(real_nearest.person_id, masked=True)
-        seen = nearest
-        for kind, block in blocks.items():
-            if kind == MASKED_PHOTO and real_nearest is not None:
-                seen = seen.merge(real_nearest)
-            elif kind != PHOTO:
-                seen = seen.merge(block.nearest(probe, self.coarse))
-        person = seen.person_id
-        own = photos.person_squared(probe, person)
-        if real is not None:
-            own = min(own, real.person_squared(probe, person))
-        if (
-            both_masked.person_id == person
-            and seen.distance <= rule.seen_threshold
-            and _root(own) <= rule.photo_threshold
-        ):
+        if by_seen and both_masked.person_id == person:
             return seen.match(person, masked=True)
         return refused

@@ -81,10 +81,11 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> RGBImage:
         )
     try:
         image.load()
-        oriented: Image.Image = ImageOps.exif_transpose(image) or image
+        # In place: without it Pillow copies every frame, even one with no orientation set.
+        ImageOps.exif_transpose(image, in_place=True)
     except (OSError, SyntaxError, ValueError):
         raise ImageError("truncated", "图片文件不完整或已损坏") from None
-    return fit_within(to_rgb(oriented), limits.working_side)
+    return fit_within(to_rgb(image), limits.working_side)
 
 
 def to_rgb(image: Image.Image) -> RGBImage:
@@ -98,7 +99,9 @@ def to_rgb(image: Image.Image) -> RGBImage:
     if image.mode in {"RGBA", "LA", "PA"} or (image.mode == "P" and "transparency" in image.info):
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, image.convert("RGBA"))
-    return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+    # convert() copies even an image already in RGB (a camera's JPEG): only when needed.
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
 
 
 def fit_within(pixels: RGBImage, max_side: int) -> RGBImage:
