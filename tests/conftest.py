@@ -6,21 +6,24 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from fengchao.app import create_app
 from fengchao.auth import service as auth_service
 from fengchao.auth.models import Role, ScopeLevel, User
 from fengchao.auth.service import Actor, GridScope
-from fengchao.db import WRITE_OPTION, flush_rows_at_commit
+from fengchao.db import WRITE_OPTION, finish, flush_rows_at_commit
 from fengchao.registry.models import (
     Building,
     Community,
@@ -45,6 +48,7 @@ os.environ.setdefault(
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 PASSWORD = "correct-horse-battery"
+T = TypeVar("T")
 
 
 def shared_data(*parts: str) -> Path:
@@ -301,6 +305,50 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             }
             session.commit()
         yield Live(engine, grid, personas)
+
+
+@pytest.fixture(scope="module")
+def own_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """A migrated database of the run's kind for one module alone, used through committed
+    sessions as production uses it (races between connections)."""
+    target = os.environ.get("FENGCHAO_TEST_DATABASE", "sqlite")
+    with throwaway_database(target, tmp_path_factory.mktemp("own")) as engine:
+        yield engine
+
+
+def held_race(sessions: sessionmaker[Session], act: Callable[[Session], T]) -> dict[str, T]:
+    """``act`` on two connections at once, each in a session of its own: "first" holds its
+    transaction open after acting until "second" has met it at the database (a unique
+    index, a row lock, SQLite's write lock), then both commit. Each one's answer, by name;
+    an error in either fails the test."""
+    first_stored, release = threading.Event(), threading.Event()
+    answers: dict[str, T] = {}
+    errors: list[BaseException] = []
+
+    def run(name: str) -> None:
+        try:
+            with sessions() as session:
+                answer = act(session)
+                if name == "first":
+                    first_stored.set()
+                    release.wait(10)
+                finish(session)
+                answers[name] = answer
+        except BaseException as exc:
+            errors.append(exc)
+            first_stored.set()
+
+    first = threading.Thread(target=run, args=("first",))
+    first.start()
+    assert first_stored.wait(10)
+    second = threading.Thread(target=run, args=("second",))
+    second.start()
+    time.sleep(0.3)  # the second is now waiting on the first
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert not errors, errors
+    return answers
 
 
 # --- the PostgreSQL run repeats only what touches a database ------------------------------

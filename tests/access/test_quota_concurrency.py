@@ -3,12 +3,8 @@ twenty members of one household at two gates in the same instant, one pass left.
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,23 +15,14 @@ from fengchao.access.models import AccessEvent, QuotaUse
 from fengchao.auth.service import SYSTEM_ACTOR
 from fengchao.db import finish
 from fengchao.registry.models import Person, Relation
-from fengchao.testing import throwaway_database
 from tests.access.conftest import make_gates
 from tests.conftest import build_grid
 
 CROWD = 20
 
 
-@pytest.fixture(scope="module")
-def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    target = os.environ.get("FENGCHAO_TEST_DATABASE", "sqlite")
-    folder: Path = tmp_path_factory.mktemp("quota")
-    with throwaway_database(target, folder) as engine:
-        yield engine
-
-
-def test_twenty_concurrent_decisions_take_the_last_pass_once(database: Engine) -> None:
-    sessions = sessionmaker(bind=database, expire_on_commit=False)
+def test_twenty_concurrent_decisions_take_the_last_pass_once(own_database: Engine) -> None:
+    sessions = sessionmaker(bind=own_database, expire_on_commit=False)
     with sessions() as session:
         grid = build_grid(session)
         gates = make_gates(session, grid)
@@ -85,7 +72,7 @@ def test_twenty_concurrent_decisions_take_the_last_pass_once(database: Engine) -
     assert not errors, errors
     assert sorted(answers).count("allow") == 1
     assert answers.count("deny") == CROWD - 1
-    with Session(database) as session:
+    with Session(own_database) as session:
         assert session.scalar(select(func.sum(QuotaUse.used))) == 1
         refused = session.scalars(
             select(AccessEvent.reasons).where(AccessEvent.decision == "deny")

@@ -6,14 +6,8 @@ replay gets, not a server error."""
 from __future__ import annotations
 
 import datetime as dt
-import os
-import threading
-import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,20 +16,11 @@ from fengchao.auth.service import GridScope
 from fengchao.db import finish, utcnow
 from fengchao.gridwork import sweeps
 from fengchao.gridwork.models import SweepTarget, SweepVisit
-from fengchao.testing import throwaway_database
-from tests.conftest import build_grid, make_persona
+from tests.conftest import build_grid, held_race, make_persona
 
 
-@pytest.fixture(scope="module")
-def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    target = os.environ.get("FENGCHAO_TEST_DATABASE", "sqlite")
-    folder: Path = tmp_path_factory.mktemp("gridwork-visit-race")
-    with throwaway_database(target, folder) as engine:
-        yield engine
-
-
-def test_same_visit_twice_at_once_stores_one_and_answers_as_a_replay(database: Engine) -> None:
-    sessions = sessionmaker(bind=database, expire_on_commit=False)
+def test_same_visit_twice_at_once_stores_one_and_answers_as_a_replay(own_database: Engine) -> None:
+    sessions = sessionmaker(bind=own_database, expire_on_commit=False)
     with sessions() as session:
         grid = build_grid(session)
         worker = make_persona(
@@ -60,42 +45,21 @@ def test_same_visit_twice_at_once_stores_one_and_answers_as_a_replay(database: E
         sweep_id = sweep.id
         finish(session)
     key = uuid.uuid4().hex
-    first_stored, release = threading.Event(), threading.Event()
-    answers: dict[str, tuple[int, bool]] = {}
-    errors: list[BaseException] = []
 
-    def record(name: str) -> None:
-        # The first holds its transaction open after storing its visit, so the second's
-        # look-up by key finds nothing committed and its insert meets the first's at the
-        # database (PostgreSQL: the unique index; SQLite: the write lock).
-        try:
-            with sessions() as session:
-                recorded = sweeps.record_visit(
-                    session=session, actor=lead.actor, sweep_id=sweep_id, target_id=target_id,
-                    form=sweeps.VisitForm(outcome="visited", people_home=2, key=key),
-                )  # fmt: skip
-                if name == "first":
-                    first_stored.set()
-                    release.wait(10)
-                finish(session)
-                answers[name] = (recorded.visit.id, recorded.duplicate)
-        except BaseException as exc:
-            errors.append(exc)
-            first_stored.set()
+    def record(session: Session) -> tuple[int, bool]:
+        recorded = sweeps.record_visit(
+            session=session, actor=lead.actor, sweep_id=sweep_id, target_id=target_id,
+            form=sweeps.VisitForm(outcome="visited", people_home=2, key=key),
+        )  # fmt: skip
+        return recorded.visit.id, recorded.duplicate
 
-    first = threading.Thread(target=record, args=("first",))
-    first.start()
-    assert first_stored.wait(10)
-    second = threading.Thread(target=record, args=("second",))
-    second.start()
-    time.sleep(0.3)  # the second is now waiting on the first (unique index or write lock)
-    release.set()
-    first.join(10)
-    second.join(10)
-    assert not errors, errors
+    # The first holds its transaction open after storing its visit, so the second's
+    # look-up by key finds nothing committed and its insert meets the first's at the
+    # database (PostgreSQL: the unique index; SQLite: the write lock).
+    answers = held_race(sessions, record)
     assert answers["second"] == (answers["first"][0], True)
     assert answers["first"][1] is False
-    with Session(database) as session:
+    with Session(own_database) as session:
         assert session.scalar(select(func.count()).select_from(SweepVisit)) == 1
         visits = session.scalar(select(SweepTarget.visits).where(SweepTarget.id == target_id))
         assert visits == 1
