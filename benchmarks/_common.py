@@ -150,3 +150,22 @@ class RawHttp:
         if self._streams is not None:
             self._streams[1].close()
             self._streams = None
+
+
+def canvas(photo: Any, width: int = 640, height: int = 480) -> bytes:
+    """A face photo (RGB array) placed on a grey camera frame of ``width`` × ``height``, as
+    the JPEG a gate device would send."""
+    import io
+
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    scale = min(0.8 * height / photo.shape[0], 0.8 * width / photo.shape[1])
+    small = cv2.resize(photo, (round(photo.shape[1] * scale), round(photo.shape[0] * scale)))
+    frame = np.full((height, width, 3), 120, dtype=np.uint8)
+    top, left = (height - small.shape[0]) // 2, (width - small.shape[1]) // 2
+    frame[top : top + small.shape[0], left : left + small.shape[1]] = small
+    out = io.BytesIO()
+    Image.fromarray(frame).save(out, "JPEG", quality=88)
+    return out.getvalue()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import io
 import os
 import time
 from collections import defaultdict
@@ -28,8 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import emit
-from PIL import Image
+from _common import canvas, emit
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -66,19 +64,6 @@ class Stages:
         row["total"] = (total_wall, total_cpu, 1)
         self.frames.append(row)
         self.frame.clear()
-
-
-def canvas(photo: np.ndarray, width: int = 640, height: int = 480) -> bytes:
-    import cv2
-
-    scale = min(0.8 * height / photo.shape[0], 0.8 * width / photo.shape[1])
-    small = cv2.resize(photo, (round(photo.shape[1] * scale), round(photo.shape[0] * scale)))
-    frame = np.full((height, width, 3), 120, dtype=np.uint8)
-    top, left = (height - small.shape[0]) // 2, (width - small.shape[1]) // 2
-    frame[top : top + small.shape[0], left : left + small.shape[1]] = small
-    out = io.BytesIO()
-    Image.fromarray(frame).save(out, "JPEG", quality=88)
-    return out.getvalue()
 
 
 def labelled(folder: Path) -> list[tuple[str, str, bool]]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import io
 import os
 import secrets
 import tempfile
@@ -29,26 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import database, emit, postgres_available
-from PIL import Image
+from _common import canvas, database, emit, postgres_available
 from sqlalchemy.orm import Session, sessionmaker
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
 SIZES = ((640, 480), (1280, 720))
 GALLERIES = (15_000, 100_000)
-
-
-def canvas(photo: np.ndarray, width: int, height: int) -> bytes:
-    import cv2
-
-    scale = min(0.8 * height / photo.shape[0], 0.8 * width / photo.shape[1])
-    small = cv2.resize(photo, (round(photo.shape[1] * scale), round(photo.shape[0] * scale)))
-    frame = np.full((height, width, 3), 120, dtype=np.uint8)
-    top, left = (height - small.shape[0]) // 2, (width - small.shape[1]) // 2
-    frame[top : top + small.shape[0], left : left + small.shape[1]] = small
-    out = io.BytesIO()
-    Image.fromarray(frame).save(out, "JPEG", quality=88)
-    return out.getvalue()
 
 
 def grid(session: Session, residents: int) -> list[int]:
