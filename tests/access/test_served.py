@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy.orm import Session
@@ -21,14 +22,20 @@ def _csrf(html: str) -> str:
     return found[1]
 
 
-def test_gate_device_decision_and_level_switch_over_real_sessions(live: Live) -> None:
+def _gate_with_device(live: Live, name: str) -> tuple[Any, str]:
+    """A pedestrian gate of the park with one device: the device and its key."""
     with Session(live.engine, expire_on_commit=False) as session:
         gate = access.create_gate(session=session, actor=SYSTEM_ACTOR,
-                                  compound_id=live.grid.park.id, name="东门-live",
+                                  compound_id=live.grid.park.id, name=name,
                                   kind="pedestrian")  # fmt: skip
-        _device, key = access.create_device(session=session, actor=SYSTEM_ACTOR,
-                                            gate_id=gate.id, name="平板")  # fmt: skip
+        device, key = access.create_device(session=session, actor=SYSTEM_ACTOR,
+                                           gate_id=gate.id, name="平板")  # fmt: skip
         session.commit()
+    return device, key
+
+
+def test_gate_device_decision_and_level_switch_over_real_sessions(live: Live) -> None:
+    _device, key = _gate_with_device(live, "东门-live")
     device = live.client()
     body = {"direction": "out", "method": "person", "value": str(live.grid.resident5.id)}
     headers = {"X-Device-Key": key, "Idempotency-Key": "live-1"}
@@ -68,13 +75,7 @@ def test_two_server_processes_refuse_a_revoked_key_and_follow_a_new_level_at_onc
 ) -> None:
     """Each server process remembers a device's key; a revocation and a level switch made
     elsewhere (here: this test's process) hold at the very next decision in both."""
-    with Session(live.engine, expire_on_commit=False) as session:
-        gate = access.create_gate(session=session, actor=SYSTEM_ACTOR,
-                                  compound_id=live.grid.park.id, name="西门-两进程",
-                                  kind="pedestrian")  # fmt: skip
-        device, key = access.create_device(session=session, actor=SYSTEM_ACTOR,
-                                           gate_id=gate.id, name="平板")  # fmt: skip
-        session.commit()
+    device, key = _gate_with_device(live, "西门-两进程")
     url = live.engine.url.render_as_string(hide_password=False)
     body = {"direction": "out", "method": "person", "value": str(live.grid.resident5.id)}
     count = iter(range(100))
