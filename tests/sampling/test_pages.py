@@ -206,3 +206,21 @@ def test_a_worker_exempts_from_the_unsampled_list_and_comes_back_to_it(  # type:
     )  # fmt: skip
     assert made.status_code == 303 and made.headers["location"] == f"{url}#unsampled"
     assert f'name="person_id" value="{person.id}"' not in browser.get(url).text
+
+
+def test_a_guard_is_refused_the_round_and_its_slot_table(  # type: ignore[no-untyped-def]
+    login_as, site: Site, guard: Persona
+) -> None:
+    browser = login_as(guard)
+    page = browser.get(f"/sampling/rounds/{site.round.id}")
+    assert page.status_code == 403 and "<html" in page.text
+    assert browser.get(f"/sampling/rounds/{site.round.id}/schedule.xlsx").status_code == 403
+
+
+def test_a_lead_asking_for_another_building_is_not_told_it_is_all_sampled(  # type: ignore[no-untyped-def]
+    login_as, site: Site, lead5: Persona, grid: Grid
+) -> None:
+    browser = login_as(lead5)
+    page = browser.get(f"/sampling/rounds/{site.round.id}/coverage?building={grid.b6.id}")
+    assert page.status_code == 404 and "<html" in page.text
+    assert "都已采样" not in page.text and "陈美玲" not in page.text

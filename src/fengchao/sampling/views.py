@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from fengchao.auth.service import Permission, require
+from fengchao.auth.service import Actor, NotFound, Permission, require
 from fengchao.registry.id_numbers import today
 from fengchao.sampling import coverage as cover
 from fengchao.sampling import results, service
@@ -43,15 +43,21 @@ def _attachment(content: bytes, name: str) -> Response:
     )
 
 
-@router.get("", response_class=HTMLResponse)
-def home(request: Request, session: DbSession, actor: CurrentActor) -> HTMLResponse:
-    """Rounds (newest first) and sites; forms to add them for those who manage sampling."""
+def _require_any_sampling(actor: Actor) -> None:
+    """Rounds, sites and slot tables are for those who work the sampling site in any way
+    (manage it, swab at it, or chase the unsampled); a gate guard is refused."""
     if not (
         actor.can(Permission.sampling_register)
         or actor.can(Permission.sampling_manage)
         or actor.can(Permission.sampling_coverage)
     ):
         require(actor, Permission.sampling_register)
+
+
+@router.get("", response_class=HTMLResponse)
+def home(request: Request, session: DbSession, actor: CurrentActor) -> HTMLResponse:
+    """Rounds (newest first) and sites; forms to add them for those who manage sampling."""
+    _require_any_sampling(actor)
     return render(
         request,
         "sampling/home.html",
@@ -134,6 +140,7 @@ def create_round(
 def round_page(
     request: Request, round_id: RowId, session: DbSession, actor: CurrentActor
 ) -> HTMLResponse:
+    _require_any_sampling(actor)
     found = service.get_round(session, actor, round_id)
     return render(
         request,
@@ -201,6 +208,7 @@ def exempt(
 @router.get("/rounds/{round_id}/schedule.xlsx")
 def schedule_xlsx(round_id: RowId, session: DbSession, actor: CurrentActor) -> Response:
     """The slot table for the building leads."""
+    _require_any_sampling(actor)
     found = service.get_round(session, actor, round_id)
     rows = service.schedule_rows(session, found)
     content = xlsx_bytes(
@@ -241,6 +249,9 @@ def coverage_page(
     building: OptionalRowId = None,
 ) -> HTMLResponse:
     report = cover.coverage(session=session, actor=actor, round_id=round_id)
+    if building is not None and building not in {b.building_id for b in report.buildings}:
+        # Another building than the lead's, or none of this round: not "everyone sampled".
+        raise NotFound(f"building {building} in round {round_id}")
     people = (
         cover.unsampled(session=session, actor=actor, round_id=round_id, building_id=building)
         if building is not None or len(report.buildings) == 1
