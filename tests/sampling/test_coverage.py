@@ -78,3 +78,23 @@ def test_a_round_of_listed_people_expects_only_them(
     )
     report = cover.coverage(session=session, actor=worker.actor, round_id=listed.id)
     assert report.expected == 2
+
+
+def test_the_unsampled_list_runs_floor_by_floor(
+    session: Session, site: Site, worker: Persona, grid: Grid
+) -> None:
+    # The lead walks 101, 102, 201 … 1001, not in the text order that puts 1001 before 101.
+    from fengchao.registry.models import Household, Person, Relation
+
+    high = Household(community_id=grid.community.id, compound_id=grid.park.id,
+                     building_id=grid.b5.id, unit_id=grid.h5_101.unit_id, room="1001")  # fmt: skip
+    session.add(high)
+    session.flush()
+    session.add(Person(community_id=grid.community.id, household_id=high.id, name="高层住户",
+                       relation=Relation.owner))  # fmt: skip
+    session.flush()
+    rows = cover.unsampled(
+        session=session, actor=worker.actor, round_id=site.round.id, building_id=grid.b5.id
+    )
+    unit1 = [r.room for r in rows if r.unit == "1"]
+    assert unit1[-1] == "1001" and unit1[0] == "101", unit1

@@ -15,6 +15,7 @@ from fengchao.auth.service import Actor, Permission, audit, require
 from fengchao.registry.id_numbers import mask_phone
 from fengchao.registry.models import Building, Compound, Household, Person, Unit
 from fengchao.registry.scope import household_in_scope
+from fengchao.registry.service import room_key
 from fengchao.sampling.models import (
     SamplingExemption,
     SamplingRound,
@@ -195,7 +196,10 @@ def unsampled(
         )
     )
     query = (
-        select(Person.id, Person.name, Person.phone, Building.name, Unit.name, Household.room)
+        select(
+            Person.id, Person.name, Person.phone, Building.name, Unit.name, Household.room,
+            Building.sort_key, Building.id, Unit.sort_key, Unit.id,
+        )
         .join(Household, Household.id == Person.household_id)
         .join(Building, Building.id == Household.building_id)
         .join(Unit, Unit.id == Household.unit_id)
@@ -204,11 +208,15 @@ def unsampled(
             person_filter(found),
             household_in_scope(actor.scope),
         )
-        .order_by(Building.sort_key, Building.id, Unit.sort_key, Unit.id, Household.room, Person.id)
-    )
+    )  # fmt: skip
     if building_id is not None:
         query = query.where(Household.building_id == building_id)
     whole_phone = actor.can(Permission.registry_read)
+    # In the order the lead walks: floor by floor (room 101 before 1001), not as text.
+    found_rows = sorted(
+        (row for row in session.execute(query) if row[0] not in done),
+        key=lambda r: (r[6], r[7], r[8], r[9], room_key(r[5]), r[0]),
+    )
     rows = [
         UnsampledRow(
             pid,
@@ -218,9 +226,8 @@ def unsampled(
             room,
             (phone if whole_phone else mask_phone(phone)) if phone else "",
         )
-        for pid, name, phone, building, unit, room in session.execute(query)
-        if pid not in done
-    ][:limit]
+        for pid, name, phone, building, unit, room, *_order in found_rows[:limit]
+    ]
     audit(
         session=session,
         actor=actor,
