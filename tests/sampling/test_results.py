@@ -158,3 +158,13 @@ def test_a_changed_result_for_a_tube_is_refused(
     run(session, worker, site, "试管条码,检测结果\nL0007,阴性\n".encode())
     report = run(session, worker, site, "试管条码,检测结果\nL0007,阳性\n".encode())
     assert [e.row for e in report.errors] == [2]
+
+
+def test_the_retest_list_names_the_building_of_each_person(
+    session: Session, site: Site, sampler: Persona, worker: Persona
+) -> None:
+    # A worker's list spans every compound: "1-101" alone is a flat in every building.
+    fill(session, sampler, site, "L0050", range(0, 2))
+    run(session, worker, site, "试管条码,检测结果\nL0050,阳性\n".encode())
+    rows = results.retests(session=session, actor=worker.actor, round_id=site.round.id)
+    assert rows and all(r.place.startswith("华润中央公园 5号楼 ") for r in rows), rows

@@ -21,7 +21,7 @@ from fengchao.auth.service import Actor, NotFound, Permission, audit, require
 from fengchao.db import begin_write, utcnow
 from fengchao.notify import service as notify
 from fengchao.registry import edits
-from fengchao.registry.models import HealthStatus, Household, Person, Unit
+from fengchao.registry.models import Building, Compound, HealthStatus, Household, Person, Unit
 from fengchao.registry.sheets import SheetError, SheetLimits, read_table
 from fengchao.sampling.models import (
     LabImport,
@@ -360,18 +360,32 @@ def retests(*, session: Session, actor: Actor, round_id: int) -> list[RetestRow]
     from fengchao.registry.scope import household_in_scope
 
     rows = session.execute(
-        select(Retest, Person.name, Person.health_status, Unit.name, Household.room, Tube.barcode)
+        select(
+            Retest,
+            Person.name,
+            Person.health_status,
+            Compound.name,
+            Building.name,
+            Unit.name,
+            Household.room,
+            Tube.barcode,
+        )
         .join(Person, Person.id == Retest.person_id)
         .join(Household, Household.id == Person.household_id)
+        .join(Building, Building.id == Household.building_id)
+        .join(Compound, Compound.id == Building.compound_id)
         .join(Unit, Unit.id == Household.unit_id)
         .join(Tube, Tube.id == Retest.tube_id)
         .where(Retest.round_id == found.id, household_in_scope(actor.scope))
         .order_by(Retest.status, Household.building_id, Household.id)
     ).all()
+    # The whole address: a worker's list spans every compound, where "1-101" is many flats.
     return [
-        RetestRow(r.id, r.person_id, name, f"{unit}-{room}", barcode, r.status, health)
-        for r, name, health, unit, room, barcode in rows
-    ]
+        RetestRow(r.id, r.person_id, name,
+                  _("{c} {b}号楼").format(c=compound, b=building) + f" {unit}-{room}",
+                  barcode, r.status, health)
+        for r, name, health, compound, building, unit, room, barcode in rows
+    ]  # fmt: skip
 
 
 def resolve_retest(*, session: Session, actor: Actor, retest_id: int, result: LabResult) -> Retest:
