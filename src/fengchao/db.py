@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,9 +72,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.close()
     dbapi_connection.isolation_level = None
+
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+# How often a writer of this process looks again for the write lock that another process
+# (the worker, a second server) holds.
+SQLITE_WRITE_POLL_S = 0.001
 
 
 def _sqlite_begin(conn: Connection) -> None:
@@ -80,8 +88,36 @@ def _sqlite_begin(conn: Connection) -> None:
     # side. A deferred transaction that later writes fails at once with "database is
     # locked" under concurrency (SQLite does not wait when upgrading a read), so writers
     # say so first: see begin_write().
-    immediate = conn.get_execution_options().get(WRITE_OPTION)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    if conn.get_execution_options().get(WRITE_OPTION):
+        _begin_immediate(conn)
+    else:
+        conn.exec_driver_sql("BEGIN")
+
+
+def _begin_immediate(conn: Connection) -> None:
+    """BEGIN IMMEDIATE, looking again every :data:`SQLITE_WRITE_POLL_S` for a write lock
+    that another process holds. SQLite's own busy handler sleeps in growing steps (1, 2, 5,
+    10 … 100 ms) and is not woken when the lock is freed: a visit waiting on the worker's
+    escalation batch slept up to 50 ms past its end, holding this process's write lock
+    (and so every other writer of the process) all that time."""
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    raw.execute("PRAGMA busy_timeout=0")
+    try:
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+        while time.monotonic() < deadline:
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc):
+                    break
+            time.sleep(SQLITE_WRITE_POLL_S)
+        # Once more through SQLAlchemy, which raises its own OperationalError (callers
+        # such as the worker catch that one) if the lock is still held or the error stays.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    finally:
+        raw.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
 
 def _private_sqlite_file(path: Path) -> None:

@@ -12,7 +12,7 @@ from fengchao.gridwork import help as help_service
 from fengchao.gridwork import schemas, sweeps
 from fengchao.gridwork.models import HelpRequest
 from fengchao.gridwork.scoping import require_worker
-from fengchao.web.deps import CurrentActor, DbSession, RowId, require_csrf
+from fengchao.web.deps import CurrentActor, DbSession, RowId, done_writing, require_csrf
 
 router = APIRouter(prefix="/api/gridwork", tags=["gridwork"], dependencies=[Depends(require_csrf)])
 
@@ -113,6 +113,7 @@ def record_visit(
             key=visit.key,
         ),
     )
+    done_writing(session)
     return schemas.VisitRecorded(
         visit_id=recorded.visit.id,
         target_id=recorded.visit.target_id,

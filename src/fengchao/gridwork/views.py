@@ -35,7 +35,15 @@ from fengchao.registry import scope as grid
 from fengchao.registry.models import LABELS as REGISTRY_LABELS
 from fengchao.registry.models import Compound, HealthStatus, ResidenceStatus
 from fengchao.settings import get_settings
-from fengchao.web.deps import CurrentActor, DbSession, RowId, render, require_csrf, templates
+from fengchao.web.deps import (
+    CurrentActor,
+    DbSession,
+    RowId,
+    done_writing,
+    render,
+    require_csrf,
+    templates,
+)
 from fengchao.web.i18n import _
 
 router = APIRouter(
@@ -390,6 +398,7 @@ def record_visit(
                 form=visit,
                 target=target,
             )
+        done_writing(session)
     except Refusal as exc:
         return _visit_form(request, session, actor, sweep_id, target_id, exc)
     building = recorded.building_id or _target_building(session, target_id)
@@ -475,6 +484,7 @@ def create_request(
                 category=values["category"], urgency=values["urgency"],
                 details=values["details"], contact_name=values["name"], phone=values["phone"],
             )  # fmt: skip
+        done_writing(session)
     except Refusal as exc:
         return _request_form(request, session, actor, values, exc)
     if not may_work(actor):  # a volunteer follows it through the resident's status link

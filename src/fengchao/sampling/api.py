@@ -13,7 +13,7 @@ from fengchao.db import utcnow
 from fengchao.sampling import coverage as cover
 from fengchao.sampling import registration as reg
 from fengchao.sampling import schemas
-from fengchao.web.deps import CurrentActor, DbSession, RowId, require_csrf
+from fengchao.web.deps import CurrentActor, DbSession, RowId, done_writing, require_csrf
 
 router = APIRouter(prefix="/api/sampling", tags=["sampling"], dependencies=[Depends(require_csrf)])
 
@@ -67,6 +67,7 @@ def register(
         retest_reason=swab.retest_reason,
         taken_at=taken_at,
     )
+    done_writing(session)
     return schemas.SwabRead(
         swab_id=done.swab_id,
         person_id=done.person_id,
