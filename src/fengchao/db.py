@@ -160,7 +160,8 @@ def _writing(session: Session) -> bool:
 # SQLite has one write lock, and a writer waiting for it sleeps in growing steps (1, 2, 5,
 # 10 … 100 ms) rather than being woken: twenty requests writing their audit rows at once
 # spent most of their time asleep. Writers of one process therefore queue on a plain lock
-# first, and meet SQLite's lock (and its busy timeout) only across processes.
+# first, and meet SQLite's lock only across processes (:func:`_begin_immediate`). Two engines
+# on one file (a test's and the app's) share the lock of its URL.
 _WRITE_LOCKS: dict[str, threading.Lock] = {}
 _WRITE_LOCKS_GUARD = threading.Lock()
 _HOLDS_WRITE_LOCK = "fengchao_holds_write_lock"

@@ -119,7 +119,8 @@ def current_login(request: Request, session: DbSession) -> Login | None:
     return login
 
 
-def current_actor(login: Annotated[Login | None, Depends(current_login)]) -> Actor:
+async def current_actor(login: Annotated[Login | None, Depends(current_login)]) -> Actor:
+    # async: it only looks at the login, and a sync dependency costs a hop to the pool.
     if login is None:
         raise LoginRequired()
     return login.actor
