@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 
 from fengchao.access import flows
 from fengchao.auth.service import Forbidden
+from fengchao.sampling import picker, service
 from fengchao.sampling import registration as reg
-from fengchao.sampling import service
 from fengchao.sampling.models import Swab, Tube
 from tests.access.conftest import make_gates
 from tests.conftest import Grid, Persona
@@ -161,7 +161,7 @@ def test_undo_takes_the_last_swab_out_of_an_open_tube(
 def test_a_person_picked_by_room_is_registered(
     session: Session, site: Site, sampler: Persona, grid: Grid
 ) -> None:
-    people = reg.people_in_room(
+    people = picker.people_in_room(
         session=session,
         actor=sampler.actor,
         round_id=site.round.id,

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Depends, Query
 
 from fengchao.db import utcnow
 from fengchao.sampling import coverage as cover
+from fengchao.sampling import picker, schemas
 from fengchao.sampling import registration as reg
-from fengchao.sampling import schemas
 from fengchao.web.deps import CurrentActor, DbSession, RowId, require_csrf
 
 router = APIRouter(prefix="/api/sampling", tags=["sampling"], dependencies=[Depends(require_csrf)])
@@ -101,10 +101,19 @@ def room(
     building: Annotated[str, Query(max_length=32)],
     unit: Annotated[str, Query(max_length=32)],
     room: Annotated[str, Query(max_length=16)],
+    compound: Annotated[str, Query(max_length=64)] = "",
 ) -> list[schemas.RoomPerson]:
-    """The people of a flat, to pick one who has no code or card with them."""
-    people = reg.people_in_room(
-        session=session, actor=actor, round_id=round_id, building=building, unit=unit, room=room
+    """The people of a flat, to pick one who has no code or card with them: each with
+    their compound and building (a building-unit-room is a flat in every compound that has
+    that building); ``compound`` (part of its name) narrows the list."""
+    people = picker.people_in_room(
+        session=session,
+        actor=actor,
+        round_id=round_id,
+        building=building,
+        unit=unit,
+        room=room,
+        compound=compound,
     )
     return [schemas.RoomPerson(**asdict(p)) for p in people]
 
