@@ -351,6 +351,10 @@
 
   function undo() {
     var tube = state.tube;
+    if (tube && tube.closed && tube.count > 0) {
+      say(t.tClosedNoUndo, "warn"); // it holds people, but a closed tube is sealed
+      return;
+    }
     if (!tube || tube.closed || tube.count === 0) {
       say(t.tEmpty, "warn");
       return;

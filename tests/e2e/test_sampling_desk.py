@@ -1,6 +1,6 @@
 """The room picker on the registration page: "5-1-101" in a community where two compounds
 have a building 5 lists each person with compound and building, a typed room is never
-taken for a line number, and only a number picks."""
+taken for a line number, and only a number picks. F4 after F2 says the tube is sealed."""
 
 from __future__ import annotations
 
@@ -64,6 +64,11 @@ def test_a_room_in_two_compounds_is_picked_by_number_only(
             page.keyboard.press("Enter")
             expect(page.locator("#swab-names li")).to_have_text(["宏侨新村 5-1-101  张三"])
             expect(page.locator("#swab-queue")).to_have_text("0")
+            # F4 after F2: the tube holds people but is sealed; nothing is undone.
+            page.keyboard.press("F2")
+            page.keyboard.press("F4")
+            expect(page.locator("#swab-message")).to_have_text("试管已封管，不能撤销")
+            expect(page.locator("#swab-count")).to_have_text("1")
             browser.close()
         with Session(engine) as session:
             assert list(session.scalars(select(Swab.person_id))) == [zhang.id]
