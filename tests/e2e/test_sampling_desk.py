@@ -1,6 +1,7 @@
 """The room picker on the registration page: "5-1-101" in a community where two compounds
 have a building 5 lists each person with compound and building, a typed room is never
-taken for a line number, and only a number picks. F4 after F2 says the tube is sealed."""
+taken for a line number, and only a number picks. F4 after F2 says the tube is sealed; a
+re-swab shows its reason."""
 
 from __future__ import annotations
 
@@ -69,6 +70,22 @@ def test_a_room_in_two_compounds_is_picked_by_number_only(
             page.keyboard.press("F4")
             expect(page.locator("#swab-message")).to_have_text("试管已封管，不能撤销")
             expect(page.locator("#swab-count")).to_have_text("1")
+            # Swabbed again into the next tube, with a reason: the list shows that reason.
+            page.keyboard.type("T0000010")
+            page.keyboard.press("Enter")
+            expect(page.locator("#swab-barcode")).to_have_text("T0000010")
+            page.keyboard.type("宏侨新村 5-1-101")
+            page.keyboard.press("Enter")
+            expect(lines).to_have_text(["宏侨新村 5-1-101  张三  ✓"])
+            page.keyboard.type("1")
+            page.keyboard.press("Enter")
+            expect(page.locator("#swab-reason")).to_be_focused()
+            page.keyboard.press("Control+A")
+            page.keyboard.type("试管破损")
+            page.keyboard.press("Enter")
+            expect(page.locator("#swab-names li")).to_have_text(
+                ["宏侨新村 5-1-101  张三  (复采：试管破损)"]
+            )
             browser.close()
         with Session(engine) as session:
-            assert list(session.scalars(select(Swab.person_id))) == [zhang.id]
+            assert list(session.scalars(select(Swab.person_id))) == [zhang.id, zhang.id]

@@ -170,7 +170,9 @@
     if (op.type === "swab") {
       var shown = labels[op.key] || data.name + "  " + data.place;
       delete labels[op.key];
-      names.push(shown + (data.retest ? "  (" + t.tReason + ")" : ""));
+      // A re-swab shows the reason the sampler gave ("试管破损"), not the field's label.
+      var reason = op.retest_reason ? t.tRetestWhy.replace("{reason}", op.retest_reason) : t.tRetest;
+      names.push(shown + (data.retest ? "  (" + reason + ")" : ""));
       if (state.tube && state.tube.barcode === data.tube.barcode && !hasQueued(data.tube.barcode)) {
         state.tube.count = data.tube.swabs;
         state.tube.closed = data.tube.closed;
