@@ -1,7 +1,7 @@
 """The room picker on the registration page: "5-1-101" in a community where two compounds
 have a building 5 lists each person with compound and building, a typed room is never
 taken for a line number, and only a number picks. F4 after F2 says the tube is sealed; a
-re-swab shows its reason."""
+re-swab shows its reason; "hello world" is no tube barcode."""
 
 from __future__ import annotations
 
@@ -51,6 +51,13 @@ def test_a_room_in_two_compounds_is_picked_by_number_only(
             page.keyboard.press("Enter")
             page.wait_for_url(f"{base}/sampling")
             page.goto(f"{base}/sampling/rounds/{found.id}/register")
+            # Typed words are no barcode: refused as typed, not run together as HELLOWORLD.
+            page.keyboard.type("hello world")
+            page.keyboard.press("Enter")
+            expect(page.locator("#swab-message")).to_have_text(
+                "试管条码中间不能有空格，请重新扫描试管"
+            )
+            expect(page.locator("#swab-barcode")).to_have_text("—")
             for text in ("T0000009", "5-1-101"):
                 page.keyboard.type(text)
                 page.keyboard.press("Enter")

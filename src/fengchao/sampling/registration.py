@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import string
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +33,7 @@ from fengchao.sampling.service import community_of
 from fengchao.web.i18n import _
 
 BARCODE = re.compile(r"^[A-Z0-9][A-Z0-9-]{3,31}$")
+BARCODE_CHARACTERS = frozenset(string.ascii_uppercase + string.digits + "-")
 ID_NUMBER = re.compile(r"^\d{17}[\dX]$|^\d{15}$")
 KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,64}$")
 STATION_MAX = 16
@@ -68,12 +71,19 @@ class Registered:
 
 
 def normalise_barcode(text: str) -> str:
-    barcode = text.strip().upper()
-    if not BARCODE.match(barcode):
-        raise SwabRefused(
-            _("试管条码格式不对：应为 4 到 32 位字母、数字或连字符"), field="tube", code="barcode"
-        )
-    return barcode
+    """The barcode as stored: what a scanner sends (its Enter, lower case, full-width text
+    from a Chinese input method) made plain; a space or another character inside refused,
+    never dropped ("hello world" is no barcode, not HELLOWORLD)."""
+    barcode = unicodedata.normalize("NFKC", text).strip().upper()
+    if BARCODE.match(barcode):
+        return barcode
+    if any(c.isspace() for c in barcode):
+        message = _("试管条码中间不能有空格，请重新扫描试管")
+    elif bad := next((c for c in barcode if c not in BARCODE_CHARACTERS), None):
+        message = _("试管条码只能有字母、数字和连字符，不能有“{c}”").format(c=bad)
+    else:
+        message = _("试管条码格式不对：应为 4 到 32 位字母、数字或连字符")
+    raise SwabRefused(message, field="tube", code="barcode")
 
 
 def _state(tube: Tube) -> TubeState:

@@ -315,11 +315,12 @@
     }
     var tube = state.tube;
     if (!tube || tube.closed) {
-      if (!looksLikeBarcode(upper)) {
-        say(t.tScanTube, "bad");
-        return;
-      }
-      openTube(upper);
+      // Spaces inside are kept, so that "hello world" is refused, not taken as HELLOWORLD.
+      var barcode = (text.normalize ? text.normalize("NFKC") : text).toUpperCase();
+      if (looksLikeBarcode(barcode)) openTube(barcode);
+      else if (looksLikeBarcode(upper) || !/^[A-Z0-9-]*$/.test(upper)) {
+        say(/\s/.test(barcode) ? t.tBarcodeSpace : t.tBarcodeBad, "bad");
+      } else say(t.tScanTube, "bad");
       return;
     }
     if (upper === tube.barcode) {

@@ -1,0 +1,52 @@
+"""Bad input at the registration desk, refused with the field at fault and a message in
+the user's language: barcodes, station numbers, wrong JSON types, reused keys."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy.orm import Session
+
+from fengchao.sampling import registration as reg
+from tests.conftest import Persona
+from tests.sampling.conftest import Site
+
+
+@pytest.mark.parametrize("text", ["hello world", "T000 0001", "T0001/2", "T0001#", "条码0001"])
+def test_a_barcode_with_spaces_or_other_characters_is_refused(
+    session: Session, site: Site, sampler: Persona, text: str
+) -> None:
+    with pytest.raises(reg.SwabRefused) as refused:
+        reg.open_tube(session=session, actor=sampler.actor, round_id=site.round.id, barcode=text)
+    assert refused.value.field == "tube"
+    expected = "空格" if " " in text else "只能有字母、数字和连字符"
+    assert expected in refused.value.message, refused.value.message
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [("T0000001\r\n", "T0000001"), (" t0000002\t", "T0000002"), ("ＴＭ-０００３", "TM-0003")],
+)
+def test_what_scanners_send_is_kept(
+    session: Session, site: Site, sampler: Persona, sent: str, kept: str
+) -> None:
+    # A scanner's Enter, a lower-case scanner, full-width text from a Chinese input method.
+    state = reg.open_tube(
+        session=session, actor=sampler.actor, round_id=site.round.id, barcode=sent
+    )
+    assert state.barcode == kept
+
+
+def test_the_api_refuses_a_barcode_with_a_space_naming_the_field(  # type: ignore[no-untyped-def]
+    login_as, site: Site, sampler: Persona
+) -> None:
+    browser = login_as(sampler)
+    base = f"/api/sampling/rounds/{site.round.id}"
+    opened = browser.post(f"{base}/tubes", json={"barcode": "hello world"})
+    assert opened.status_code == 409
+    assert opened.json()["errors"][0]["field"] == "tube"
+    assert "空格" in opened.json()["detail"]
+    body = {"barcode": "hello world", "key": uuid.uuid4().hex, "code": site.numbers[0]}
+    swab = browser.post(f"{base}/swabs", json=body)
+    assert swab.status_code == 409 and swab.json()["errors"][0]["field"] == "tube"
