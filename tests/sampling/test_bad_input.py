@@ -50,3 +50,31 @@ def test_the_api_refuses_a_barcode_with_a_space_naming_the_field(  # type: ignor
     body = {"barcode": "hello world", "key": uuid.uuid4().hex, "code": site.numbers[0]}
     swab = browser.post(f"{base}/swabs", json=body)
     assert swab.status_code == 409 and swab.json()["errors"][0]["field"] == "tube"
+
+
+@pytest.mark.parametrize("station", ["99", "0", "5", "A"])
+def test_a_station_outside_the_sites_stations_is_refused(
+    session: Session, site: Site, sampler: Persona, station: str
+) -> None:
+    assert site.site.stations == 4
+    with pytest.raises(reg.SwabRefused) as opening:
+        reg.open_tube(session=session, actor=sampler.actor, round_id=site.round.id,
+                      barcode="S0001", station=station)  # fmt: skip
+    assert opening.value.field == "station" and "1 到 4" in opening.value.message
+    with pytest.raises(reg.SwabRefused) as swabbing:
+        reg.register_swab(session=session, actor=sampler.actor, round_id=site.round.id,
+                          barcode="S0001", key=uuid.uuid4().hex, code=site.numbers[0],
+                          station=station)  # fmt: skip
+    assert swabbing.value.field == "station"
+
+
+def test_the_api_refuses_station_99_at_a_four_station_site(  # type: ignore[no-untyped-def]
+    login_as, site: Site, sampler: Persona
+) -> None:
+    browser = login_as(sampler)
+    base = f"/api/sampling/rounds/{site.round.id}"
+    body = {"barcode": "S0002", "key": uuid.uuid4().hex, "code": site.numbers[0], "station": "99"}
+    refused = browser.post(f"{base}/swabs", json=body)
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "station"
+    fine = browser.post(f"{base}/swabs", json={**body, "station": "4"})
+    assert fine.status_code == 200, fine.text

@@ -28,7 +28,7 @@ from fengchao.auth.service import Actor, NotFound, Permission, Refusal, audit, r
 from fengchao.db import begin_write, utcnow
 from fengchao.registry.models import Household, Person, Unit
 from fengchao.registry.validation import FieldError, parse_id_number
-from fengchao.sampling.models import SamplingRound, Swab, Tube, TubeStatus
+from fengchao.sampling.models import SamplingRound, SamplingSite, Swab, Tube, TubeStatus
 from fengchao.sampling.service import community_of
 from fengchao.web.i18n import _
 
@@ -48,6 +48,12 @@ class SwabRefused(Refusal):
     def __init__(self, message: str, *, field: str, code: str) -> None:
         super().__init__(message, field=field)
         self.code = code
+
+
+class SwabInvalid(SwabRefused):
+    """A value no registration could take (a station the site does not have)."""
+
+    status = 422
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,17 @@ class RoundForRegistration:
     tube_capacity: int
     household_tubes: bool
     earlier_swab: int | None  # the swab already registered under the request's key
+    stations: int  # the site's stations (采样台), numbered from 1
+
+    def check_station(self, station: str) -> None:
+        """A station named by the page is one of the site's; none named is allowed."""
+        if station and not (station.isascii() and station.isdigit()
+                            and 1 <= int(station) <= self.stations):  # fmt: skip
+            raise SwabInvalid(
+                _("采样台应为 1 到 {n} 号（本采样点有 {n} 个采样台）").format(n=self.stations),
+                field="station",
+                code="station",
+            )
 
 
 # Statements of the registration path are built once: building a select costs about as
@@ -113,6 +130,10 @@ _ROUND = select(
     SamplingRound.household_tubes,
     SamplingRound.closed,
     select(Swab.id).where(Swab.key == bindparam("key")).scalar_subquery().label("earlier"),
+    select(SamplingSite.stations)
+    .where(SamplingSite.id == SamplingRound.site_id)
+    .scalar_subquery()
+    .label("stations"),
 ).where(SamplingRound.id == bindparam("round_id"))
 
 
@@ -128,8 +149,9 @@ def _round_for_registration(
     if row.closed:
         raise SwabRefused(_("这一轮采样已结束，不能再登记"), field="round", code="round_closed")
     return RoundForRegistration(
-        row.id, row.community_id, row.tube_capacity, row.household_tubes, row.earlier
-    )
+        row.id, row.community_id, row.tube_capacity, row.household_tubes, row.earlier,
+        row.stations or 1,
+    )  # fmt: skip
 
 
 _TUBE_COLUMNS = (Tube.id, Tube.barcode, Tube.swabs, Tube.capacity, Tube.status, Tube.station,
@@ -238,6 +260,7 @@ def open_tube(
     barcode = normalise_barcode(barcode)
     begin_write(session)
     found = _round_for_registration(session, actor, round_id)
+    found.check_station(station)
     tube = _tube_for(session, found, barcode, create=True)
     assert tube is not None
     if tube.status == TubeStatus.closed:
@@ -419,6 +442,7 @@ def register_swab(
     # the connection with statements built once: about half the Python of ORM objects.
     conn = session.connection()
     found = _round_for_registration(session, actor, round_id, key)
+    found.check_station(station)
     if found.earlier_swab is not None:
         return _repeated(session, found, found.earlier_swab)
     where = {"round_id": found.id, "barcode": barcode}

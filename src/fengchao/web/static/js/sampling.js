@@ -86,6 +86,11 @@
       problems.appendChild(li);
     });
     stationSelect.value = state.station;
+    if (stationSelect.value !== state.station && stationSelect.options.length) {
+      // A station kept from before that the site no longer has: the server refuses it.
+      state.station = stationSelect.options[0].value;
+      stationSelect.value = state.station;
+    }
   }
 
   function api(method, path, body) {
