@@ -78,3 +78,21 @@ def test_the_api_refuses_station_99_at_a_four_station_site(  # type: ignore[no-u
     assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "station"
     fine = browser.post(f"{base}/swabs", json={**body, "station": "4"})
     assert fine.status_code == 200, fine.text
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("station", 5), ("station", [1]), ("barcode", {"a": 1}), ("retest_reason", 3.5)],
+)
+def test_a_wrong_type_is_named_in_the_users_language(  # type: ignore[no-untyped-def]
+    login_as, site: Site, sampler: Persona, field: str, value: object
+) -> None:
+    browser = login_as(sampler)
+    body = {"barcode": "W0001", "key": uuid.uuid4().hex, "code": site.numbers[0], field: value}
+    refused = browser.post(f"/api/sampling/rounds/{site.round.id}/swabs", json=body)
+    assert refused.status_code == 422
+    error = refused.json()["errors"][0]
+    assert error["field"] == field and error["message"] == "应为文字", error
+    browser.client.cookies.set("fc_lang", "en")
+    english = browser.post(f"/api/sampling/rounds/{site.round.id}/swabs", json=body)
+    assert english.json()["errors"][0]["message"] == "Should be text"
