@@ -96,3 +96,25 @@ def test_a_wrong_type_is_named_in_the_users_language(  # type: ignore[no-untyped
     browser.client.cookies.set("fc_lang", "en")
     english = browser.post(f"/api/sampling/rounds/{site.round.id}/swabs", json=body)
     assert english.json()["errors"][0]["message"] == "Should be text"
+
+
+def test_a_key_sent_again_for_another_person_is_refused(  # type: ignore[no-untyped-def]
+    login_as, session: Session, site: Site, sampler: Persona
+) -> None:
+    browser = login_as(sampler)
+    url = f"/api/sampling/rounds/{site.round.id}/swabs"
+    body = {"barcode": "K0001", "key": uuid.uuid4().hex, "code": site.numbers[0]}
+    assert browser.post(url, json=body).status_code == 200
+    replay = browser.post(url, json=body)
+    assert replay.status_code == 200 and replay.json()["repeated"] is True
+    other = browser.post(url, json={**body, "code": site.numbers[1]})
+    assert other.status_code == 409, other.text
+    assert other.json()["errors"][0]["field"] == "key"
+    by_pick = browser.post(url, json={**body, "code": None, "person_id": site.people[1].id})
+    assert by_pick.status_code == 409 and by_pick.json()["errors"][0]["field"] == "key"
+    same_by_pick = browser.post(url, json={**body, "code": None, "person_id": site.people[0].id})
+    assert same_by_pick.status_code == 200 and same_by_pick.json()["repeated"] is True
+    with pytest.raises(reg.SwabRefused) as refused:
+        reg.register_swab(session=session, actor=sampler.actor, round_id=site.round.id,
+                          barcode="K0001", key=body["key"], code=site.numbers[2])  # fmt: skip
+    assert refused.value.field == "key"

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query
 
 from fengchao.db import utcnow
 from fengchao.sampling import coverage as cover
-from fengchao.sampling import picker, schemas
+from fengchao.sampling import picker, schemas, tubes
 from fengchao.sampling import registration as reg
 from fengchao.web.deps import CurrentActor, DbSession, RowId, require_csrf
 
@@ -82,7 +82,7 @@ def register(
 def close_tube(
     round_id: RowId, barcode: str, session: DbSession, actor: CurrentActor
 ) -> schemas.TubeRead:
-    return _tube(reg.close_tube(session=session, actor=actor, round_id=round_id, barcode=barcode))
+    return _tube(tubes.close_tube(session=session, actor=actor, round_id=round_id, barcode=barcode))
 
 
 @router.post("/rounds/{round_id}/tubes/{barcode}/undo", response_model=schemas.TubeRead)
@@ -90,7 +90,7 @@ def undo(
     round_id: RowId, barcode: str, session: DbSession, actor: CurrentActor
 ) -> schemas.TubeRead:
     """Take the last swab out of an open tube."""
-    return _tube(reg.undo_last(session=session, actor=actor, round_id=round_id, barcode=barcode))
+    return _tube(tubes.undo_last(session=session, actor=actor, round_id=round_id, barcode=barcode))
 
 
 @router.get("/rounds/{round_id}/room", response_model=list[schemas.RoomPerson])

@@ -391,15 +391,32 @@ def resolve_person(
     raise SwabRefused(_("无法识别：不是居民码，也不是身份证号"), field="person", code="malformed")
 
 
-def _repeated(session: Session, found: RoundForRegistration, earlier_id: int) -> Registered:
-    """The answer to a key seen before: that registration, nothing written."""
+def _repeated(
+    session: Session,
+    found: RoundForRegistration,
+    earlier_id: int,
+    *,
+    barcode: str,
+    code: str | None,
+    person_id: int | None,
+) -> Registered:
+    """The answer to a key seen before: that registration, nothing written. The key sent
+    again for another person or tube is refused (409, field ``key``), never answered with
+    someone else's swab."""
     earlier = session.get(Swab, earlier_id)
     assert earlier is not None
     if earlier.round_id != found.id:
         raise SwabRefused(_("幂等键已被另一轮使用"), field="key", code="key")
     tube = session.get(Tube, earlier.tube_id, populate_existing=True)
+    assert tube is not None
+    if tube.barcode != barcode or not _same_person(session, found, earlier, code, person_id):
+        raise SwabRefused(
+            _("这个幂等键已用于另一次登记（另一个人或另一支试管），请重新提交"),
+            field="key",
+            code="key_reused",
+        )
     again = _found(session, _BY_ID, found, earlier.tube_id, person_id=earlier.person_id)
-    assert tube is not None and again is not None
+    assert again is not None
     return Registered(
         earlier.id,
         again.id,
@@ -409,6 +426,24 @@ def _repeated(session: Session, found: RoundForRegistration, earlier_id: int) ->
         True,
         earlier.retest_reason is not None,
     )
+
+
+def _same_person(
+    session: Session,
+    found: RoundForRegistration,
+    earlier: Swab,
+    code: str | None,
+    person_id: int | None,
+) -> bool:
+    """Whether a request sent again names the person of the earlier swab (a rare path: the
+    person is resolved again only here)."""
+    if person_id is not None:
+        return person_id == earlier.person_id
+    try:
+        person, _via = resolve_person(session, found, earlier.tube_id, text=code, person_id=None)
+    except SwabRefused:
+        return False
+    return person.id == earlier.person_id
 
 
 _SWAB_BY_KEY = select(Swab.id).where(Swab.key == bindparam("key"))
@@ -444,7 +479,8 @@ def register_swab(
     found = _round_for_registration(session, actor, round_id, key)
     found.check_station(station)
     if found.earlier_swab is not None:
-        return _repeated(session, found, found.earlier_swab)
+        return _repeated(session, found, found.earlier_swab,
+                         barcode=barcode, code=code, person_id=person_id)  # fmt: skip
     where = {"round_id": found.id, "barcode": barcode}
     tube = conn.execute(_TUBE, where).first()
     if tube is None:
@@ -494,7 +530,8 @@ def register_swab(
         # The same key committed meanwhile by another request (a page that resent).
         earlier = conn.execute(_SWAB_BY_KEY, {"key": key}).scalar()
         assert earlier is not None
-        return _repeated(session, found, earlier)
+        return _repeated(session, found, earlier,
+                         barcode=barcode, code=code, person_id=person_id)  # fmt: skip
     swabs = tube.swabs + 1
     closed = swabs >= tube.capacity
     household = tube.household_id
@@ -531,66 +568,3 @@ def register_swab(
         False,
         before,
     )
-
-
-def close_tube(*, session: Session, actor: Actor, round_id: int, barcode: str) -> TubeState:
-    """Close a tube early (fewer than its capacity); closing a closed tube changes nothing."""
-    barcode = normalise_barcode(barcode)
-    begin_write(session)
-    found = _round_for_registration(session, actor, round_id)
-    tube = _tube_for(session, found, barcode, create=False)
-    if tube is None:
-        raise SwabRefused(_("没有这支试管"), field="tube", code="unknown_tube")
-    if tube.status != TubeStatus.closed:
-        tube.status = TubeStatus.closed
-        tube.closed_at = utcnow()
-    return _state(tube)
-
-
-def undo_last(*, session: Session, actor: Actor, round_id: int, barcode: str) -> TubeState:
-    """Take the last swab out of an open tube (scanned by mistake)."""
-    barcode = normalise_barcode(barcode)
-    begin_write(session)
-    found = _round_for_registration(session, actor, round_id)
-    tube = _tube_for(session, found, barcode, create=False)
-    if tube is None:
-        raise SwabRefused(_("没有这支试管"), field="tube", code="unknown_tube")
-    if tube.status == TubeStatus.closed:
-        raise SwabRefused(_("试管已封管，不能撤销"), field="tube", code="tube_closed")
-    last = session.scalar(
-        select(Swab).where(Swab.tube_id == tube.id).order_by(Swab.id.desc()).limit(1)
-    )
-    if last is None:
-        raise SwabRefused(_("试管里还没有人"), field="tube", code="empty_tube")
-    session.delete(last)
-    tube.swabs -= 1
-    if tube.swabs == 0:
-        tube.household_id = None
-    session.flush()
-    audit(
-        session=session,
-        actor=actor,
-        action="swab_undo",
-        object_type="sampling_tube",
-        object_id=tube.id,
-        community_id=found.community_id,
-    )
-    return _state(tube)
-
-
-@dataclass(frozen=True)
-class TubeMember:
-    name: str
-    place: str
-
-
-def tube_members(session: Session, tube_id: int) -> list[TubeMember]:
-    rows = session.execute(
-        select(Person.name, Unit.name, Household.room)
-        .join(Swab, Swab.person_id == Person.id)
-        .join(Household, Household.id == Person.household_id)
-        .join(Unit, Unit.id == Household.unit_id)
-        .where(Swab.tube_id == tube_id)
-        .order_by(Swab.id)
-    ).all()
-    return [TubeMember(name, f"{unit}-{room}") for name, unit, room in rows]
