@@ -144,7 +144,7 @@ def in_process(engine: Engine, round_id: int, texts: list[str], token: str) -> d
                 assert login is not None
                 service_reg.register_swab(
                     session=session, actor=login.actor, round_id=round_id,
-                    barcode=f"IP-{i // 10:05d}", key=uuid.uuid4().hex, code=code, station="9",
+                    barcode=f"IP-{i // 10:05d}", key=uuid.uuid4().hex, code=code, station="4",
                 )  # fmt: skip
                 finish(session)
             times.append((time.perf_counter() - started) * 1000)

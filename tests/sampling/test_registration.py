@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 
 from fengchao.access import flows
 from fengchao.auth.service import Forbidden
+from fengchao.sampling import picker, service, tubes
 from fengchao.sampling import registration as reg
-from fengchao.sampling import service
 from fengchao.sampling.models import Swab, Tube
 from tests.access.conftest import make_gates
 from tests.conftest import Grid, Persona
@@ -93,7 +93,7 @@ def test_a_tube_barcode_scanned_twice_takes_up_the_open_tube(
     swab(session, sampler, site, "T0007", 0)
     again = reg.open_tube(session=session, actor=actor, round_id=site.round.id, barcode="T0007")
     assert again.id == first.id and again.swabs == 1
-    reg.close_tube(session=session, actor=actor, round_id=site.round.id, barcode="T0007")
+    tubes.close_tube(session=session, actor=actor, round_id=site.round.id, barcode="T0007")
     with pytest.raises(reg.SwabRefused) as refused:
         reg.open_tube(session=session, actor=actor, round_id=site.round.id, barcode="T0007")
     assert refused.value.code == "tube_closed"
@@ -151,17 +151,17 @@ def test_undo_takes_the_last_swab_out_of_an_open_tube(
 ) -> None:
     swab(session, sampler, site, "T0010", 0)
     swab(session, sampler, site, "T0010", 1)
-    state = reg.undo_last(
+    state = tubes.undo_last(
         session=session, actor=sampler.actor, round_id=site.round.id, barcode="T0010"
     )
     assert state.swabs == 1
-    assert [m.name for m in reg.tube_members(session, state.id)] == ["居民1"]
+    assert [m.name for m in tubes.tube_members(session, state.id)] == ["居民1"]
 
 
 def test_a_person_picked_by_room_is_registered(
     session: Session, site: Site, sampler: Persona, grid: Grid
 ) -> None:
-    people = reg.people_in_room(
+    people = picker.people_in_room(
         session=session,
         actor=sampler.actor,
         round_id=site.round.id,
@@ -344,9 +344,9 @@ def test_tube_pages_see_what_registration_wrote_in_the_same_session(
     tube = session.get(Tube, opened.id)
     assert tube is not None and (tube.swabs, tube.station) == (3, "2")
     assert (
-        reg.undo_last(session=session, actor=actor, round_id=round_id, barcode="T0016").swabs == 2
+        tubes.undo_last(session=session, actor=actor, round_id=round_id, barcode="T0016").swabs == 2
     )
-    closed = reg.close_tube(session=session, actor=actor, round_id=round_id, barcode="T0016")
+    closed = tubes.close_tube(session=session, actor=actor, round_id=round_id, barcode="T0016")
     assert (closed.swabs, closed.closed) == (2, True)
     stations = session.scalars(select(Swab.station).where(Swab.tube_id == opened.id))
     assert set(stations) == {"1"}

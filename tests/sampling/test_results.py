@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from fengchao.notify.models import Notification
 from fengchao.registry.models import HealthStatus
 from fengchao.sampling import registration as reg
-from fengchao.sampling import results, service
+from fengchao.sampling import results, service, tubes
 from fengchao.sampling.models import LabResult, Retest, RetestStatus, Tube
 from tests.conftest import Persona
 from tests.sampling.conftest import Site
@@ -29,7 +29,7 @@ def fill(session: Session, sampler: Persona, site: Site, barcode: str, people: r
             key=uuid.uuid4().hex,
             code=site.numbers[i],
         )
-    reg.close_tube(session=session, actor=sampler.actor, round_id=site.round.id, barcode=barcode)
+    tubes.close_tube(session=session, actor=sampler.actor, round_id=site.round.id, barcode=barcode)
 
 
 def run(session: Session, worker: Persona, site: Site, content: bytes, name: str = "lab.csv"):  # type: ignore[no-untyped-def]

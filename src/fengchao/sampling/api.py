@@ -11,8 +11,8 @@ from fastapi import APIRouter, Depends, Query
 
 from fengchao.db import utcnow
 from fengchao.sampling import coverage as cover
+from fengchao.sampling import picker, schemas, tubes
 from fengchao.sampling import registration as reg
-from fengchao.sampling import schemas
 from fengchao.web.deps import CurrentActor, DbSession, RowId, done_writing, require_csrf
 
 router = APIRouter(prefix="/api/sampling", tags=["sampling"], dependencies=[Depends(require_csrf)])
@@ -83,7 +83,7 @@ def register(
 def close_tube(
     round_id: RowId, barcode: str, session: DbSession, actor: CurrentActor
 ) -> schemas.TubeRead:
-    return _tube(reg.close_tube(session=session, actor=actor, round_id=round_id, barcode=barcode))
+    return _tube(tubes.close_tube(session=session, actor=actor, round_id=round_id, barcode=barcode))
 
 
 @router.post("/rounds/{round_id}/tubes/{barcode}/undo", response_model=schemas.TubeRead)
@@ -91,7 +91,7 @@ def undo(
     round_id: RowId, barcode: str, session: DbSession, actor: CurrentActor
 ) -> schemas.TubeRead:
     """Take the last swab out of an open tube."""
-    return _tube(reg.undo_last(session=session, actor=actor, round_id=round_id, barcode=barcode))
+    return _tube(tubes.undo_last(session=session, actor=actor, round_id=round_id, barcode=barcode))
 
 
 @router.get("/rounds/{round_id}/room", response_model=list[schemas.RoomPerson])
@@ -102,10 +102,19 @@ def room(
     building: Annotated[str, Query(max_length=32)],
     unit: Annotated[str, Query(max_length=32)],
     room: Annotated[str, Query(max_length=16)],
+    compound: Annotated[str, Query(max_length=64)] = "",
 ) -> list[schemas.RoomPerson]:
-    """The people of a flat, to pick one who has no code or card with them."""
-    people = reg.people_in_room(
-        session=session, actor=actor, round_id=round_id, building=building, unit=unit, room=room
+    """The people of a flat, to pick one who has no code or card with them: each with
+    their compound and building (a building-unit-room is a flat in every compound that has
+    that building); ``compound`` (part of its name) narrows the list."""
+    people = picker.people_in_room(
+        session=session,
+        actor=actor,
+        round_id=round_id,
+        building=building,
+        unit=unit,
+        room=room,
+        compound=compound,
     )
     return [schemas.RoomPerson(**asdict(p)) for p in people]
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import string
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,11 +28,12 @@ from fengchao.auth.service import Actor, NotFound, Permission, Refusal, audit, r
 from fengchao.db import begin_write, utcnow
 from fengchao.registry.models import Household, Person, Unit
 from fengchao.registry.validation import FieldError, parse_id_number
-from fengchao.sampling.models import SamplingRound, Swab, Tube, TubeStatus
+from fengchao.sampling.models import SamplingRound, SamplingSite, Swab, Tube, TubeStatus
 from fengchao.sampling.service import community_of
 from fengchao.web.i18n import _
 
 BARCODE = re.compile(r"^[A-Z0-9][A-Z0-9-]{3,31}$")
+BARCODE_CHARACTERS = frozenset(string.ascii_uppercase + string.digits + "-")
 ID_NUMBER = re.compile(r"^\d{17}[\dX]$|^\d{15}$")
 KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,64}$")
 STATION_MAX = 16
@@ -45,6 +48,12 @@ class SwabRefused(Refusal):
     def __init__(self, message: str, *, field: str, code: str) -> None:
         super().__init__(message, field=field)
         self.code = code
+
+
+class SwabInvalid(SwabRefused):
+    """A value no registration could take (a station the site does not have)."""
+
+    status = 422
 
 
 @dataclass(frozen=True)
@@ -68,12 +77,19 @@ class Registered:
 
 
 def normalise_barcode(text: str) -> str:
-    barcode = text.strip().upper()
-    if not BARCODE.match(barcode):
-        raise SwabRefused(
-            _("试管条码格式不对：应为 4 到 32 位字母、数字或连字符"), field="tube", code="barcode"
-        )
-    return barcode
+    """The barcode as stored: what a scanner sends (its Enter, lower case, full-width text
+    from a Chinese input method) made plain; a space or another character inside refused,
+    never dropped ("hello world" is no barcode, not HELLOWORLD)."""
+    barcode = unicodedata.normalize("NFKC", text).strip().upper()
+    if BARCODE.match(barcode):
+        return barcode
+    if any(c.isspace() for c in barcode):
+        message = _("试管条码中间不能有空格，请重新扫描试管")
+    elif bad := next((c for c in barcode if c not in BARCODE_CHARACTERS), None):
+        message = _("试管条码只能有字母、数字和连字符，不能有“{c}”").format(c=bad)
+    else:
+        message = _("试管条码格式不对：应为 4 到 32 位字母、数字或连字符")
+    raise SwabRefused(message, field="tube", code="barcode")
 
 
 def _state(tube: Tube) -> TubeState:
@@ -92,6 +108,17 @@ class RoundForRegistration:
     tube_capacity: int
     household_tubes: bool
     earlier_swab: int | None  # the swab already registered under the request's key
+    stations: int  # the site's stations (采样台), numbered from 1
+
+    def check_station(self, station: str) -> None:
+        """A station named by the page is one of the site's; none named is allowed."""
+        if station and not (station.isascii() and station.isdigit()
+                            and 1 <= int(station) <= self.stations):  # fmt: skip
+            raise SwabInvalid(
+                _("采样台应为 1 到 {n} 号（本采样点有 {n} 个采样台）").format(n=self.stations),
+                field="station",
+                code="station",
+            )
 
 
 # Statements of the registration path are built once: building a select costs about as
@@ -103,6 +130,10 @@ _ROUND = select(
     SamplingRound.household_tubes,
     SamplingRound.closed,
     select(Swab.id).where(Swab.key == bindparam("key")).scalar_subquery().label("earlier"),
+    select(SamplingSite.stations)
+    .where(SamplingSite.id == SamplingRound.site_id)
+    .scalar_subquery()
+    .label("stations"),
 ).where(SamplingRound.id == bindparam("round_id"))
 
 
@@ -118,8 +149,9 @@ def _round_for_registration(
     if row.closed:
         raise SwabRefused(_("这一轮采样已结束，不能再登记"), field="round", code="round_closed")
     return RoundForRegistration(
-        row.id, row.community_id, row.tube_capacity, row.household_tubes, row.earlier
-    )
+        row.id, row.community_id, row.tube_capacity, row.household_tubes, row.earlier,
+        row.stations or 1,
+    )  # fmt: skip
 
 
 _TUBE_COLUMNS = (Tube.id, Tube.barcode, Tube.swabs, Tube.capacity, Tube.status, Tube.station,
@@ -228,6 +260,7 @@ def open_tube(
     barcode = normalise_barcode(barcode)
     begin_write(session)
     found = _round_for_registration(session, actor, round_id)
+    found.check_station(station)
     tube = _tube_for(session, found, barcode, create=True)
     assert tube is not None
     if tube.status == TubeStatus.closed:
@@ -358,15 +391,32 @@ def resolve_person(
     raise SwabRefused(_("无法识别：不是居民码，也不是身份证号"), field="person", code="malformed")
 
 
-def _repeated(session: Session, found: RoundForRegistration, earlier_id: int) -> Registered:
-    """The answer to a key seen before: that registration, nothing written."""
+def _repeated(
+    session: Session,
+    found: RoundForRegistration,
+    earlier_id: int,
+    *,
+    barcode: str,
+    code: str | None,
+    person_id: int | None,
+) -> Registered:
+    """The answer to a key seen before: that registration, nothing written. The key sent
+    again for another person or tube is refused (409, field ``key``), never answered with
+    someone else's swab."""
     earlier = session.get(Swab, earlier_id)
     assert earlier is not None
     if earlier.round_id != found.id:
         raise SwabRefused(_("幂等键已被另一轮使用"), field="key", code="key")
     tube = session.get(Tube, earlier.tube_id, populate_existing=True)
+    assert tube is not None
+    if tube.barcode != barcode or not _same_person(session, found, earlier, code, person_id):
+        raise SwabRefused(
+            _("这个幂等键已用于另一次登记（另一个人或另一支试管），请重新提交"),
+            field="key",
+            code="key_reused",
+        )
     again = _found(session, _BY_ID, found, earlier.tube_id, person_id=earlier.person_id)
-    assert tube is not None and again is not None
+    assert again is not None
     return Registered(
         earlier.id,
         again.id,
@@ -376,6 +426,24 @@ def _repeated(session: Session, found: RoundForRegistration, earlier_id: int) ->
         True,
         earlier.retest_reason is not None,
     )
+
+
+def _same_person(
+    session: Session,
+    found: RoundForRegistration,
+    earlier: Swab,
+    code: str | None,
+    person_id: int | None,
+) -> bool:
+    """Whether a request sent again names the person of the earlier swab (a rare path: the
+    person is resolved again only here)."""
+    if person_id is not None:
+        return person_id == earlier.person_id
+    try:
+        person, _via = resolve_person(session, found, earlier.tube_id, text=code, person_id=None)
+    except SwabRefused:
+        return False
+    return person.id == earlier.person_id
 
 
 _SWAB_BY_KEY = select(Swab.id).where(Swab.key == bindparam("key"))
@@ -409,8 +477,10 @@ def register_swab(
     # the connection with statements built once: about half the Python of ORM objects.
     conn = session.connection()
     found = _round_for_registration(session, actor, round_id, key)
+    found.check_station(station)
     if found.earlier_swab is not None:
-        return _repeated(session, found, found.earlier_swab)
+        return _repeated(session, found, found.earlier_swab,
+                         barcode=barcode, code=code, person_id=person_id)  # fmt: skip
     where = {"round_id": found.id, "barcode": barcode}
     tube = conn.execute(_TUBE, where).first()
     if tube is None:
@@ -460,7 +530,8 @@ def register_swab(
         # The same key committed meanwhile by another request (a page that resent).
         earlier = conn.execute(_SWAB_BY_KEY, {"key": key}).scalar()
         assert earlier is not None
-        return _repeated(session, found, earlier)
+        return _repeated(session, found, earlier,
+                         barcode=barcode, code=code, person_id=person_id)  # fmt: skip
     swabs = tube.swabs + 1
     closed = swabs >= tube.capacity
     household = tube.household_id
@@ -497,105 +568,3 @@ def register_swab(
         False,
         before,
     )
-
-
-def close_tube(*, session: Session, actor: Actor, round_id: int, barcode: str) -> TubeState:
-    """Close a tube early (fewer than its capacity); closing a closed tube changes nothing."""
-    barcode = normalise_barcode(barcode)
-    begin_write(session)
-    found = _round_for_registration(session, actor, round_id)
-    tube = _tube_for(session, found, barcode, create=False)
-    if tube is None:
-        raise SwabRefused(_("没有这支试管"), field="tube", code="unknown_tube")
-    if tube.status != TubeStatus.closed:
-        tube.status = TubeStatus.closed
-        tube.closed_at = utcnow()
-    return _state(tube)
-
-
-def undo_last(*, session: Session, actor: Actor, round_id: int, barcode: str) -> TubeState:
-    """Take the last swab out of an open tube (scanned by mistake)."""
-    barcode = normalise_barcode(barcode)
-    begin_write(session)
-    found = _round_for_registration(session, actor, round_id)
-    tube = _tube_for(session, found, barcode, create=False)
-    if tube is None:
-        raise SwabRefused(_("没有这支试管"), field="tube", code="unknown_tube")
-    if tube.status == TubeStatus.closed:
-        raise SwabRefused(_("试管已封管，不能撤销"), field="tube", code="tube_closed")
-    last = session.scalar(
-        select(Swab).where(Swab.tube_id == tube.id).order_by(Swab.id.desc()).limit(1)
-    )
-    if last is None:
-        raise SwabRefused(_("试管里还没有人"), field="tube", code="empty_tube")
-    session.delete(last)
-    tube.swabs -= 1
-    if tube.swabs == 0:
-        tube.household_id = None
-    session.flush()
-    audit(
-        session=session,
-        actor=actor,
-        action="swab_undo",
-        object_type="sampling_tube",
-        object_id=tube.id,
-        community_id=found.community_id,
-    )
-    return _state(tube)
-
-
-@dataclass(frozen=True)
-class TubeMember:
-    name: str
-    place: str
-
-
-def tube_members(session: Session, tube_id: int) -> list[TubeMember]:
-    rows = session.execute(
-        select(Person.name, Unit.name, Household.room)
-        .join(Swab, Swab.person_id == Person.id)
-        .join(Household, Household.id == Person.household_id)
-        .join(Unit, Unit.id == Household.unit_id)
-        .where(Swab.tube_id == tube_id)
-        .order_by(Swab.id)
-    ).all()
-    return [TubeMember(name, f"{unit}-{room}") for name, unit, room in rows]
-
-
-@dataclass(frozen=True)
-class RoomChoice:
-    person_id: int
-    name: str
-    sampled: bool
-
-
-def people_in_room(
-    *, session: Session, actor: Actor, round_id: int, building: str, unit: str, room: str
-) -> list[RoomChoice]:
-    """The people of a flat (building-unit-room as typed) to pick from, for someone who has
-    no code and no ID card with them."""
-    from fengchao.registry.models import Building, ResidenceStatus
-
-    found = _round_for_registration(session, actor, round_id)
-    rows = session.execute(
-        select(Person.id, Person.name)
-        .join(Household, Household.id == Person.household_id)
-        .join(Unit, Unit.id == Household.unit_id)
-        .join(Building, Building.id == Household.building_id)
-        .where(
-            Household.community_id == found.community_id,
-            Building.name == building,
-            Unit.name == unit,
-            Household.room == room,
-            Person.residence_status != ResidenceStatus.moved_out,
-        )
-        .order_by(Person.id)
-    ).all()
-    sampled = set(
-        session.scalars(
-            select(Swab.person_id).where(
-                Swab.round_id == found.id, Swab.person_id.in_([r[0] for r in rows])
-            )
-        )
-    )
-    return [RoomChoice(pid, name, pid in sampled) for pid, name in rows]

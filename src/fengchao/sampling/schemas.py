@@ -51,6 +51,8 @@ class RoomPerson(BaseModel):
     person_id: int
     name: str
     sampled: bool
+    compound: str
+    place: str  # compound, then building-unit-room: "东苑 5-1-101"
 
 
 class BuildingCoverageRead(BaseModel):

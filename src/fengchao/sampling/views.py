@@ -342,13 +342,29 @@ def retests_page(
     )
 
 
-@router.post("/retests/{retest_id}")
+@router.post("/retests/{retest_id}", response_model=None)
 def resolve_retest(
+    request: Request,
     retest_id: RowId,
     session: DbSession,
     actor: CurrentActor,
     result: Annotated[LabResult, Form()],
     round_id: Annotated[int, Query(ge=1)],
-) -> RedirectResponse:
+    confirm: Annotated[str, Form(max_length=8)] = "",
+) -> Response:
+    """Record an individual retest. A positive one makes the person a confirmed case: it
+    is recorded only by a second submit that says ``confirm=yes``; the first shows what
+    it will do."""
+    if result == LabResult.positive and confirm != "yes":
+        require(actor, Permission.sampling_manage)
+        rows = results.retests(session=session, actor=actor, round_id=round_id)
+        row = next((r for r in rows if r.id == retest_id), None)
+        if row is None:
+            raise NotFound(f"retest {retest_id} in round {round_id}")
+        return render(
+            request,
+            "sampling/retest_confirm.html",
+            {"round": service.get_round(session, actor, round_id), "row": row},
+        )
     results.resolve_retest(session=session, actor=actor, retest_id=retest_id, result=result)
     return RedirectResponse(f"/sampling/rounds/{round_id}/retests", status_code=303)

@@ -90,12 +90,24 @@ def _validation_message(error: dict[str, Any]) -> str:
         "json_invalid": _("不是有效的 JSON"),
         "date_parsing": _("应为日期（如 2026-01-31）"),
         "date_from_datetime_parsing": _("应为日期（如 2026-01-31）"),
+        # A value of the wrong JSON type (a number or a list where text is expected).
+        "string_type": _("应为文字"),
+        "int_from_float": _("应为整数"),
+        "bool_type": _("应为是或否"),
+        "list_type": _("应为列表"),
+        "dict_type": _("格式不对"),
+        "model_attributes_type": _("格式不对"),
+        "datetime_type": _("应为时间（如 2026-01-31T08:00:00+08:00）"),
+        "datetime_parsing": _("应为时间（如 2026-01-31T08:00:00+08:00）"),
+        "datetime_from_date_parsing": _("应为时间（如 2026-01-31T08:00:00+08:00）"),
+        "extra_forbidden": _("不认识这个字段"),
     }
     limit = next(
         (ctx[k] for k in ("max_length", "min_length", "ge", "le", "gt", "lt") if k in ctx), ""
     )
     template = messages.get(kind)
-    return template.format(n=limit) if template else str(error.get("msg", kind))
+    # Never pydantic's own English on a Chinese page: a type not listed is "not valid".
+    return template.format(n=limit) if template else _("取值无效")
 
 
 def validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:

@@ -36,6 +36,7 @@
   }
   var state = load();
   var names = []; // only in memory: names are not kept on the laptop
+  var labels = {}; // key → the picked line of a room pick (in memory, like names)
   var choices = null; // people of a room being picked
   var pendingReason = null; // a refused registration waiting for its reason
   var sending = false;
@@ -85,6 +86,11 @@
       problems.appendChild(li);
     });
     stationSelect.value = state.station;
+    if (stationSelect.value !== state.station && stationSelect.options.length) {
+      // A station kept from before that the site no longer has: the server refuses it.
+      state.station = stationSelect.options[0].value;
+      stationSelect.value = state.station;
+    }
   }
 
   function api(method, path, body) {
@@ -167,12 +173,16 @@
 
   function answered(op, data) {
     if (op.type === "swab") {
-      names.push(data.name + "  " + data.place + (data.retest ? "  (" + t.tReason + ")" : ""));
+      var shown = labels[op.key] || data.name + "  " + data.place;
+      delete labels[op.key];
+      // A re-swab shows the reason the sampler gave ("试管破损"), not the field's label.
+      var reason = op.retest_reason ? t.tRetestWhy.replace("{reason}", op.retest_reason) : t.tRetest;
+      names.push(shown + (data.retest ? "  (" + reason + ")" : ""));
       if (state.tube && state.tube.barcode === data.tube.barcode && !hasQueued(data.tube.barcode)) {
         state.tube.count = data.tube.swabs;
         state.tube.closed = data.tube.closed;
       }
-      say(data.name + "  " + data.place, "ok");
+      say(shown, "ok");
     } else if (op.type === "undo") {
       names.pop();
       say(t.tUndone, "ok");
@@ -248,10 +258,14 @@
     enqueue(Object.assign({ type: "swab", barcode: tube.barcode }, fields));
   }
 
-  function pickRoom(text) {
-    var parts = text.split("-");
-    var query = "?building=" + encodeURIComponent(parts[0]) + "&unit=" + encodeURIComponent(parts[1]) +
-      "&room=" + encodeURIComponent(parts[2]);
+  // "5-1-101", or with (part of) a compound's name before it: "东苑 5-1-101", "东苑5-1-101".
+  // A prefix of ASCII letters needs a space, so that a barcode like T5-1-101 stays one.
+  var ROOM = /^(?:(.*\S)\s+|([^\x00-\x7f]+))?(\d+)-(\d+)-(\d+)$/;
+
+  function pickRoom(match) {
+    var compound = match[1] || match[2] || "";
+    var query = "?building=" + encodeURIComponent(match[3]) + "&unit=" + encodeURIComponent(match[4]) +
+      "&room=" + encodeURIComponent(match[5]) + (compound ? "&compound=" + encodeURIComponent(compound) : "");
     api("GET", "/room" + query).then(function (response) {
       if (!response.ok) return refusal(response).then(function (why) { say(why.message, "bad"); });
       return response.json().then(function (people) {
@@ -259,15 +273,20 @@
           say(t.tNobody, "warn");
           return;
         }
+        // Never chosen for the sampler, even when the flat has one person: each line
+        // names compound, building-unit-room and person, and a number picks.
         choices = people;
         choicesList.textContent = "";
         people.forEach(function (p) {
           var li = document.createElement("li");
-          li.textContent = p.name + (p.sampled ? "  ✓" : "");
+          li.textContent = p.place + "  " + p.name + (p.sampled ? "  ✓" : "");
           choicesList.appendChild(li);
         });
         choicesList.hidden = false;
-        say(t.tPick);
+        var compounds = {};
+        people.forEach(function (p) { compounds[p.compound] = true; });
+        if (Object.keys(compounds).length > 1) say(t.tManyCompounds, "warn");
+        else say(t.tPick);
       });
     }, function () {
       online = false;
@@ -280,30 +299,42 @@
     if (!text) return;
     var upper = text.toUpperCase().replace(/\s+/g, "");
     if (choices) {
-      var n = parseInt(text, 10);
-      var chosen = choices[n - 1];
-      choices = null;
-      choicesList.hidden = true;
-      if (chosen && state.tube && !state.tube.closed) {
-        addSwab({ person_id: chosen.person_id, code: null });
+      // Only a number picks ("5-1-102" is a new room, not the fifth line).
+      if (/^\d{1,3}$/.test(text)) {
+        var chosen = choices[parseInt(text, 10) - 1];
+        if (!chosen) {
+          say(t.tPick, "bad");
+          return;
+        }
+        choices = null;
+        choicesList.hidden = true;
+        if (state.tube && !state.tube.closed) {
+          var key = newKey();
+          labels[key] = chosen.place + "  " + chosen.name; // as the sampler saw it picked
+          addSwab({ person_id: chosen.person_id, code: null, key: key });
+        }
         return;
       }
+      choices = null;
+      choicesList.hidden = true;
     }
     var tube = state.tube;
     if (!tube || tube.closed) {
-      if (!looksLikeBarcode(upper)) {
-        say(t.tScanTube, "bad");
-        return;
-      }
-      openTube(upper);
+      // Spaces inside are kept, so that "hello world" is refused, not taken as HELLOWORLD.
+      var barcode = (text.normalize ? text.normalize("NFKC") : text).toUpperCase();
+      if (looksLikeBarcode(barcode)) openTube(barcode);
+      else if (looksLikeBarcode(upper) || !/^[A-Z0-9-]*$/.test(upper)) {
+        say(/\s/.test(barcode) ? t.tBarcodeSpace : t.tBarcodeBad, "bad");
+      } else say(t.tScanTube, "bad");
       return;
     }
     if (upper === tube.barcode) {
       say(t.tTubeOpen, "warn");
       return;
     }
-    if (/^\d+-\d+-\d+$/.test(upper)) {
-      pickRoom(upper);
+    var room = ROOM.exec(text);
+    if (room) {
+      pickRoom(room);
       return;
     }
     if (looksLikeBarcode(upper)) {
@@ -328,6 +359,10 @@
 
   function undo() {
     var tube = state.tube;
+    if (tube && tube.closed && tube.count > 0) {
+      say(t.tClosedNoUndo, "warn"); // it holds people, but a closed tube is sealed
+      return;
+    }
     if (!tube || tube.closed || tube.count === 0) {
       say(t.tEmpty, "warn");
       return;
