@@ -5,12 +5,16 @@ cd "$(dirname "$0")/.."
 BIN=.venv/bin
 export FENGCHAO_ENV=test
 
-# Debian's Chromium and CJK fonts for the browser tests (Playwright's own download is not used).
-if ! command -v chromium >/dev/null 2>&1; then
+# Debian's Chromium (browser tests) and Noto CJK fonts (posters, screenshots); each installed
+# when missing (Playwright's own download is not used).
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+ls /usr/share/fonts/opentype/noto/NotoSansCJK-*.ttc >/dev/null 2>&1 || missing+=(fonts-noto-cjk)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing Debian's chromium for the browser tests…"
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk) >/dev/null \
-      || echo "could not install chromium"
+    echo "installing ${missing[*]} for the browser and poster tests…"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") >/dev/null \
+      || echo "could not install ${missing[*]}"
   fi
 fi
 
