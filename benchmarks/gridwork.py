@@ -4,7 +4,8 @@ buildings) against a served app: p50/p95 of recording a visit and of the lead's 
 
 What is modelled: one sweep of the whole community; 45 building leads at once, each in
 their own building, door after door: a visit recorded (85 % visited, 12 % nobody home, 3 %
-refused), the to-do page opened every fourth door, 300 help requests raised along the way;
+refused), the to-do page opened every fourth door, 300 help requests raised along the way (and
+half as many again in the no-pause phase);
 the escalation job running beside them every second in a process of its own (as
 `fengchao worker` runs it), with a clock 45 minutes ahead so urgent requests do escalate.
 Two phases on the same server: first a pause of ``--pace`` seconds (0.5-1.5 x) between doors
@@ -255,7 +256,7 @@ def run(kind: str, quick: bool, pace: float, workers: int | None) -> dict[str, o
                     began = time.perf_counter()
                     await asyncio.gather(*(
                         lead_day(client, csrf, b, targets[b][doors_from : doors_from + per_lead],
-                                 sweep_id, places[b], (requests_each + phase) // 2,
+                                 sweep_id, places[b], requests_each // (1 + phase),
                                  phase_pace, b * 10 + phase, samples)
                         for b, (client, csrf) in clients.items()
                     ))  # fmt: skip
@@ -269,6 +270,8 @@ def run(kind: str, quick: bool, pace: float, workers: int | None) -> dict[str, o
                 building = max(targets, key=lambda b: len(targets[b]))
                 client, csrf = clients[building]
                 doors = targets[building][2 * per_lead : 2 * per_lead + 40]
+                # The full day has visited every door by now: a second call at the first ones.
+                doors = doors or targets[building][:40]
                 figures.update(await alone(client, csrf, sweep_id, doors))
                 for client, _csrf in clients.values():
                     await client.close()
