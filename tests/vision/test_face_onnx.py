@@ -137,3 +137,28 @@ def test_the_onnx_encoder_keeps_the_encoder_contract() -> None:
     assert descriptor.shape == (encoder.dimension,) and descriptor.dtype == np.float32
     with pytest.raises(ValueError):
         encoder.encode(aligned.chip[:100])
+
+
+def test_the_settings_name_the_encoder() -> None:
+    from pydantic import ValidationError
+
+    from fengchao.settings import VisionSettings
+    from fengchao.vision.faces import face_encoder_class
+
+    assert VisionSettings().face_encoder == "onnx"
+    assert VisionSettings(face_encoder="dlib").face_encoder == "dlib"
+    with pytest.raises(ValidationError, match="face_encoder"):
+        VisionSettings(face_encoder="resnet")
+    assert face_encoder_class("onnx") is OnnxEncoder
+
+
+def test_a_pooled_onnx_encoder_gives_dlibs_descriptor(dlib_encoder: DlibEncoder) -> None:
+    from fengchao.vision.encoder_pool import PooledEncoder, shutdown_pools
+
+    chip = np.random.default_rng(3).integers(0, 256, (150, 150, 3), dtype=np.uint8)
+    pooled = PooledEncoder(1, "onnx")
+    try:
+        pooled.warm()
+        assert np.linalg.norm(pooled.encode(chip) - dlib_encoder.encode(chip)) < SAME
+    finally:
+        shutdown_pools()
