@@ -116,10 +116,16 @@ def main() -> None:
     parser.add_argument(
         "--encoder-processes",
         type=int,
-        default=min(4, os.cpu_count() or 1),
-        help="face encoder worker processes of the server (0: in the web process)",
+        default=None,
+        help=(
+            "face encoder worker processes of the server (0: in the web process; default: "
+            "as production, one per core for the dlib encoder, none for onnx)"
+        ),
     )
     args = parser.parse_args()
+    if args.encoder_processes is None:
+        dlib = os.environ.get("FENGCHAO_VISION__FACE_ENCODER", "onnx") == "dlib"
+        args.encoder_processes = min(4, os.cpu_count() or 1) if dlib else 0
     # The server's setting as production has it (under test it would default to 0).
     os.environ["FENGCHAO_VISION__FACE_ENCODER_PROCESSES"] = str(args.encoder_processes)
     samples_one, samples_four = (10, 6) if args.quick else (40, 20)

@@ -97,7 +97,7 @@ def main() -> None:
 
     vision = get_settings().vision
     detector = face_detector_class(vision.face_detector)()
-    encoder = face_encoder_class("dlib")()
+    encoder = face_encoder_class(vision.face_encoder)()
     pipeline = face_pipeline.FacePipeline(detector, encoder)
     gallery = FaceGallery(threshold=vision.face_threshold, margin=vision.face_margin)
 

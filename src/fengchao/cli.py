@@ -763,7 +763,7 @@ def eval_faces(
     try:
         found_detector = face_detector_class(detector or vision.face_detector)()
         if calibrate:
-            pipeline = FacePipeline(found_detector, face_encoder_class("dlib")())
+            pipeline = FacePipeline(found_detector, face_encoder_class(vision.face_encoder)())
             _calibrate_faces(folders, pipeline, as_json)
             return
         columns = set(next(iter(label_rows(folder, "file")), {}))
@@ -774,7 +774,7 @@ def eval_faces(
             else:
                 _print_figures(f"group photos: {folder}", counted)
             return
-        pipeline = FacePipeline(found_detector, face_encoder_class("dlib")())
+        pipeline = FacePipeline(found_detector, face_encoder_class(vision.face_encoder)())
         samples, has_masked = face_eval.embed_folder(folder, pipeline)
     except (FileNotFoundError, ValueError) as exc:
         console.print(f"[red]{exc}[/red]")

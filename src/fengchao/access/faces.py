@@ -66,7 +66,8 @@ from fengchao.web.i18n import _
 log = logging.getLogger("fengchao.access.faces")
 
 # The encoder whose descriptors are stored; templates of another model are never searched
-# (their distances mean nothing to this one).
+# (their distances mean nothing to this one). Both face encoders ("dlib", "onnx") run this
+# network and give the same descriptors (within 1e-5), so they share the name.
 MODEL = "dlib_resnet_v1"
 # How often a process reads the change log before a search, at most.
 POLL_SECONDS = 1.0
@@ -170,27 +171,31 @@ _AT_WORK = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
 
 
 def make_pipeline() -> FacePipeline:
-    """The pipeline the settings name (detector) with dlib's encoder."""
+    """The pipeline the settings name: detector and encoder (in worker processes when
+    :func:`encoder_processes` says so)."""
     from fengchao.vision.faces import face_detector_class, face_encoder_class
 
     settings = get_settings()
     detector = face_detector_class(settings.vision.face_detector)()
+    encoder = settings.vision.face_encoder
     processes = encoder_processes()
     if processes:
         from fengchao.vision.encoder_pool import PooledEncoder
 
-        return FacePipeline(detector, PooledEncoder(processes))
-    return FacePipeline(detector, face_encoder_class("dlib")())
+        return FacePipeline(detector, PooledEncoder(processes, encoder))
+    return FacePipeline(detector, face_encoder_class(encoder)())
 
 
 def encoder_processes() -> int:
     """How many encoder worker processes this server uses (``vision.face_encoder_processes``;
-    unset: one per core, at most 4, except under test)."""
+    unset: none for the onnx encoder, whose onnxruntime lets go of Python's lock while it
+    computes, so threads of the web process use both cores; for dlib's, which keeps the
+    lock, one per core, at most 4, except under test)."""
     settings = get_settings()
     chosen = settings.vision.face_encoder_processes
     if chosen is not None:
         return chosen
-    if settings.env == "test":
+    if settings.env == "test" or settings.vision.face_encoder != "dlib":
         return 0
     return min(4, os.cpu_count() or 1)
 

@@ -38,8 +38,9 @@ def package_file(package: str, *parts: str) -> Path:
     return path
 
 
-def onnx_session(path: Path, threads: int = 1) -> onnxruntime.InferenceSession:
-    """An onnxruntime session on the CPU with a fixed number of threads.
+def onnx_session(model: Path | bytes, threads: int = 1) -> onnxruntime.InferenceSession:
+    """An onnxruntime session on the CPU with a fixed number of threads, on a model file
+    or on a model built in memory (its serialized bytes).
 
     One thread by default: throughput comes from one worker process per core, and
     several sessions each spinning a thread pool on two cores slow each other down.
@@ -50,8 +51,9 @@ def onnx_session(path: Path, threads: int = 1) -> onnxruntime.InferenceSession:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    source = model if isinstance(model, bytes) else str(model)
     return onnxruntime.InferenceSession(
-        str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        source, sess_options=options, providers=["CPUExecutionProvider"]
     )
 
 

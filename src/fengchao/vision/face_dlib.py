@@ -67,17 +67,11 @@ class CnnDetector(FaceDetector):
         return sorted((b for b in boxes if b.area > 0), key=lambda b: b.area, reverse=True)
 
 
-class DlibEncoder(FaceEncoder):
-    """5-point alignment to a 150×150 chip and dlib's 128-d ResNet descriptor."""
+class DlibAligner:
+    """dlib's 5-point landmarks and the 150×150 chip its ResNet expects (padding 0.25)."""
 
-    dimension = 128
-
-    def __init__(self, jitters: int = 0) -> None:
-        self.jitters = jitters
+    def __init__(self) -> None:
         self._landmarks = dlib.shape_predictor(_model("shape_predictor_5_face_landmarks.dat"))
-        self._resnet = dlib.face_recognition_model_v1(
-            _model("dlib_face_recognition_resnet_model_v1.dat")
-        )
 
     def align(self, image: RGBImage, box: FaceBox) -> AlignedFace:
         height, width = image.shape[:2]
@@ -88,6 +82,22 @@ class DlibEncoder(FaceEncoder):
         points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
         chip = dlib.get_face_chip(image, shape, size=CHIP_SIZE, padding=CHIP_PADDING)
         return AlignedFace(np.ascontiguousarray(chip, dtype=np.uint8), points)
+
+
+class DlibEncoder(FaceEncoder):
+    """5-point alignment to a 150×150 chip and dlib's 128-d ResNet descriptor."""
+
+    dimension = 128
+
+    def __init__(self, jitters: int = 0) -> None:
+        self.jitters = jitters
+        self._aligner = DlibAligner()
+        self._resnet = dlib.face_recognition_model_v1(
+            _model("dlib_face_recognition_resnet_model_v1.dat")
+        )
+
+    def align(self, image: RGBImage, box: FaceBox) -> AlignedFace:
+        return self._aligner.align(image, box)
 
     def encode(self, chip: RGBImage) -> Descriptor:
         if chip.shape != (CHIP_SIZE, CHIP_SIZE, 3):
