@@ -256,6 +256,9 @@ def test_the_offline_queue_survives_a_reload_and_is_sent_when_the_server_returns
         page.unroute("**/console/banner")
         expect(page.locator("#queue li")).to_have_count(0, timeout=10000)
         expect(page.locator("#offline-bar")).to_be_hidden()
+        # …and the card no longer says the console is offline.
+        expect(page.locator("#card")).not_to_have_class(re.compile("state-offline"))
+        expect(page.locator("#card-decision")).not_to_have_text("离线登记")
         sent = events_of(world)
         assert len(sent) == before + 1
         assert sent[-1].late and sent[-1].person_id == world.grid.resident5.id

@@ -530,7 +530,12 @@
     $("offline-form").hidden = online;
     root.classList.toggle("is-offline", !online);
     if (!online) { sound("offline"); showOfflineCard(); }
-    else { flush(); htmxRefresh("events"); }
+    else {
+      // The offline card (or a passage queued by hand) is not what happens now: clear it.
+      if (cardEl.classList.contains("state-offline")) clearCard();
+      flush();
+      htmxRefresh("events");
+    }
   }
   function showOfflineCard() {
     if (state.card) return;
