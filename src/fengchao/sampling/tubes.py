@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from fengchao.auth.service import Actor, audit
 from fengchao.db import begin_write, utcnow
 from fengchao.registry.models import Household, Person, Unit
-from fengchao.sampling.models import Swab, TubeStatus
+from fengchao.sampling.models import Swab, Tube, TubeStatus
 from fengchao.sampling.registration import (
     SwabRefused,
     TubeState,
@@ -23,14 +23,20 @@ from fengchao.sampling.registration import (
 from fengchao.web.i18n import _
 
 
-def close_tube(*, session: Session, actor: Actor, round_id: int, barcode: str) -> TubeState:
-    """Close a tube early (fewer than its capacity); closing a closed tube changes nothing."""
+def _known_tube(session: Session, actor: Actor, round_id: int, barcode: str) -> Tube:
+    """The round's tube of ``barcode``, read for writing; refused when there is none."""
     barcode = normalise_barcode(barcode)
     begin_write(session)
     found = _round_for_registration(session, actor, round_id)
     tube = _tube_for(session, found, barcode, create=False)
     if tube is None:
         raise SwabRefused(_("没有这支试管"), field="tube", code="unknown_tube")
+    return tube
+
+
+def close_tube(*, session: Session, actor: Actor, round_id: int, barcode: str) -> TubeState:
+    """Close a tube early (fewer than its capacity); closing a closed tube changes nothing."""
+    tube = _known_tube(session, actor, round_id, barcode)
     if tube.status != TubeStatus.closed:
         tube.status = TubeStatus.closed
         tube.closed_at = utcnow()
@@ -39,12 +45,7 @@ def close_tube(*, session: Session, actor: Actor, round_id: int, barcode: str) -
 
 def undo_last(*, session: Session, actor: Actor, round_id: int, barcode: str) -> TubeState:
     """Take the last swab out of an open tube (scanned by mistake)."""
-    barcode = normalise_barcode(barcode)
-    begin_write(session)
-    found = _round_for_registration(session, actor, round_id)
-    tube = _tube_for(session, found, barcode, create=False)
-    if tube is None:
-        raise SwabRefused(_("没有这支试管"), field="tube", code="unknown_tube")
+    tube = _known_tube(session, actor, round_id, barcode)
     if tube.status == TubeStatus.closed:
         raise SwabRefused(_("试管已封管，不能撤销"), field="tube", code="tube_closed")
     last = session.scalar(
@@ -63,7 +64,7 @@ def undo_last(*, session: Session, actor: Actor, round_id: int, barcode: str) ->
         action="swab_undo",
         object_type="sampling_tube",
         object_id=tube.id,
-        community_id=found.community_id,
+        community_id=tube.community_id,
     )
     return _state(tube)
 
