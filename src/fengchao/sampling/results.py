@@ -13,7 +13,7 @@ import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import select, true
 from sqlalchemy.orm import Session
 
 from fengchao.auth.models import Role, ScopeLevel
@@ -354,7 +354,10 @@ class RetestRow:
     health: HealthStatus
 
 
-def retests(*, session: Session, actor: Actor, round_id: int) -> list[RetestRow]:
+def retests(
+    *, session: Session, actor: Actor, round_id: int, retest_id: int | None = None
+) -> list[RetestRow]:
+    """The round's retests within the actor's scope (only ``retest_id`` when given)."""
     require(actor, Permission.sampling_coverage)
     found = get_round(session, actor, round_id)
     from fengchao.registry.scope import household_in_scope
@@ -376,7 +379,11 @@ def retests(*, session: Session, actor: Actor, round_id: int) -> list[RetestRow]
         .join(Compound, Compound.id == Building.compound_id)
         .join(Unit, Unit.id == Household.unit_id)
         .join(Tube, Tube.id == Retest.tube_id)
-        .where(Retest.round_id == found.id, household_in_scope(actor.scope))
+        .where(
+            Retest.round_id == found.id,
+            household_in_scope(actor.scope),
+            true() if retest_id is None else Retest.id == retest_id,
+        )
         .order_by(Retest.status, Household.building_id, Household.id)
     ).all()
     # The whole address: a worker's list spans every compound, where "1-101" is many flats.

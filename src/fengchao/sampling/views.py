@@ -357,14 +357,13 @@ def resolve_retest(
     it will do."""
     if result == LabResult.positive and confirm != "yes":
         require(actor, Permission.sampling_manage)
-        rows = results.retests(session=session, actor=actor, round_id=round_id)
-        row = next((r for r in rows if r.id == retest_id), None)
-        if row is None:
+        rows = results.retests(session=session, actor=actor, round_id=round_id, retest_id=retest_id)
+        if not rows:
             raise NotFound(f"retest {retest_id} in round {round_id}")
         return render(
             request,
             "sampling/retest_confirm.html",
-            {"round": service.get_round(session, actor, round_id), "row": row},
+            {"round": service.get_round(session, actor, round_id), "row": rows[0]},
         )
     results.resolve_retest(session=session, actor=actor, retest_id=retest_id, result=result)
     return RedirectResponse(f"/sampling/rounds/{round_id}/retests", status_code=303)
