@@ -5,7 +5,6 @@ re-swab shows its reason; "hello world" is no tube barcode."""
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -13,13 +12,11 @@ from playwright.sync_api import expect, sync_playwright
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fengchao.auth.models import Role, ScopeLevel
-from fengchao.auth.service import GridScope
-from fengchao.sampling import service
 from fengchao.sampling.models import Swab
 from fengchao.testing import served_app, throwaway_database
-from tests.conftest import PASSWORD, build_grid, make_persona
+from tests.conftest import build_grid
 from tests.e2e.test_import_flow import ARGS
+from tests.e2e.test_sampling_flow import open_register, sampling_round, scan
 from tests.sampling.test_room_picker import _neighbour_in_other_compound
 
 pytestmark = pytest.mark.e2e
@@ -32,44 +29,28 @@ def test_a_room_in_two_compounds_is_picked_by_number_only(
         with Session(engine, expire_on_commit=False) as session:
             grid = build_grid(session)
             zhang = _neighbour_in_other_compound(session, grid)
-            community = GridScope(ScopeLevel.community, grid.community.id)
-            worker = make_persona(session, "社区干部", Role.community_worker, community)
-            sampler = make_persona(session, "采样员", Role.sampler, community)
-            site = service.create_site(
-                session=session, actor=worker.actor, community_id=grid.community.id, name="采样点"
-            )
-            found = service.create_round(session=session, actor=worker.actor, site_id=site.id,
-                                         name="全员", day=dt.date.today())  # fmt: skip
+            sampler, found = sampling_round(session, grid)
             session.commit()
         url = engine.url.render_as_string(hide_password=False)
         with served_app(url, tmp_path) as base, sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium_path, args=ARGS)
             page = browser.new_page(viewport={"width": 390, "height": 844})
-            page.goto(f"{base}/login")
-            page.fill("input[name=username]", sampler.user.username)
-            page.fill("input[name=password]", PASSWORD)
-            page.keyboard.press("Enter")
-            page.wait_for_url(f"{base}/sampling")
-            page.goto(f"{base}/sampling/rounds/{found.id}/register")
+            open_register(page, base, sampler, found.id)
             # Typed words are no barcode: refused as typed, not run together as HELLOWORLD.
-            page.keyboard.type("hello world")
-            page.keyboard.press("Enter")
+            scan(page, "hello world")
             expect(page.locator("#swab-message")).to_have_text(
                 "试管条码中间不能有空格，请重新扫描试管"
             )
             expect(page.locator("#swab-barcode")).to_have_text("—")
             for text in ("T0000009", "5-1-101"):
-                page.keyboard.type(text)
-                page.keyboard.press("Enter")
+                scan(page, text)
             lines = page.locator("#swab-choices li")
             expect(lines).to_have_text(["华润中央公园 5-1-101  林国平", "宏侨新村 5-1-101  张三"])
             expect(page.locator("#swab-message")).to_contain_text("几个小区都有这个房号")
             # Another room typed over the list is a new room, not line 5 (or 1).
-            page.keyboard.type("宏侨新村 5-1-101")
-            page.keyboard.press("Enter")
+            scan(page, "宏侨新村 5-1-101")
             expect(lines).to_have_text(["宏侨新村 5-1-101  张三"])
-            page.keyboard.type("1")
-            page.keyboard.press("Enter")
+            scan(page, "1")
             expect(page.locator("#swab-names li")).to_have_text(["宏侨新村 5-1-101  张三"])
             expect(page.locator("#swab-queue")).to_have_text("0")
             # F4 after F2: the tube holds people but is sealed; nothing is undone.
@@ -78,18 +59,14 @@ def test_a_room_in_two_compounds_is_picked_by_number_only(
             expect(page.locator("#swab-message")).to_have_text("试管已封管，不能撤销")
             expect(page.locator("#swab-count")).to_have_text("1")
             # Swabbed again into the next tube, with a reason: the list shows that reason.
-            page.keyboard.type("T0000010")
-            page.keyboard.press("Enter")
+            scan(page, "T0000010")
             expect(page.locator("#swab-barcode")).to_have_text("T0000010")
-            page.keyboard.type("宏侨新村 5-1-101")
-            page.keyboard.press("Enter")
+            scan(page, "宏侨新村 5-1-101")
             expect(lines).to_have_text(["宏侨新村 5-1-101  张三  ✓"])
-            page.keyboard.type("1")
-            page.keyboard.press("Enter")
+            scan(page, "1")
             expect(page.locator("#swab-reason")).to_be_focused()
             page.keyboard.press("Control+A")
-            page.keyboard.type("试管破损")
-            page.keyboard.press("Enter")
+            scan(page, "试管破损")
             expect(page.locator("#swab-names li")).to_have_text(
                 ["宏侨新村 5-1-101  张三  (复采：试管破损)"]
             )
