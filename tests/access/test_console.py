@@ -298,6 +298,53 @@ def test_a_code_in_a_camera_frame_is_read_on_the_server(
     assert card["person"]["name"] == "陈美玲"
 
 
+# Texts of a personal code's shape that OpenCV's classic QR detector cannot even find when
+# drawn sharp and square (found by drawing 800 seeded random texts); with the test suite's
+# random keys, about 1 person in 100 got such a code, and the console ignored it.
+CODES_THE_CLASSIC_DETECTOR_MISSES = (
+    "FC1-ZT4CWEFDTPR4MROGNJEUSMYRF655TUBC",
+    "FC1-KWEUBVS3QE7FZSDRMNHWZAL55QM6EDCX",
+    "FC1-JANENSKHWKWBKBGP77SWSDABUFCHSIVQ",
+    "FC1-2KA3XJNRJC3J5IVFZRTPX3ME32TRHWXQ",
+    "FC1-BCE4CJLW7RL2XLZQXCT6L62YZD6PO6KD",
+)
+
+
+@pytest.mark.parametrize("text", CODES_THE_CLASSIC_DETECTOR_MISSES)
+def test_a_code_the_classic_detector_misses_is_read(text: str) -> None:
+    pixels = np.asarray(Image.open(io.BytesIO(qr_frame(text))).convert("RGB"))
+    assert console.read_codes(pixels) == [text]
+
+
+def test_every_code_of_a_community_is_read_from_a_frame() -> None:
+    """Every person's code is read, not 99 in 100: 400 people's real code texts."""
+    unread = []
+    for person_id in range(1, 401):
+        text = codes.seal(person_id, 63, 1)
+        pixels = np.asarray(Image.open(io.BytesIO(qr_frame(text))).convert("RGB"))
+        if console.read_codes(pixels) != [text]:
+            unread.append(person_id)
+    assert unread == []
+
+
+def test_a_blurred_code_is_still_read() -> None:
+    """The fallback detector reads what the first cannot: codes out of focus (at this blur
+    the Aruco detector alone misses two of these ten)."""
+    import base64
+    import random
+
+    import cv2
+
+    rng = random.Random(2022)
+    unread = []
+    for _ in range(10):
+        text = codes.PREFIX + base64.b32encode(rng.randbytes(20)).decode()
+        sharp = np.asarray(Image.open(io.BytesIO(qr_frame(text))).convert("RGB"))
+        if console.read_codes(cv2.GaussianBlur(sharp, (0, 0), 2.0)) != [text]:
+            unread.append(text)
+    assert unread == []
+
+
 @pytest.mark.parametrize(
     "frame", [b"", b"not an image", jpeg(np.zeros((480, 640, 3), np.uint8))[:900]]
 )
