@@ -151,6 +151,9 @@ def main() -> None:
             "status": result.status,
             "holes": len(result.holes),
             "hours_spread": result.hours_spread,
+            # What the count relaxation proves no roster can beat (solver.minutes_spread_bound).
+            "hours_spread_proven_at_least": solver.minutes_spread_bound(week) / 60,
+            "objective": result.objective,
             "nights_spread": result.nights_spread,
             "weekend_spread": result.weekend_spread,
             "branches": result.branches,

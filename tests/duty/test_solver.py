@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
@@ -302,6 +303,9 @@ def _assert_bounds_hold(problem: Problem, pairs: set[tuple[str, str]]) -> None:
         assert max(loads[name].values()) >= high, name
         if no_extra:
             assert min(loads[name].values()) <= low, name
+    if no_extra and not missing:
+        minutes = loads["minutes"].values()
+        assert max(minutes) - min(minutes) >= solver.minutes_spread_bound(problem)
 
 
 def _days(count: int, **kw: object) -> tuple[Shift, ...]:
@@ -326,6 +330,33 @@ def test_spread_bounds_by_hand() -> None:
     problem = Problem(shifts=_days(7), volunteers=limited)
     assert solver.spread_bounds(problem, QUANTITIES["minutes"]) == (4 * 480, 0)
     assert solver.spread_bounds(problem, QUANTITIES["minutes"], 2) == (3 * 480, 0)
+
+
+def test_the_minutes_spread_bound_sees_how_shift_lengths_add_up() -> None:
+    # Two volunteers, Monday and Tuesday 8 h, Wednesday 6 h, one person each: 22 h, 11 h
+    # on average, but the closest split is 8 + 6 against 8, a spread of 6 h. The
+    # pigeonhole sees only the average; the count relaxation proves the 6 h, and the
+    # solver then proves its roster optimal.
+    shifts = (*_days(2), Shift(id="w", post="east", start=at(2, 8), end=at(2, 14)))
+    problem = Problem(shifts=shifts, volunteers=(Volunteer(id="a"), Volunteer(id="b")))
+    high, low = solver.spread_bounds(problem, QUANTITIES["minutes"])
+    assert high - low < 360
+    assert solver.minutes_spread_bound(problem) == 360
+    result = solver.solve(problem, time_limit=10)
+    assert result.status == "optimal" and result.hours_spread == 6
+    # With someone's weekly hours too few for an 8 h shift, the only split left is 16
+    # against 6.
+    capped = replace(problem, volunteers=(Volunteer(id="a", max_hours_week=6), Volunteer(id="b")))
+    assert solver.minutes_spread_bound(capped) == 600
+
+
+def test_the_reference_week_cannot_spread_hours_less_than_eight() -> None:
+    # 21 h each on average, but 8 h gate, 6 h sampling and 3 h patrol shifts do not add up
+    # to 21 h for anyone with a gate shift: no roster spreads hours less than 8 h.
+    week = scenarios.reference_week()
+    assert solver.minutes_spread_bound(week) == 480
+    # It does not apply to a repair (the current roster and the frozen past) or with holes.
+    assert solver.minutes_spread_bound(week, missing=1) == 0
 
 
 def test_a_tight_bound_is_proven_optimal_with_gap_zero() -> None:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
@@ -464,6 +464,123 @@ def spread_bounds(
     return high, low
 
 
+def minutes_spread_bound(
+    problem: Problem, missing: int = 0, *, seconds: float = 1.0, states: int = 4_000_000
+) -> int:
+    """A proven lower bound on the spread (max − min) of total minutes, for every roster
+    that keeps the hard rules with nobody missing and nobody above a shift's minimum.
+
+    CP-SAT's linear relaxation sees only the average (each volunteer 21 h in the reference
+    week, so spread 0), while the true spread comes from how shift lengths add up: with
+    8 h gate shifts, 6 h sampling and 3 h patrols nobody can work exactly 21 h. This bound
+    relaxes the roster to *how many shifts of each kind* each volunteer works — a kind is
+    a length and a set of skills; a volunteer takes at most their days' worth of each kind
+    they can do, at most ``max_shifts_per_day`` shifts a day, and at most their weekly
+    hours in each 7 days — and asks, smallest spread first, whether some band of totals
+    ``[low, low + spread]`` lets every volunteer pick counts that add up to each kind's
+    demand exactly (a subset-sum over volunteers, with the reachable count vectors as one
+    big integer of bits). The first spread that fits is the bound: it holds for the
+    relaxation, so for every real roster.
+
+    Returns 0 when the bound does not apply (people missing, a current roster or frozen
+    shifts) or when the count space exceeds ``states``; after ``seconds`` it returns the
+    spread it had got to (every smaller one is proven impossible)."""
+    if missing or problem.current or problem.frozen_before is not None:
+        return 0
+    people = problem.volunteers
+    if len(people) < 2 or not problem.shifts:
+        return 0
+    kinds: dict[tuple[int, frozenset[str]], int] = {}  # kind -> index
+    for shift in problem.shifts:
+        kinds.setdefault((shift.minutes, shift.skills), len(kinds))
+    demand = [0] * len(kinds)
+    for shift in problem.shifts:
+        demand[kinds[shift.minutes, shift.skills]] += shift.min
+    lengths = [minutes for minutes, _ in kinds]
+    first = min(s.day for s in problem.shifts)
+    weeks = -(-((max(s.day for s in problem.shifts) - first).days + 1) // 7)
+    per_day = problem.rules.max_shifts_per_day
+    # Each volunteer's choices: (counts per kind, minutes).
+    choices: list[list[tuple[tuple[int, ...], int]]] = []
+    most = [0] * len(kinds)
+    limits: list[tuple[list[int], int, int]] = []  # per kind, in all, minutes
+    for volunteer in people:
+        days: dict[date, list[int]] = defaultdict(lambda: [0] * len(kinds))
+        for shift in problem.shifts:
+            if eligible(volunteer, shift):
+                days[shift.day][kinds[shift.minutes, shift.skills]] += 1
+        top = [sum(min(per_day, counts[k]) for counts in days.values()) for k in range(len(kinds))]
+        total = sum(min(per_day, sum(counts)) for counts in days.values())
+        limits.append((top, total, math.floor(volunteer.max_hours_week * 60 + 1e-6) * weeks))
+        most = [max(a, b) for a, b in zip(most, top, strict=True)]
+    radix = [d + m + 1 for d, m in zip(demand, most, strict=True)]
+    if (
+        math.prod(radix) > states
+        or sum(math.prod(t + 1 for t in top) for top, *_ in limits) > states // 8
+    ):
+        return 0  # too big to settle in the time a solve has
+    for top, total, cap in limits:
+        mine = []
+        for counts in _count_vectors(top, total):
+            minutes = sum(c * m for c, m in zip(counts, lengths, strict=True))
+            if minutes <= cap:
+                mine.append((counts, minutes))
+        choices.append(mine)
+    stride = [math.prod(radix[:k]) for k in range(len(kinds))]
+    target = sum(d * w for d, w in zip(demand, stride, strict=True))
+    valid = 1
+    for d, w in zip(demand, stride, strict=True):  # every count at most its demand
+        valid = sum(valid << (c * w) for c in range(d + 1))
+    offsets = [
+        [
+            (sum(c * w for c, w in zip(counts, stride, strict=True)), minutes)
+            for counts, minutes in mine
+        ]
+        for mine in choices
+    ]
+
+    def fits(low: int, high: int) -> bool:
+        reach = 1
+        for mine in offsets:
+            step = 0
+            for offset, minutes in mine:
+                if low <= minutes <= high:
+                    step |= reach << offset
+            reach = step & valid
+            if not reach:
+                return False
+        return bool(reach >> target & 1)
+
+    unit = 0
+    for length in lengths:
+        unit = math.gcd(unit, length)
+    work = sum(d * m for d, m in zip(demand, lengths, strict=True))
+    average = work / len(people)
+    reachable = {minutes for mine in choices for _, minutes in mine}
+    deadline = time.perf_counter() + seconds
+    spread = 0
+    while spread <= max(reachable) - min(reachable):
+        # Every total lies in [low, low + spread], so the average does too.
+        lows = sorted(m for m in reachable if average - spread <= m <= average)
+        for low in lows:
+            if time.perf_counter() > deadline:
+                return spread
+            if fits(low, low + spread):
+                return spread
+        spread += unit
+    return spread
+
+
+def _count_vectors(top: list[int], total: int) -> Iterator[tuple[int, ...]]:
+    """Every vector of counts with count k in 0..top[k] and their sum at most ``total``."""
+    if not top:
+        yield ()
+        return
+    for count in range(min(top[0], total) + 1):
+        for rest in _count_vectors(top[1:], total - count):
+            yield (count, *rest)
+
+
 # --------------------------------------------------------------------------- the model
 
 
@@ -786,6 +903,10 @@ def _solve_one(
             model.add(hi >= min(high, top))
             if low < top:
                 model.add(lo <= low + (top - low) * surplus)
+            if name == "hours" and BOUNDS:
+                # The count relaxation's proof (nobody above a minimum: else it lapses).
+                least = minutes_spread_bound(problem, best_missing, seconds=time_limit / 10)
+                model.add(hi - lo >= least - least * surplus)
             lowest[name] = lo
             spreads.append(weight * (hi - lo))
         terms.extend(spreads)
