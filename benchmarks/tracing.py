@@ -89,7 +89,7 @@ Person_ = tuple[int, int, int, int, int]  # person, household, building, compoun
 def fill(
     session: Session, events: int, seed: int, generator: str
 ) -> tuple[int, list[int], dt.datetime, int]:
-    """The demo community and about ``events`` allowed or refused passages (see the module's
+    """The demo community and ``events`` allowed or refused passages (see the module's
     docstring for the two generators), written in time order as gates write them. The
     access record's indexes are dropped while the rows go in and built again after (as a
     bulk load is done), rows are written through the driver (SQLite: ``executemany``;
@@ -129,6 +129,9 @@ def fill(
         batches = street_month(people, events, rng, end)
     written = 0
     for moments in batches:
+        moments = moments[: events - written]
+        if not moments:
+            break
         rows = []
         for at, person, gate, direction, allowed in moments:
             pid, household, building, compound, community = person
@@ -207,12 +210,15 @@ def street_month(
 ) -> Iterator[list[Moment]]:
     """A street office's month (see the module's docstring): the reference community's
     people through their own compounds' gates, and copies of its layout as the street's
-    other communities until about ``events`` passages; one batch per day, in time order."""
+    other communities until a little over ``events`` passages; one batch per day, in time
+    order."""
     local = ZoneInfo("Asia/Shanghai")
     per_person_day = 2 * (1 + CROSS) * sum(share * trips for share, trips in HABITS)
     community_day = per_person_day * len(people)
     days = max(1, min(30, round(events / community_day)))
-    copies = max(1.0, events / (community_day * days))
+    # 3 % more than asked on average (``fill`` stops at ``events``: the month's last
+    # minutes are cut, so the record holds the number of events asked for, not about it).
+    copies = max(1.0, 1.03 * events / (community_day * days))
     population = list(people)
     for copy in range(1, math.ceil(copies)):
         share = min(1.0, copies - copy)
