@@ -30,7 +30,7 @@ from _common import emit
 from rich.console import Console
 from rich.table import Table
 
-from fengchao.duty import scenarios, solver
+from fengchao.duty import bounds, scenarios, solver
 
 
 def main() -> None:
@@ -151,8 +151,8 @@ def main() -> None:
             "status": result.status,
             "holes": len(result.holes),
             "hours_spread": result.hours_spread,
-            # What the count relaxation proves no roster can beat (solver.minutes_spread_bound).
-            "hours_spread_proven_at_least": solver.minutes_spread_bound(week) / 60,
+            # What the count relaxation proves no roster can beat (bounds.minutes_spread_bound).
+            "hours_spread_proven_at_least": bounds.minutes_spread_bound(week) / 60,
             "objective": result.objective,
             "nights_spread": result.nights_spread,
             "weekend_spread": result.weekend_spread,

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from fengchao.cli import app
-from fengchao.duty import scenarios, solver
+from fengchao.duty import bounds, scenarios, solver
 from fengchao.duty.solver import Problem, ProblemError, Rules, Shift, Volunteer
 
 MONDAY = datetime(2026, 12, 7)
@@ -303,9 +303,19 @@ def _assert_bounds_hold(problem: Problem, pairs: set[tuple[str, str]]) -> None:
         assert max(loads[name].values()) >= high, name
         if no_extra:
             assert min(loads[name].values()) <= low, name
-    if no_extra and not missing:
+    if missing:
+        return
+    floor = bounds.floors(problem, seconds=30)
+    if floor is not None and floor.objective is not None:
+        assert solver.cost(problem, pairs)[1] >= floor.objective
+    if no_extra:
         minutes = loads["minutes"].values()
-        assert max(minutes) - min(minutes) >= solver.minutes_spread_bound(problem)
+        assert max(minutes) - min(minutes) >= bounds.minutes_spread_bound(problem)
+        if floor is not None:
+            spreads = solver.fairness(problem, pairs)
+            assert spreads["nights_spread"] >= floor.nights
+            assert spreads["weekend_spread"] >= floor.weekends
+            assert max(minutes) - min(minutes) >= floor.minutes
 
 
 def _days(count: int, **kw: object) -> tuple[Shift, ...]:
@@ -341,22 +351,38 @@ def test_the_minutes_spread_bound_sees_how_shift_lengths_add_up() -> None:
     problem = Problem(shifts=shifts, volunteers=(Volunteer(id="a"), Volunteer(id="b")))
     high, low = solver.spread_bounds(problem, QUANTITIES["minutes"])
     assert high - low < 360
-    assert solver.minutes_spread_bound(problem) == 360
+    assert bounds.minutes_spread_bound(problem) == 360
     result = solver.solve(problem, time_limit=10)
     assert result.status == "optimal" and result.hours_spread == 6
     # With someone's weekly hours too few for an 8 h shift, the only split left is 16
     # against 6.
     capped = replace(problem, volunteers=(Volunteer(id="a", max_hours_week=6), Volunteer(id="b")))
-    assert solver.minutes_spread_bound(capped) == 600
+    assert bounds.minutes_spread_bound(capped) == 600
 
 
 def test_the_reference_week_cannot_spread_hours_less_than_eight() -> None:
     # 21 h each on average, but 8 h gate, 6 h sampling and 3 h patrol shifts do not add up
     # to 21 h for anyone with a gate shift: no roster spreads hours less than 8 h.
     week = scenarios.reference_week()
-    assert solver.minutes_spread_bound(week) == 480
+    assert bounds.minutes_spread_bound(week) == 480
     # It does not apply to a repair (the current roster and the frozen past) or with holes.
-    assert solver.minutes_spread_bound(week, missing=1) == 0
+    assert bounds.minutes_spread_bound(week, missing=1) == 0
+    assert bounds.floors(replace(week, current=frozenset({("x", "y")}))) is None
+
+
+def test_the_reference_weeks_objective_floor() -> None:
+    # One night and one weekend shift of spread, 8 h of hours, and at least 540 for posts
+    # and preferences with everyone's hours in 16–24 h, nights 0–1, weekend shifts 0–1:
+    # 3,000 + 1,500 + 4,800 + 540. Spreads above the floors cost more (the next, 9 h of
+    # hours, 600 more, with the posts and preferences of 9 h bands).
+    week = scenarios.reference_week()
+    floor = bounds.floors(week, seconds=30)
+    assert floor is not None
+    assert (floor.nights, floor.weekends, floor.minutes) == (1, 1, 480)
+    assert floor.hour_lows == (960,)
+    assert floor.objective == 9_840
+    greedy = solver.greedy(week)
+    assert solver.cost(week, greedy)[1] > floor.objective
 
 
 def test_a_tight_bound_is_proven_optimal_with_gap_zero() -> None:

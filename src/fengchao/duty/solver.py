@@ -29,10 +29,11 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
+from typing import Any
 
 NIGHT_HOUR = dtime(2, 0)
 MORNING_FROM, MORNING_TO = dtime(4, 0), dtime(12, 0)
@@ -464,123 +465,6 @@ def spread_bounds(
     return high, low
 
 
-def minutes_spread_bound(
-    problem: Problem, missing: int = 0, *, seconds: float = 1.0, states: int = 4_000_000
-) -> int:
-    """A proven lower bound on the spread (max − min) of total minutes, for every roster
-    that keeps the hard rules with nobody missing and nobody above a shift's minimum.
-
-    CP-SAT's linear relaxation sees only the average (each volunteer 21 h in the reference
-    week, so spread 0), while the true spread comes from how shift lengths add up: with
-    8 h gate shifts, 6 h sampling and 3 h patrols nobody can work exactly 21 h. This bound
-    relaxes the roster to *how many shifts of each kind* each volunteer works — a kind is
-    a length and a set of skills; a volunteer takes at most their days' worth of each kind
-    they can do, at most ``max_shifts_per_day`` shifts a day, and at most their weekly
-    hours in each 7 days — and asks, smallest spread first, whether some band of totals
-    ``[low, low + spread]`` lets every volunteer pick counts that add up to each kind's
-    demand exactly (a subset-sum over volunteers, with the reachable count vectors as one
-    big integer of bits). The first spread that fits is the bound: it holds for the
-    relaxation, so for every real roster.
-
-    Returns 0 when the bound does not apply (people missing, a current roster or frozen
-    shifts) or when the count space exceeds ``states``; after ``seconds`` it returns the
-    spread it had got to (every smaller one is proven impossible)."""
-    if missing or problem.current or problem.frozen_before is not None:
-        return 0
-    people = problem.volunteers
-    if len(people) < 2 or not problem.shifts:
-        return 0
-    kinds: dict[tuple[int, frozenset[str]], int] = {}  # kind -> index
-    for shift in problem.shifts:
-        kinds.setdefault((shift.minutes, shift.skills), len(kinds))
-    demand = [0] * len(kinds)
-    for shift in problem.shifts:
-        demand[kinds[shift.minutes, shift.skills]] += shift.min
-    lengths = [minutes for minutes, _ in kinds]
-    first = min(s.day for s in problem.shifts)
-    weeks = -(-((max(s.day for s in problem.shifts) - first).days + 1) // 7)
-    per_day = problem.rules.max_shifts_per_day
-    # Each volunteer's choices: (counts per kind, minutes).
-    choices: list[list[tuple[tuple[int, ...], int]]] = []
-    most = [0] * len(kinds)
-    limits: list[tuple[list[int], int, int]] = []  # per kind, in all, minutes
-    for volunteer in people:
-        days: dict[date, list[int]] = defaultdict(lambda: [0] * len(kinds))
-        for shift in problem.shifts:
-            if eligible(volunteer, shift):
-                days[shift.day][kinds[shift.minutes, shift.skills]] += 1
-        top = [sum(min(per_day, counts[k]) for counts in days.values()) for k in range(len(kinds))]
-        total = sum(min(per_day, sum(counts)) for counts in days.values())
-        limits.append((top, total, math.floor(volunteer.max_hours_week * 60 + 1e-6) * weeks))
-        most = [max(a, b) for a, b in zip(most, top, strict=True)]
-    radix = [d + m + 1 for d, m in zip(demand, most, strict=True)]
-    if (
-        math.prod(radix) > states
-        or sum(math.prod(t + 1 for t in top) for top, *_ in limits) > states // 8
-    ):
-        return 0  # too big to settle in the time a solve has
-    for top, total, cap in limits:
-        mine = []
-        for counts in _count_vectors(top, total):
-            minutes = sum(c * m for c, m in zip(counts, lengths, strict=True))
-            if minutes <= cap:
-                mine.append((counts, minutes))
-        choices.append(mine)
-    stride = [math.prod(radix[:k]) for k in range(len(kinds))]
-    target = sum(d * w for d, w in zip(demand, stride, strict=True))
-    valid = 1
-    for d, w in zip(demand, stride, strict=True):  # every count at most its demand
-        valid = sum(valid << (c * w) for c in range(d + 1))
-    offsets = [
-        [
-            (sum(c * w for c, w in zip(counts, stride, strict=True)), minutes)
-            for counts, minutes in mine
-        ]
-        for mine in choices
-    ]
-
-    def fits(low: int, high: int) -> bool:
-        reach = 1
-        for mine in offsets:
-            step = 0
-            for offset, minutes in mine:
-                if low <= minutes <= high:
-                    step |= reach << offset
-            reach = step & valid
-            if not reach:
-                return False
-        return bool(reach >> target & 1)
-
-    unit = 0
-    for length in lengths:
-        unit = math.gcd(unit, length)
-    work = sum(d * m for d, m in zip(demand, lengths, strict=True))
-    average = work / len(people)
-    reachable = {minutes for mine in choices for _, minutes in mine}
-    deadline = time.perf_counter() + seconds
-    spread = 0
-    while spread <= max(reachable) - min(reachable):
-        # Every total lies in [low, low + spread], so the average does too.
-        lows = sorted(m for m in reachable if average - spread <= m <= average)
-        for low in lows:
-            if time.perf_counter() > deadline:
-                return spread
-            if fits(low, low + spread):
-                return spread
-        spread += unit
-    return spread
-
-
-def _count_vectors(top: list[int], total: int) -> Iterator[tuple[int, ...]]:
-    """Every vector of counts with count k in 0..top[k] and their sum at most ``total``."""
-    if not top:
-        yield ()
-        return
-    for count in range(min(top[0], total) + 1):
-        for rest in _count_vectors(top[1:], total - count):
-            yield (count, *rest)
-
-
 # --------------------------------------------------------------------------- the model
 
 
@@ -640,6 +524,22 @@ def solve(
 DECOMPOSE_FROM = 20_000  # shift × volunteer pairs; smaller problems are solved whole
 
 
+def _left(time_limit: float, began: float) -> float:
+    return max(0.1, time_limit - (time.perf_counter() - began))
+
+
+def _gap(objective: float, bound: float) -> float:
+    return abs(objective - bound) / max(1.0, abs(objective))
+
+
+def _roster(
+    solver: Any, x: dict[tuple[int, int], Any], shifts: list[Shift], people: list[Volunteer]
+) -> list[tuple[str, str]]:
+    return sorted(
+        (shifts[si].id, people[vi].id) for (si, vi), var in x.items() if solver.value(var)
+    )
+
+
 def _pools(problem: Problem) -> list[Problem]:
     """The problem split into independent pools (connected by eligibility or the current
     roster); volunteers who can work nowhere join no pool."""
@@ -689,6 +589,8 @@ def _solve_one(
     started: float,
 ) -> Result:
     from ortools.sat.python import cp_model
+
+    from fengchao.duty import bounds  # (it builds on this module's definitions)
 
     began = time.perf_counter()
     rules = problem.rules
@@ -882,11 +784,19 @@ def _solve_one(
         best_missing = 0
     # Phase 2 with the holes settled: changes, fairness, posts, preferences.
     terms: list[cp_model.LinearExprT] = []
+    # Proven floors of the spreads and of the whole objective (bounds.floors; None for a
+    # repair or with holes).
+    floor = (
+        bounds.floors(problem, seconds=time_limit / 5)
+        if BOUNDS and people and best_missing == 0
+        else None
+    )
+    lowest: dict[str, cp_model.IntVar] = {}
+    highest: dict[str, cp_model.IntVar] = {}
     if people:
         spreads = []
         # Above a shift's minimum anywhere (costly, W_EXTRA): the "low" bounds then lapse.
         surplus = sum(extra) if extra else 0
-        lowest: dict[str, cp_model.IntVar] = {}
         for name, weight, values, top, quantity in (
             ("hours", W_HOURS, minutes_of, sum(s.minutes for s in shifts), _minutes),
             ("nights", W_NIGHTS, nights_of, len(shifts), _night),
@@ -903,11 +813,10 @@ def _solve_one(
             model.add(hi >= min(high, top))
             if low < top:
                 model.add(lo <= low + (top - low) * surplus)
-            if name == "hours" and BOUNDS:
+            if name == "hours" and floor is not None:
                 # The count relaxation's proof (nobody above a minimum: else it lapses).
-                least = minutes_spread_bound(problem, best_missing, seconds=time_limit / 10)
-                model.add(hi - lo >= least - least * surplus)
-            lowest[name] = lo
+                model.add(hi - lo >= floor.minutes - floor.minutes * surplus)
+            lowest[name], highest[name] = lo, hi
             spreads.append(weight * (hi - lo))
         terms.extend(spreads)
         # If everyone works (the least hours are above 0), everyone has at least one post.
@@ -939,28 +848,69 @@ def _solve_one(
             change.append(1 - var if (shifts[si].id, people[vi].id) in problem.current else var)
         # Current pairs that are no longer possible at all are changes whatever we do.
         terms.append(W_CHANGE * sum(change))
+    at_floors = None
+    if floor is not None and floor.objective is not None:
+        # The objective's floor as its variable's least value, which CP-SAT's bound starts
+        # from (a constraint on the same sum it does not connect with the objective).
+        value = model.new_int_var(floor.objective, W_EXTRA * max(1, len(x)), "objective")
+        model.add(value == sum(terms))
+        terms = [value]
+        # Rosters at every spread's floor, in the bands of hours that fit: where the best
+        # rosters are when the floor is close. Searched first, as an assumption.
+        at_floors = model.new_bool_var("at_floors")
+        for name, width in (
+            ("hours", floor.minutes),
+            ("nights", floor.nights),
+            ("weekend", floor.weekends),
+        ):
+            model.add(highest[name] - lowest[name] <= width).only_enforce_if(at_floors)
+        model.add(lowest["hours"] >= min(floor.hour_lows)).only_enforce_if(at_floors)
+        model.add(highest["hours"] <= max(floor.hour_lows) + floor.minutes).only_enforce_if(
+            at_floors
+        )
     model.minimize(sum(terms))
-    solver.parameters.max_time_in_seconds = max(0.1, time_limit - (time.perf_counter() - began))
     solver.parameters.relative_gap_limit = gap_limit
-    status = solver.solve(model)
-    effort = (effort[0] + solver.num_branches, effort[1] + solver.deterministic_time)
+    proven = float(floor.objective) if floor is not None and floor.objective is not None else None
+    found: tuple[float, list[tuple[str, str]]] | None = None  # (objective, roster)
+    if at_floors is not None and proven is not None:
+        model.add_assumptions([at_floors])
+        solver.parameters.max_time_in_seconds = 0.7 * _left(time_limit, began)
+        status = solver.solve(model)
+        effort = (effort[0] + solver.num_branches, effort[1] + solver.deterministic_time)
+        model.clear_assumptions()
+        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            found = (solver.objective_value, _roster(solver, x, shifts, people))
+            model.clear_hints()  # type: ignore[no-untyped-call]
+            for (si, _vi), var in x.items():
+                if shifts[si].id not in frozen:
+                    model.add_hint(var, bool(solver.value(var)))
     bound: float | None = None  # proven lower bound of the second phase's objective
-    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        objective = solver.objective_value
-        bound = solver.best_objective_bound
-        gap = (
-            0.0 if status == cp_model.OPTIMAL else abs(objective - bound) / max(1.0, abs(objective))
-        )
-        gap = max(gap, phase1_gap)  # holes not proven fewest count as a gap too
-        chosen = sorted(
-            (shifts[si].id, people[vi].id) for (si, vi), var in x.items() if solver.value(var)
-        )
-    elif fallback or not missing:
+    if found is not None and proven is not None and _gap(found[0], proven) <= gap_limit:
+        objective, chosen, bound = found[0], found[1], proven
+        gap = max(_gap(objective, bound), phase1_gap)
+        status = cp_model.OPTIMAL if gap == 0 else cp_model.FEASIBLE
+    else:
+        solver.parameters.max_time_in_seconds = _left(time_limit, began)
+        status = solver.solve(model)
+        effort = (effort[0] + solver.num_branches, effort[1] + solver.deterministic_time)
+        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            objective = solver.objective_value
+            bound = solver.best_objective_bound
+            chosen = _roster(solver, x, shifts, people)
+            gap = 0.0 if status == cp_model.OPTIMAL else _gap(objective, bound)
+            if found is not None and found[0] < objective:  # (the first search did better)
+                objective, chosen = found
+                gap = _gap(objective, bound)
+            gap = max(gap, phase1_gap)  # holes not proven fewest count as a gap too
+        elif found is not None:  # out of time in the second search: the first's roster
+            status, (objective, chosen), bound = cp_model.FEASIBLE, found, proven
+            gap = max(_gap(objective, proven or 0.0), phase1_gap)
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        if not fallback and missing:
+            raise ProblemError([("problem", f"no roster found ({status_names[status]})")])
         # Out of time before the fairness phase found anything: the first phase's roster.
         status, gap, chosen = cp_model.FEASIBLE, 1.0, sorted(fallback)
         objective = float(cost(problem, chosen)[1])
-    else:
-        raise ProblemError([("problem", f"no roster found ({status_names[status]})")])
     if hint_valid and cost(problem, hint_pairs) < cost(problem, chosen):
         # Out of time with a roster worse than the hint (the greedy one): keep the hint,
         # its gap measured against the same proven bound when there is one.
