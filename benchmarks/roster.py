@@ -13,7 +13,8 @@
 
 Wall-clock seconds on a loaded machine mean little: the JSON also gives CP-SAT's branches
 and deterministic seconds (``det_seconds``), which do not grow with the load. ``--no-bounds``
-solves without the solver's redundant pigeonhole bounds, to compare in the same sitting.
+solves without the solver's redundant bounds (the pigeonhole bounds and duty/bounds.py's
+floors), to compare in the same sitting.
 """
 
 from __future__ import annotations

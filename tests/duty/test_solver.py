@@ -385,6 +385,24 @@ def test_the_reference_weeks_objective_floor() -> None:
     assert solver.cost(week, greedy)[1] > floor.objective
 
 
+def test_the_reference_week_is_proven_optimal() -> None:
+    # The floor's plan puts each volunteer at the posts where a roster of the floor's cost
+    # could be; the search finds one there, and the floor proves it optimal.
+    week = scenarios.reference_week()
+    floor = bounds.floors(week, seconds=30)
+    assert floor is not None and floor.band is not None
+    plan = bounds.plan(week, floor, seconds=30)
+    assert set(plan) == {v.id for v in week.volunteers}
+    for volunteer in week.volunteers:  # every plan is within the band of the floor
+        minutes = sum(kind[1] * n for kind, n in plan[volunteer.id].items())
+        assert floor.band.minutes[0] <= minutes <= floor.band.minutes[1]
+    result = solver.solve(week, time_limit=60, gap_limit=0.0)
+    assert result.status == "optimal" and result.gap == 0
+    assert result.objective == floor.objective == solver.cost(week, result.assignments)[1]
+    assert solver.check(week, result.assignments) == [] and result.holes == []
+    assert (result.hours_spread, result.nights_spread, result.weekend_spread) == (8, 1, 1)
+
+
 def test_a_tight_bound_is_proven_optimal_with_gap_zero() -> None:
     # Six day shifts Mon–Sat for three volunteers: two each (hours spread 0), Saturday's
     # shift makes a weekend spread of 1 whatever the roster; each works at one post.

@@ -314,6 +314,21 @@ class _Columns:
             return None
         return out
 
+    def vectors(self) -> int:
+        """How many count vectors the volunteers have in all, without bands or weekly
+        hours (an upper bound on the columns of any programme, counted without listing
+        them)."""
+        total = 0
+        for profile in self.people:
+            ways = [1] + [0] * profile.total  # ways[t]: vectors of t shifts so far
+            for k in profile.kinds:
+                ways = [
+                    sum(ways[t - n] for n in range(min(profile.tops[k], t) + 1))
+                    for t in range(profile.total + 1)
+                ]
+            total += sum(ways)
+        return total
+
     def least(self, band: _Band, limit: int, deadline: float) -> float | None:
         """The linear programme's least total cost over all volunteers within ``band``
         (inf when no roster fits the band; None past ``limit`` columns or ``deadline``)."""
@@ -346,6 +361,44 @@ class _Columns:
             return None
         return float(objective.Value())
 
+    def plan(self, band: _Band, limit: int, seconds: float) -> list[dict[Kind, int]] | None:
+        """One count vector per volunteer within ``band`` that meets each kind's demand at
+        the least cost (the programme in whole numbers: SCIP, or CBC), or None."""
+        from ortools.linear_solver import pywraplp
+
+        mip = pywraplp.Solver.CreateSolver("SCIP") or pywraplp.Solver.CreateSolver("CBC")
+        if mip is None:
+            return None
+        rows = [mip.Constraint(d, d) for d in self.demand]
+        objective = mip.Objective()
+        chosen = []
+        for person in range(len(self.people)):
+            vectors = self.of(person, band, limit)
+            if not vectors:
+                return None
+            one = mip.Constraint(1, 1)
+            mine = []
+            for counts, cost in vectors:
+                pick = mip.BoolVar("")
+                one.SetCoefficient(pick, 1)
+                objective.SetCoefficient(pick, cost)
+                for k, n in counts.items():
+                    if n:
+                        rows[k].SetCoefficient(pick, n)
+                mine.append((pick, counts))
+            chosen.append(mine)
+        objective.SetMinimization()
+        mip.SetTimeLimit(max(50, int(seconds * 1000)))
+        if mip.Solve() not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
+            return None
+        info = list(self.kinds)
+        return [
+            {info[k]: n for k, n in counts.items() if n}
+            for mine in chosen
+            for pick, counts in mine
+            if pick.solution_value() > 0.5
+        ]
+
 
 def _lows(total: int, people: int, spread: int, unit: int = 1) -> list[int]:
     """Every low of a band ``[low, low + spread]`` (multiples of ``unit``) that holds the
@@ -366,6 +419,13 @@ class Floor:
     minutes: int
     hour_lows: tuple[int, ...]
     objective: int | None
+    # The lows of the bands of nights and weekend shifts at their floors that hold the
+    # averages (every roster at the floors has everyone's count in one of them).
+    night_lows: tuple[int, ...] = ()
+    weekend_lows: tuple[int, ...] = ()
+    # The band whose programme gave the floor, when it is at the spreads' floors (where a
+    # roster of exactly the floor's cost would be: see :func:`plan`).
+    band: _Band | None = None
 
 
 def objective_bound(problem: Problem, *, seconds: float = 1.0) -> int | None:
@@ -401,13 +461,25 @@ def floors(problem: Problem, *, seconds: float = 1.0, columns: int = 30_000) -> 
         spreads[name] = max(0, high - low)
     if spreads["minutes"] > hours:  # (the pigeonhole saw more than the count relaxation)
         hours, hour_lows = spreads["minutes"], bands.lows(spreads["minutes"], deadline) or []
-    floor = Floor(spreads["nights"], spreads["weekends"], hours, tuple(hour_lows), None)
-    if not hour_lows:
-        return floor
     people = len(problem.volunteers)
     nights = sum(s.min for s in problem.shifts if s.is_night)
     weekends = sum(s.min for s in problem.shifts if s.is_weekend)
+    floor = Floor(
+        spreads["nights"],
+        spreads["weekends"],
+        hours,
+        tuple(hour_lows),
+        None,
+        tuple(_lows(nights, people, spreads["nights"])),
+        tuple(_lows(weekends, people, spreads["weekends"])),
+    )
+    if not hour_lows:
+        return floor
     fine, coarse = _Columns(problem), _Columns(problem, fine=False)
+    if coarse.vectors() > 4 * columns or fine.vectors() > 20 * columns:
+        # Too many to list in time (a fortnight of a community: 4 million vectors by
+        # kind; the reference week has 60,000, of which its bands keep 4,300).
+        return floor
     wide = 10**9
     free = coarse.least(_Band((0, wide), (0, wide), (0, wide)), columns, deadline)
     if free is None:
@@ -419,6 +491,7 @@ def floors(problem: Problem, *, seconds: float = 1.0, columns: int = 30_000) -> 
         if eligible(v, s)
     )
     best: float = W_EXTRA - W_PREF * liked  # someone above a minimum
+    best_band: _Band | None = None
     start = (floor.nights, floor.weekends, floor.minutes)
     queue = [(_spread_cost(*start), *start)]
     seen = {start}
@@ -438,14 +511,30 @@ def floors(problem: Problem, *, seconds: float = 1.0, columns: int = 30_000) -> 
                     least = fine.least(band, columns, deadline)
                     if least is None:
                         return floor
-                    best = min(best, cost + least)
+                    if cost + least < best:
+                        best = cost + least
+                        best_band = band if (n, w, h) == start else None
         for step in ((n + 1, w, h), (n, w + 1, h), (n, w, h + bands.unit)):
             if step not in seen:
                 seen.add(step)
                 heapq.heappush(queue, (_spread_cost(*step), *step))
     # The objective is a whole number: a fractional bound rounds up (with a margin for the
     # programme's floating point).
-    return replace(floor, objective=math.ceil(best - 1e-4))
+    return replace(floor, objective=math.ceil(best - 1e-4), band=best_band)
+
+
+def plan(problem: Problem, floor: Floor, *, seconds: float = 1.0) -> dict[str, dict[Kind, int]]:
+    """How many shifts of each kind each volunteer works in a plan of exactly the floor's
+    cost: the floor's programme solved in whole numbers (empty when there is none). A
+    roster with these counts may not exist (the counts do not see the days), but the posts
+    of the plan are where the solver looks first; a roster found there at the floor's cost
+    is optimal, proven by the floor."""
+    if floor.band is None or floor.objective is None:
+        return {}
+    counts = _Columns(problem).plan(floor.band, 30_000, seconds)
+    if counts is None:
+        return {}
+    return {v.id: mine for v, mine in zip(problem.volunteers, counts, strict=True)}
 
 
 def _spread_cost(nights: int, weekends: int, minutes: int) -> int:

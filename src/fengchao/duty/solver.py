@@ -524,6 +524,26 @@ def solve(
 DECOMPOSE_FROM = 20_000  # shift × volunteer pairs; smaller problems are solved whole
 
 
+def _add_plan(
+    model: Any,
+    plan: dict[str, dict[Any, int]],
+    x: dict[tuple[int, int], Any],
+    shifts: list[Shift],
+    people: list[Volunteer],
+) -> Any:
+    """A literal that, when true, keeps each volunteer to the posts of their plan (None
+    without a plan). Only the posts: the plan's counts by kind do not see the days (rest
+    between shifts, one a day), so a roster with exactly those counts may not exist; the
+    posts leave the days to the search."""
+    if not plan:
+        return None
+    planned = model.new_bool_var("planned")
+    for (si, vi), var in x.items():
+        if shifts[si].post not in {kind[0] for kind in plan.get(people[vi].id, {})}:
+            model.add(var == 0).only_enforce_if(planned)
+    return planned
+
+
 def _left(time_limit: float, began: float) -> float:
     return max(0.1, time_limit - (time.perf_counter() - began))
 
@@ -848,42 +868,56 @@ def _solve_one(
             change.append(1 - var if (shifts[si].id, people[vi].id) in problem.current else var)
         # Current pairs that are no longer possible at all are changes whatever we do.
         terms.append(W_CHANGE * sum(change))
-    at_floors = None
+    # Searched first, as assumptions: rosters at every spread's floor, and among them the
+    # floor programme's plan of each volunteer's shifts by kind (bounds.plan). When the
+    # floor is close, the best rosters are there, and the plan is found in a blink.
+    attempts: list[tuple[list[cp_model.IntVar], float]] = []
     if floor is not None and floor.objective is not None:
         # The objective's floor as its variable's least value, which CP-SAT's bound starts
         # from (a constraint on the same sum it does not connect with the objective).
-        value = model.new_int_var(floor.objective, W_EXTRA * max(1, len(x)), "objective")
+        value = model.new_int_var(floor.objective, 2**40, "objective")
         model.add(value == sum(terms))
         terms = [value]
-        # Rosters at every spread's floor, in the bands of hours that fit: where the best
-        # rosters are when the floor is close. Searched first, as an assumption.
         at_floors = model.new_bool_var("at_floors")
-        for name, width in (
-            ("hours", floor.minutes),
-            ("nights", floor.nights),
-            ("weekend", floor.weekends),
+        for name, width, lows in (
+            ("hours", floor.minutes, floor.hour_lows),
+            ("nights", floor.nights, floor.night_lows),
+            ("weekend", floor.weekends, floor.weekend_lows),
         ):
             model.add(highest[name] - lowest[name] <= width).only_enforce_if(at_floors)
-        model.add(lowest["hours"] >= min(floor.hour_lows)).only_enforce_if(at_floors)
-        model.add(highest["hours"] <= max(floor.hour_lows) + floor.minutes).only_enforce_if(
-            at_floors
+            if lows:
+                model.add(lowest[name] >= min(lows)).only_enforce_if(at_floors)
+                model.add(highest[name] <= max(lows) + width).only_enforce_if(at_floors)
+        planned = _add_plan(
+            model, bounds.plan(problem, floor, seconds=time_limit / 5), x, shifts, people
         )
+        if planned is not None:
+            attempts.append(([at_floors, planned], 0.5))
+        attempts.append(([at_floors], 0.7))
     model.minimize(sum(terms))
     solver.parameters.relative_gap_limit = gap_limit
     proven = float(floor.objective) if floor is not None and floor.objective is not None else None
     found: tuple[float, list[tuple[str, str]]] | None = None  # (objective, roster)
-    if at_floors is not None and proven is not None:
-        model.add_assumptions([at_floors])
-        solver.parameters.max_time_in_seconds = 0.7 * _left(time_limit, began)
+    # A stronger linear relaxation in the searches at the floors: it finds rosters that
+    # trade posts against preferences much sooner there (the whole search keeps the
+    # default, cheaper per branch).
+    solver.parameters.linearization_level = 2
+    for assumptions, share in attempts:
+        model.add_assumptions(assumptions)
+        solver.parameters.max_time_in_seconds = share * _left(time_limit, began)
         status = solver.solve(model)
         effort = (effort[0] + solver.num_branches, effort[1] + solver.deterministic_time)
         model.clear_assumptions()
         if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            found = (solver.objective_value, _roster(solver, x, shifts, people))
-            model.clear_hints()  # type: ignore[no-untyped-call]
-            for (si, _vi), var in x.items():
-                if shifts[si].id not in frozen:
-                    model.add_hint(var, bool(solver.value(var)))
+            if found is None or solver.objective_value < found[0]:
+                found = (solver.objective_value, _roster(solver, x, shifts, people))
+                model.clear_hints()  # type: ignore[no-untyped-call]
+                for (si, _vi), var in x.items():
+                    if shifts[si].id not in frozen:
+                        model.add_hint(var, bool(solver.value(var)))
+            if proven is not None and _gap(found[0], proven) <= gap_limit:
+                break
+    solver.parameters.linearization_level = 1
     bound: float | None = None  # proven lower bound of the second phase's objective
     if found is not None and proven is not None and _gap(found[0], proven) <= gap_limit:
         objective, chosen, bound = found[0], found[1], proven
