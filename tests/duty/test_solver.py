@@ -368,6 +368,11 @@ def test_the_reference_week_cannot_spread_hours_less_than_eight() -> None:
     # It does not apply to a repair (the current roster and the frozen past) or with holes.
     assert bounds.minutes_spread_bound(week, missing=1) == 0
     assert bounds.floors(replace(week, current=frozenset({("x", "y")}))) is None
+    # A week computed ahead (as the roster page does) has "now" as its frozen_before but no
+    # shift before it: the bounds apply. With a shift already begun they do not.
+    first = min(s.start for s in week.shifts)
+    assert bounds.minutes_spread_bound(replace(week, frozen_before=first)) == 480
+    assert bounds.minutes_spread_bound(replace(week, frozen_before=first + timedelta(hours=1))) == 0
 
 
 def test_the_reference_weeks_objective_floor() -> None:

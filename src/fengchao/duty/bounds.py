@@ -37,6 +37,7 @@ from fengchao.duty.solver import (
     Problem,
     Shift,
     Volunteer,
+    _frozen,
     _minutes,
     _night,
     _preference,
@@ -107,7 +108,7 @@ class _HourBands:
 
 def _hour_bands(problem: Problem, missing: int, states: int) -> _HourBands | None:
     """The subset-sum of :func:`minutes_spread_bound` (None where it does not apply)."""
-    if missing or problem.current or problem.frozen_before is not None:
+    if missing or _repair(problem):
         return None
     people = problem.volunteers
     if len(people) < 2 or not problem.shifts:
@@ -179,6 +180,13 @@ def _hour_bands(problem: Problem, missing: int, states: int) -> _HourBands | Non
     work = sum(d * m for d, m in zip(demand, lengths, strict=True))
     reachable = frozenset(minutes for mine in choices for _, minutes in mine)
     return _HourBands(fits, reachable, work / len(people), unit)
+
+
+def _repair(problem: Problem) -> bool:
+    """A current roster to keep or shifts already begun: the bounds do not apply (changes
+    weigh more than fairness, and the past is not the solver's to spread). A week computed
+    ahead has a ``frozen_before`` (now) but no shift before it."""
+    return bool(problem.current) or any(_frozen(problem, s) for s in problem.shifts)
 
 
 def _count_vectors(top: list[int], total: int) -> Iterator[tuple[int, ...]]:
@@ -448,7 +456,7 @@ def floors(problem: Problem, *, seconds: float = 1.0, columns: int = 30_000) -> 
     and preferences can cost at all) reaches the best found: that is the objective's
     floor. Someone above a shift's minimum costs more than any of these (W_EXTRA).
     """
-    if problem.current or problem.frozen_before is not None or len(problem.volunteers) < 2:
+    if _repair(problem) or len(problem.volunteers) < 2:
         return None
     deadline = time.perf_counter() + seconds
     bands = _hour_bands(problem, 0, 4_000_000)
