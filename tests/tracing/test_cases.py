@@ -357,3 +357,21 @@ def test_household_links_read_for_the_whole_community_give_the_same_chain(
         (c.subject, c.tier) for c in few.contacts
     ]
     assert ("person", neighbour.id) in {c.subject for c in many.contacts}
+
+
+def test_an_onset_long_before_the_confirmation_is_refused_as_a_typo(
+    session: Session, grid: Grid, worker: Persona
+) -> None:
+    """An onset in 1900 (a slip of the date picker) would look back 126 years: refused,
+    naming the field, before anything is written."""
+    for field in ("onset_at", "sampled_at"):
+        with pytest.raises(service.TracingRefusal) as refused:
+            service.open_case(
+                session=session,
+                actor=worker.actor,
+                person_id=grid.resident5.id,
+                confirmed_at=NOW,
+                **{field: dt.datetime(1900, 1, 1, tzinfo=dt.UTC)},  # type: ignore[arg-type]
+            )
+        assert refused.value.field == field and "30" in refused.value.message
+    assert service.list_cases(session=session, actor=worker.actor) == []

@@ -55,6 +55,13 @@ def case_url(live: Live) -> str:
         headers={"X-CSRF-Token": token},
     )
     assert wrong.status_code == 422 and "不能晚于确诊时间" in wrong.text
+    for moment in ("0001-01-01T00:00", "9999-12-31T23:59"):  # the edges of what Python reads
+        edge = client.post(
+            "/tracing/new",
+            data={"person_id": live.grid.resident5.id, "confirmed_at": moment},
+            headers={"X-CSRF-Token": token},
+        )
+        assert edge.status_code == 422 and 'aria-invalid="true"' in edge.text, moment
     opened = client.post(
         "/tracing/new",
         data={

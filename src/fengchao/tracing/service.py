@@ -50,6 +50,9 @@ class TracingRefusal(Refusal):
     status = 422
 
 
+EARLIEST_ANCHOR = dt.timedelta(days=30)  # onset or sampling at most this long before confirmation
+
+
 @dataclass
 class TraceResult:
     """Contacts of a case, with what the records could not cover."""
@@ -209,6 +212,15 @@ def open_case(
     for name, moment in (("onset_at", onset_at), ("sampled_at", sampled_at)):
         if moment is not None and moment > confirmed_at:
             raise TracingRefusal(_("发病或采样时间不能晚于确诊时间"), field=name)
+        if moment is not None and confirmed_at - moment > EARLIEST_ANCHOR:
+            # Most likely a slip of the date picker: the lookback would start months or
+            # years back, and every record since would be read.
+            raise TracingRefusal(
+                _("发病或采样时间不能早于确诊前 {days} 天，请检查日期").format(
+                    days=EARLIEST_ANCHOR.days
+                ),
+                field=name,
+            )
     begin_write(session)
     person = None
     if person_id is not None:

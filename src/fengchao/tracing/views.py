@@ -85,6 +85,8 @@ def _parse_local(text: str, field: str, *, required: bool) -> dt.datetime | None
         raise service.TracingRefusal(_("时间格式不对，应为 年-月-日 时:分"), field=field) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=service.zone())
+    if not 2000 <= moment.year <= 2999:  # year 1 in Shanghai is year 0 in UTC: no datetime
+        raise service.TracingRefusal(_("时间不在合理范围内，请检查年份"), field=field)
     return moment.astimezone(dt.UTC)
 
 
