@@ -187,3 +187,21 @@ def test_a_visitor_as_a_case_on_the_pages(live: Live) -> None:
     assert live.grid.resident6.name in page.text and "访客往来" in page.text
     refused = live.client("lead5", raise_errors=False).get(opened.headers["location"])
     assert refused.status_code == 403
+
+
+def test_a_dismissal_without_reason_comes_back_on_the_case_page(live: Live, case_url: str) -> None:
+    """Not a bare error page that loses the case: the same page, the message at the
+    contact's card and the cursor in its reason field."""
+    client = live.client("worker")
+    with Session(live.engine) as session:
+        wife = session.query(Person).filter_by(name="林太太").one()
+    refused = client.post(
+        f"{case_url}/contacts",
+        data={"subject": f"person:{wife.id}", "status": "dismissed", "reason": "  "},
+        headers={"X-CSRF-Token": _csrf(client)},
+    )
+    assert refused.status_code == 422
+    assert 'data-graph="' in refused.text  # the case page, not the error page
+    card = refused.text.split(f'id="c-person-{wife.id}"')[1].split("</form>")[0]
+    assert "排除密接须写明理由" in card
+    assert 'aria-invalid="true"' in card and "autofocus" in card

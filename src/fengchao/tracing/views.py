@@ -285,11 +285,28 @@ def case_page(
 ) -> Response:
     """The case and its contacts, a page of them at a time (a busy gate gives thousands):
     cards are read only for the contacts shown, and the graph draws those."""
+    context = _case_context(session, actor, case_id, page=page)
+    return render(request, "tracing/case.html", {**context, "done": done})
+
+
+def _case_context(
+    session: DbSession,
+    actor: CurrentActor,
+    case_id: int,
+    *,
+    page: int = 1,
+    problem: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    """What the case page shows; with ``problem`` (a contact's key and a message), the
+    page that holds that contact, the message at its card."""
     view = service.case_view(session=session, actor=actor, case_id=case_id)
     case_subject = service.case_subject(view.case.person_id, view.case.visitor_pass_id)
     traced = [x for x in view.lines if not building_only(x.contact)]
     neighbours = [x for x in view.lines if building_only(x.contact)]
     pages = max(1, -(-len(traced) // PAGE_SIZE))
+    if problem is not None:
+        keys = [_subject_key(x.contact.subject) for x in traced]
+        page = keys.index(problem[0]) // PAGE_SIZE + 1 if problem[0] in keys else page
     page = min(page, pages)
     shown = traced[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
     wanted = [case_subject, *(x.contact.subject for x in shown)]
@@ -309,12 +326,12 @@ def case_page(
         names,
         more,
     )
-    context = {
+    return {
         "view": view,
         "cards": cards,
         "case_card": case_card,
         "graph": graph,
-        "done": done,
+        "problem": problem,
         "reason_labels": REASON_LABELS,
         "tier_labels": TIER_LABELS,
         "close_count": sum(1 for x in view.lines if x.contact.tier == "close"),
@@ -332,12 +349,12 @@ def case_page(
             and x.decision.isolated_at is None
         ),
     }
-    return render(request, "tracing/case.html", context)
 
 
 @router.post("/cases/{case_id}/contacts")
 def decide(
     case_id: RowId,
+    request: Request,
     session: DbSession,
     actor: CurrentActor,
     subject: Annotated[str, Form(pattern=r"^(person|visitor):\d{1,10}$")],
@@ -346,9 +363,19 @@ def decide(
 ) -> Response:
     kind, _sep, number = subject.partition(":")
     who: Subject = ("person", int(number)) if kind == "person" else ("visitor", int(number))
-    service.decide(
-        session=session, actor=actor, case_id=case_id, subject=who, status=status, reason=reason
-    )
+    try:
+        service.decide(
+            session=session,
+            actor=actor,
+            case_id=case_id,
+            subject=who,
+            status=status,
+            reason=reason,
+        )
+    except service.TracingRefusal as refused:
+        # Back on the case page at the contact's card (an error page would lose the case).
+        context = _case_context(session, actor, case_id, problem=(subject, refused.message))
+        return render(request, "tracing/case.html", context, status_code=refused.status)
     return RedirectResponse(f"/tracing/cases/{case_id}?done=saved#c-{kind}-{number}", 303)
 
 
