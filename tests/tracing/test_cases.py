@@ -375,3 +375,35 @@ def test_an_onset_long_before_the_confirmation_is_refused_as_a_typo(
             )
         assert refused.value.field == field and "30" in refused.value.message
     assert service.list_cases(session=session, actor=worker.actor) == []
+
+
+def test_a_decision_from_a_stale_page_does_not_overwrite_a_colleagues(
+    session: Session, grid: Grid, worker: Persona, family: Person
+) -> None:
+    """Two workers with the case open: one confirms, the other (page still showing the
+    contact undecided) presses dismiss. Refused, saying what the contact is now; pressing
+    the same button twice (a double submit) is not a conflict."""
+    case = service.open_case(
+        session=session, actor=worker.actor, person_id=grid.resident5.id, confirmed_at=NOW
+    )
+    decide = {
+        "session": session,
+        "actor": worker.actor,
+        "case_id": case.id,
+        "subject": ("person", family.id),
+    }
+    service.decide(**decide, status=ContactStatus.confirmed, reason="", shown="")  # type: ignore[arg-type]
+    service.decide(**decide, status=ContactStatus.confirmed, reason="", shown="")  # type: ignore[arg-type]
+    with pytest.raises(service.TracingRefusal) as refused:
+        service.decide(**decide, status=ContactStatus.dismissed, reason="出差", shown="")  # type: ignore[arg-type]
+    assert refused.value.status == 409 and "已确认" in refused.value.message
+    view = service.case_view(session=session, actor=worker.actor, case_id=case.id)
+    (line,) = [x for x in view.lines if x.contact.subject == ("person", family.id)]
+    assert line.decision is not None and line.decision.status == ContactStatus.confirmed
+    changed = service.decide(  # from a fresh page the worker may change it
+        **decide,  # type: ignore[arg-type]
+        status=ContactStatus.dismissed,
+        reason="出差",
+        shown="confirmed",
+    )
+    assert changed.status == ContactStatus.dismissed

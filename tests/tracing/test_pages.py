@@ -205,3 +205,26 @@ def test_a_dismissal_without_reason_comes_back_on_the_case_page(live: Live, case
     card = refused.text.split(f'id="c-person-{wife.id}"')[1].split("</form>")[0]
     assert "排除密接须写明理由" in card
     assert 'aria-invalid="true"' in card and "autofocus" in card
+
+
+def test_a_stale_tab_is_told_what_a_colleague_decided(live: Live, case_url: str) -> None:
+    client = live.client("worker")
+    with Session(live.engine) as session:
+        wife = session.query(Person).filter_by(name="林太太").one()
+    token = _csrf(client)
+    subject = f"person:{wife.id}"
+    page = client.get(case_url).text
+    assert 'name="shown"' in page
+    client.post(
+        f"{case_url}/contacts",
+        data={"subject": subject, "status": "confirmed", "shown": "undecided"},
+        headers={"X-CSRF-Token": token},
+    )
+    stale = client.post(
+        f"{case_url}/contacts",
+        data={"subject": subject, "status": "dismissed", "reason": "出差", "shown": "undecided"},
+        headers={"X-CSRF-Token": token},
+    )
+    assert stale.status_code == 409 and 'data-graph="' in stale.text
+    card = stale.text.split(f'id="c-person-{wife.id}"')[1].split("</form>")[0]
+    assert "已确认" in card and "请核对后再决定" in card

@@ -50,6 +50,12 @@ class TracingRefusal(Refusal):
     status = 422
 
 
+class StaleDecision(TracingRefusal):
+    """A decision made from a page that no longer shows the contact as it is."""
+
+    status = 409
+
+
 EARLIEST_ANCHOR = dt.timedelta(days=30)  # onset or sampling at most this long before confirmation
 
 
@@ -385,9 +391,12 @@ def decide(
     subject: Subject,
     status: ContactStatus,
     reason: str,
+    shown: str | None = None,
 ) -> ContactDecision:
     """Confirm or dismiss one contact (a dismissal needs its reason). The contact must be
-    one the records show for this case now."""
+    one the records show for this case now. ``shown`` is the decision the worker's page
+    showed ("" for none): when someone has decided otherwise since, the change is refused
+    (409) rather than made over theirs unseen; None skips the check."""
     reason = reason.strip()
     if status == ContactStatus.dismissed and not reason:
         raise TracingRefusal(_("排除密接须写明理由"), field="reason")
@@ -399,6 +408,17 @@ def decide(
     if line is None:
         raise NotFound(f"contact {subject} of case {case_id}")
     decision = line.decision
+    now_status = decision.status.value if decision is not None else ""
+    if shown is not None and shown != now_status and now_status != status.value:
+        assert decision is not None
+        label = _("已确认") if decision.status == ContactStatus.confirmed else _("已排除")
+        at = decision.decided_at.astimezone(zone()).strftime("%m-%d %H:%M")
+        raise StaleDecision(
+            _("此人已于 {at} 被改为“{status}”（可能是同事在另一页面操作），请核对后再决定").format(
+                at=at, status=label
+            ),
+            field="reason",
+        )
     if decision is None:
         decision = ContactDecision(
             case_id=case_id,

@@ -360,6 +360,8 @@ def decide(
     subject: Annotated[str, Form(pattern=r"^(person|visitor):\d{1,10}$")],
     status: Annotated[ContactStatus, Form()],
     reason: Text = "",
+    # The decision the page showed; "undecided", not "", which a form reads as missing.
+    shown: Annotated[Literal["undecided", "confirmed", "dismissed"] | None, Form()] = None,
 ) -> Response:
     kind, _sep, number = subject.partition(":")
     who: Subject = ("person", int(number)) if kind == "person" else ("visitor", int(number))
@@ -371,6 +373,7 @@ def decide(
             subject=who,
             status=status,
             reason=reason,
+            shown=None if shown is None else shown.replace("undecided", ""),
         )
     except service.TracingRefusal as refused:
         # Back on the case page at the contact's card (an error page would lose the case).
