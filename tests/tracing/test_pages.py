@@ -228,3 +228,32 @@ def test_a_stale_tab_is_told_what_a_colleague_decided(live: Live, case_url: str)
     assert stale.status_code == 409 and 'data-graph="' in stale.text
     card = stale.text.split(f'id="c-person-{wife.id}"')[1].split("</form>")[0]
     assert "已确认" in card and "请核对后再决定" in card
+
+
+def test_a_dismissed_contact_is_not_exported_as_a_contact(live: Live, case_url: str) -> None:
+    """The list goes to the health authority's system as contacts: someone the worker
+    dismissed (with a reason) is not one."""
+    client = live.client("worker")
+    with Session(live.engine) as session:
+        wife = session.query(Person).filter_by(name="林太太").one()
+    token = _csrf(client)
+
+    def decide(status: str, reason: str = "") -> None:
+        answer = client.post(
+            f"{case_url}/contacts",
+            data={"subject": f"person:{wife.id}", "status": status, "reason": reason},
+            headers={"X-CSRF-Token": token},
+        )
+        assert answer.status_code == 303, answer.text
+
+    def exported() -> set[tuple[object, object]]:
+        """Names in the XLSX and in the CSV, together."""
+        book = openpyxl.load_workbook(io.BytesIO(client.get(f"{case_url}/contacts.xlsx").content))
+        table = list(csv.reader(io.StringIO(client.get(f"{case_url}/contacts.csv").text)))
+        xlsx_rows = list(book.active.iter_rows(values_only=True))[1:]
+        return {(r[0], r[1]) for r in xlsx_rows} | {(r[0], r[1]) for r in table[1:]}
+
+    decide("dismissed", "已搬离，不同住")
+    assert ("太太", "林") not in exported()
+    decide("confirmed")
+    assert ("太太", "林") in exported()

@@ -404,7 +404,12 @@ def export(
     encoding: Annotated[Literal["utf-8", "gbk"], Query()] = "utf-8",
 ) -> Response:
     view = service.case_view(session=session, actor=actor, case_id=case_id)
-    contacts = [x.contact for x in view.lines]
+    # A contact the worker dismissed (with a reason) is not one for the health authority.
+    contacts = [
+        x.contact
+        for x in view.lines
+        if x.decision is None or x.decision.status != ContactStatus.dismissed
+    ]
     ids = [c.subject[1] for c in contacts if c.subject[0] == "person"]
     passes = [c.subject[1] for c in contacts if c.subject[0] == "visitor"]
     case_subject = service.case_subject(view.case.person_id, view.case.visitor_pass_id)
