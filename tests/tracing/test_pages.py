@@ -257,3 +257,61 @@ def test_a_dismissed_contact_is_not_exported_as_a_contact(live: Live, case_url: 
     assert ("太太", "林") not in exported()
     decide("confirmed")
     assert ("太太", "林") in exported()
+
+
+def test_a_co_passage_names_the_gate_and_the_direction(live: Live) -> None:
+    """A worker knows 北门, not gate #7: the evidence names the gate as the gate's own
+    page does, the way the contact went, and whole minutes without a stray ".0"."""
+    import datetime as dt
+
+    from fengchao.access.models import AccessEvent, Gate
+    from fengchao.db import utcnow
+
+    then = utcnow() - dt.timedelta(hours=3)
+    with Session(live.engine) as session:
+        gate = Gate(
+            community_id=live.grid.community.id,
+            compound_id=live.grid.park.id,
+            name="北门",
+            kind="pedestrian",
+        )
+        session.add(gate)
+        session.flush()
+        for person, at, way in (
+            (live.grid.resident6, then, "out"),
+            (live.grid.resident5, then + dt.timedelta(minutes=2), "in"),
+        ):
+            session.add(
+                AccessEvent(
+                    community_id=live.grid.community.id,
+                    compound_id=live.grid.park.id,
+                    gate_id=gate.id,
+                    direction=way,
+                    method="code",
+                    decision="allow",
+                    reasons=[],
+                    person_id=person.id,
+                    household_id=person.household_id,
+                    alert_level="normal",
+                    occurred_at=at,
+                    server_time=at,
+                )
+            )
+        session.commit()
+        gate_id = gate.id
+    client = live.client("worker")
+    opened = client.post(
+        "/tracing/new",
+        data={
+            "person_id": live.grid.resident6.id,
+            "confirmed_at": utcnow()
+            .astimezone(dt.timezone(dt.timedelta(hours=8)))
+            .strftime("%Y-%m-%dT%H:%M"),
+        },
+        headers={"X-CSRF-Token": _csrf(client)},
+    )
+    assert opened.status_code == 303, opened.text
+    page = client.get(opened.headers["location"]).text
+    card = page.split(f'id="c-person-{live.grid.resident5.id}"')[1].split("</form>")[0]
+    assert "北门" in card and "进" in card and "相隔 2 分钟" in card, card
+    assert f"卡口 {gate_id}" not in card

@@ -11,6 +11,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from fengchao.access import service as access
 from fengchao.auth import audit_log
 from fengchao.auth.service import NotFound, Permission, require
 from fengchao.db import utcnow
@@ -326,9 +327,11 @@ def _case_context(
         names,
         more,
     )
+    gates = access.list_gates(session=session, actor=actor, community_id=view.case.community_id)
     return {
         "view": view,
         "cards": cards,
+        "gate_names": {gate.id: gate.name for gate in gates},
         "case_card": case_card,
         "graph": graph,
         "problem": problem,
