@@ -144,6 +144,9 @@ def test_confirm_dismiss_and_protect(
     ]
     told = session.scalars(select(Notification).where(Notification.kind == "tracing")).all()
     assert len(told) == 1 and "1 名密接" in told[0].title
+    # The lead must know whom to check on: names and rooms, in the inbox only (not chats).
+    assert told[0].detail is not None and "林太太" not in told[0].body
+    assert "林太太" in told[0].detail and "5-1-101" in told[0].detail
     again = service.protect(session=session, actor=worker.actor, case_id=case.id)
     assert (again.isolated, again.listed) == (0, 0)
 

@@ -479,6 +479,10 @@ def protect(
     )
     now = utcnow()
     buildings: dict[int, int] = {}
+    whom: dict[int, list[str]] = {}  # building → "name（room）" of its contacts, for the lead
+    cards = registry.contact_cards(
+        session=session, actor=actor, person_ids=[d.subject_id for d in pending]
+    )
     isolated = 0
     for decision in pending:
         try:
@@ -502,13 +506,23 @@ def protect(
         )
         if building is not None:
             buildings[building] = buildings.get(building, 0) + 1
+            card = cards.get(decision.subject_id)
+            if card is not None:
+                whom.setdefault(building, []).append(f"{card.name}（{card.address}）")
     for building, count in buildings.items():
+        names = whom.get(building, [])
+        shown = "、".join(names[:50]) + (
+            _(" 等 {n} 人").format(n=len(names)) if len(names) > 50 else ""
+        )
         notify.send(
             session=session,
             community_id=case.community_id,
             kind="tracing",
             title=_("本楼有 {n} 名密接人员需要隔离和单人单管采样").format(n=count),
-            detail=_("请核实人员在家情况，并通知其按时采样。"),
+            # Names and rooms in the inbox only (``detail``): group chats are outside.
+            detail=_("{names}：请核实人员在家情况，并通知其按时采样。").format(names=shown)
+            if shown
+            else _("请核实人员在家情况，并通知其按时采样。"),
             to=[notify.Recipient.at(Role.building_lead, ScopeLevel.building, building)],
             urgency="urgent",
             link=f"/registry/buildings/{building}",
