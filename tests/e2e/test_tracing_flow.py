@@ -51,6 +51,11 @@ def test_worker_opens_a_case_and_confirms_the_spouse(chromium_path: str, tmp_pat
         expect(page.locator("h1")).to_contain_text(world.grid.resident5.name)
         expect(page.locator("#trace-graph canvas")).to_have_count(1)
 
+        # Nobody confirmed yet: the one-click protection is off, and looks it.
+        protect = page.locator("form.protect button.primary")
+        expect(protect).to_be_disabled()
+        assert float(protect.evaluate("b => getComputedStyle(b).opacity")) < 0.6
+
         card = page.locator(f"#c-person-{spouse.id}")
         card.get_by_role("button", name="确认").click()
         page.wait_for_load_state("networkidle")
@@ -62,5 +67,6 @@ def test_worker_opens_a_case_and_confirms_the_spouse(chromium_path: str, tmp_pat
         )
         box = card.locator("header").bounding_box()
         assert box is not None and box["y"] >= header_bottom, (box, header_bottom)
+        expect(protect).to_be_enabled()
         assert not blocked, blocked
         browser.close()
