@@ -95,7 +95,14 @@ def test_worker_reads_the_case_decides_and_protects(live: Live, case_url: str) -
         headers={"X-CSRF-Token": token},
     )
     assert protected.status_code == 303
-    assert "已落实" in client.get(protected.headers["location"]).text
+    assert "已落实 1 人" in client.get(protected.headers["location"]).text
+    twice = client.post(  # a double tap, or a second tab: nothing more to do, and said so
+        f"{case_url}/protect",
+        data={"isolation": "central_isolation"},
+        headers={"X-CSRF-Token": token},
+    )
+    again = client.get(twice.headers["location"]).text
+    assert "没有待落实的接触者" in again and "已落实 1 人" not in again
     with Session(live.engine) as session:
         assert session.get(Person, wife.id).health_status == HealthStatus.central_isolation  # type: ignore[union-attr]
         assert session.get(Person, live.grid.resident5.id).health_status == HealthStatus.positive  # type: ignore[union-attr]

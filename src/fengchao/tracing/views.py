@@ -283,11 +283,12 @@ def case_page(
     actor: CurrentActor,
     done: Annotated[Literal["saved", "protected"] | None, Query()] = None,
     page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+    listed: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> Response:
     """The case and its contacts, a page of them at a time (a busy gate gives thousands):
     cards are read only for the contacts shown, and the graph draws those."""
     context = _case_context(session, actor, case_id, page=page)
-    return render(request, "tracing/case.html", {**context, "done": done})
+    return render(request, "tracing/case.html", {**context, "done": done, "listed": listed})
 
 
 def _case_context(
@@ -392,10 +393,10 @@ def protect(
     actor: CurrentActor,
     isolation: Annotated[Literal["home_isolation", "central_isolation"], Form()],
 ) -> Response:
-    service.protect(
+    done = service.protect(
         session=session, actor=actor, case_id=case_id, isolation=HealthStatus(isolation)
     )
-    return RedirectResponse(f"/tracing/cases/{case_id}?done=protected", 303)
+    return RedirectResponse(f"/tracing/cases/{case_id}?done=protected&listed={done.listed}", 303)
 
 
 @router.get("/cases/{case_id}/contacts.{fmt}")
