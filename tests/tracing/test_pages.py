@@ -262,6 +262,10 @@ def test_a_dismissed_contact_is_not_exported_as_a_contact(live: Live, case_url: 
 
     decide("dismissed", "已搬离，不同住")
     assert ("太太", "林") not in exported()
+    # She was isolated by the one-click protection earlier: dismissing does not lift it.
+    page = client.get(case_url).text
+    card = page.split(f'id="c-person-{wife.id}"')[1].split("</form>")[0]
+    assert "不会自动解除隔离" in card and f'href="/registry/people/{wife.id}"' in card
     decide("confirmed")
     assert ("太太", "林") in exported()
 
