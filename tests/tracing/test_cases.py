@@ -144,6 +144,9 @@ def test_confirm_dismiss_and_protect(
     ]
     told = session.scalars(select(Notification).where(Notification.kind == "tracing")).all()
     assert len(told) == 1 and "1 名密接" in told[0].title
+    # The lead must know whom to check on: names and rooms, in the inbox only (not chats).
+    assert told[0].detail is not None and "林太太" not in told[0].body
+    assert "林太太" in told[0].detail and "5-1-101" in told[0].detail
     again = service.protect(session=session, actor=worker.actor, case_id=case.id)
     assert (again.isolated, again.listed) == (0, 0)
 
@@ -357,3 +360,53 @@ def test_household_links_read_for_the_whole_community_give_the_same_chain(
         (c.subject, c.tier) for c in few.contacts
     ]
     assert ("person", neighbour.id) in {c.subject for c in many.contacts}
+
+
+def test_an_onset_long_before_the_confirmation_is_refused_as_a_typo(
+    session: Session, grid: Grid, worker: Persona
+) -> None:
+    """An onset in 1900 (a slip of the date picker) would look back 126 years: refused,
+    naming the field, before anything is written."""
+    for field in ("onset_at", "sampled_at"):
+        with pytest.raises(service.TracingRefusal) as refused:
+            service.open_case(
+                session=session,
+                actor=worker.actor,
+                person_id=grid.resident5.id,
+                confirmed_at=NOW,
+                **{field: dt.datetime(1900, 1, 1, tzinfo=dt.UTC)},  # type: ignore[arg-type]
+            )
+        assert refused.value.field == field and "30" in refused.value.message
+    assert service.list_cases(session=session, actor=worker.actor) == []
+
+
+def test_a_decision_from_a_stale_page_does_not_overwrite_a_colleagues(
+    session: Session, grid: Grid, worker: Persona, family: Person
+) -> None:
+    """Two workers with the case open: one confirms, the other (page still showing the
+    contact undecided) presses dismiss. Refused, saying what the contact is now; pressing
+    the same button twice (a double submit) is not a conflict."""
+    case = service.open_case(
+        session=session, actor=worker.actor, person_id=grid.resident5.id, confirmed_at=NOW
+    )
+    decide = {
+        "session": session,
+        "actor": worker.actor,
+        "case_id": case.id,
+        "subject": ("person", family.id),
+    }
+    service.decide(**decide, status=ContactStatus.confirmed, reason="", shown="")  # type: ignore[arg-type]
+    service.decide(**decide, status=ContactStatus.confirmed, reason="", shown="")  # type: ignore[arg-type]
+    with pytest.raises(service.TracingRefusal) as refused:
+        service.decide(**decide, status=ContactStatus.dismissed, reason="出差", shown="")  # type: ignore[arg-type]
+    assert refused.value.status == 409 and "已确认" in refused.value.message
+    view = service.case_view(session=session, actor=worker.actor, case_id=case.id)
+    (line,) = [x for x in view.lines if x.contact.subject == ("person", family.id)]
+    assert line.decision is not None and line.decision.status == ContactStatus.confirmed
+    changed = service.decide(  # from a fresh page the worker may change it
+        **decide,  # type: ignore[arg-type]
+        status=ContactStatus.dismissed,
+        reason="出差",
+        shown="confirmed",
+    )
+    assert changed.status == ContactStatus.dismissed

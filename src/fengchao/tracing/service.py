@@ -50,6 +50,15 @@ class TracingRefusal(Refusal):
     status = 422
 
 
+class StaleDecision(TracingRefusal):
+    """A decision made from a page that no longer shows the contact as it is."""
+
+    status = 409
+
+
+EARLIEST_ANCHOR = dt.timedelta(days=30)  # onset or sampling at most this long before confirmation
+
+
 @dataclass
 class TraceResult:
     """Contacts of a case, with what the records could not cover."""
@@ -209,6 +218,15 @@ def open_case(
     for name, moment in (("onset_at", onset_at), ("sampled_at", sampled_at)):
         if moment is not None and moment > confirmed_at:
             raise TracingRefusal(_("发病或采样时间不能晚于确诊时间"), field=name)
+        if moment is not None and confirmed_at - moment > EARLIEST_ANCHOR:
+            # Most likely a slip of the date picker: the lookback would start months or
+            # years back, and every record since would be read.
+            raise TracingRefusal(
+                _("发病或采样时间不能早于确诊前 {days} 天，请检查日期").format(
+                    days=EARLIEST_ANCHOR.days
+                ),
+                field=name,
+            )
     begin_write(session)
     person = None
     if person_id is not None:
@@ -373,9 +391,12 @@ def decide(
     subject: Subject,
     status: ContactStatus,
     reason: str,
+    shown: str | None = None,
 ) -> ContactDecision:
     """Confirm or dismiss one contact (a dismissal needs its reason). The contact must be
-    one the records show for this case now."""
+    one the records show for this case now. ``shown`` is the decision the worker's page
+    showed ("" for none): when someone has decided otherwise since, the change is refused
+    (409) rather than made over theirs unseen; None skips the check."""
     reason = reason.strip()
     if status == ContactStatus.dismissed and not reason:
         raise TracingRefusal(_("排除密接须写明理由"), field="reason")
@@ -387,6 +408,17 @@ def decide(
     if line is None:
         raise NotFound(f"contact {subject} of case {case_id}")
     decision = line.decision
+    now_status = decision.status.value if decision is not None else ""
+    if shown is not None and shown != now_status and now_status != status.value:
+        assert decision is not None
+        label = _("已确认") if decision.status == ContactStatus.confirmed else _("已排除")
+        at = decision.decided_at.astimezone(zone()).strftime("%m-%d %H:%M")
+        raise StaleDecision(
+            _("此人已于 {at} 被改为“{status}”（可能是同事在另一页面操作），请核对后再决定").format(
+                at=at, status=label
+            ),
+            field="reason",
+        )
     if decision is None:
         decision = ContactDecision(
             case_id=case_id,
@@ -447,6 +479,10 @@ def protect(
     )
     now = utcnow()
     buildings: dict[int, int] = {}
+    whom: dict[int, list[str]] = {}  # building → "name（room）" of its contacts, for the lead
+    cards = registry.contact_cards(
+        session=session, actor=actor, person_ids=[d.subject_id for d in pending]
+    )
     isolated = 0
     for decision in pending:
         try:
@@ -470,13 +506,23 @@ def protect(
         )
         if building is not None:
             buildings[building] = buildings.get(building, 0) + 1
+            card = cards.get(decision.subject_id)
+            if card is not None:
+                whom.setdefault(building, []).append(f"{card.name}（{card.address}）")
     for building, count in buildings.items():
+        names = whom.get(building, [])
+        shown = "、".join(names[:50]) + (
+            _(" 等 {n} 人").format(n=len(names)) if len(names) > 50 else ""
+        )
         notify.send(
             session=session,
             community_id=case.community_id,
             kind="tracing",
             title=_("本楼有 {n} 名密接人员需要隔离和单人单管采样").format(n=count),
-            detail=_("请核实人员在家情况，并通知其按时采样。"),
+            # Names and rooms in the inbox only (``detail``): group chats are outside.
+            detail=_("{names}：请核实人员在家情况，并通知其按时采样。").format(names=shown)
+            if shown
+            else _("请核实人员在家情况，并通知其按时采样。"),
             to=[notify.Recipient.at(Role.building_lead, ScopeLevel.building, building)],
             urgency="urgent",
             link=f"/registry/buildings/{building}",

@@ -11,6 +11,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from fengchao.access import service as access
 from fengchao.auth import audit_log
 from fengchao.auth.service import NotFound, Permission, require
 from fengchao.db import utcnow
@@ -85,6 +86,8 @@ def _parse_local(text: str, field: str, *, required: bool) -> dt.datetime | None
         raise service.TracingRefusal(_("时间格式不对，应为 年-月-日 时:分"), field=field) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=service.zone())
+    if not 2000 <= moment.year <= 2999:  # year 1 in Shanghai is year 0 in UTC: no datetime
+        raise service.TracingRefusal(_("时间不在合理范围内，请检查年份"), field=field)
     return moment.astimezone(dt.UTC)
 
 
@@ -280,14 +283,32 @@ def case_page(
     actor: CurrentActor,
     done: Annotated[Literal["saved", "protected"] | None, Query()] = None,
     page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+    listed: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> Response:
     """The case and its contacts, a page of them at a time (a busy gate gives thousands):
     cards are read only for the contacts shown, and the graph draws those."""
+    context = _case_context(session, actor, case_id, page=page)
+    return render(request, "tracing/case.html", {**context, "done": done, "listed": listed})
+
+
+def _case_context(
+    session: DbSession,
+    actor: CurrentActor,
+    case_id: int,
+    *,
+    page: int = 1,
+    problem: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    """What the case page shows; with ``problem`` (a contact's key and a message), the
+    page that holds that contact, the message at its card."""
     view = service.case_view(session=session, actor=actor, case_id=case_id)
     case_subject = service.case_subject(view.case.person_id, view.case.visitor_pass_id)
     traced = [x for x in view.lines if not building_only(x.contact)]
     neighbours = [x for x in view.lines if building_only(x.contact)]
     pages = max(1, -(-len(traced) // PAGE_SIZE))
+    if problem is not None:
+        keys = [_subject_key(x.contact.subject) for x in traced]
+        page = keys.index(problem[0]) // PAGE_SIZE + 1 if problem[0] in keys else page
     page = min(page, pages)
     shown = traced[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
     wanted = [case_subject, *(x.contact.subject for x in shown)]
@@ -307,12 +328,14 @@ def case_page(
         names,
         more,
     )
-    context = {
+    gates = access.list_gates(session=session, actor=actor, community_id=view.case.community_id)
+    return {
         "view": view,
         "cards": cards,
+        "gate_names": {gate.id: gate.name for gate in gates},
         "case_card": case_card,
         "graph": graph,
-        "done": done,
+        "problem": problem,
         "reason_labels": REASON_LABELS,
         "tier_labels": TIER_LABELS,
         "close_count": sum(1 for x in view.lines if x.contact.tier == "close"),
@@ -330,23 +353,36 @@ def case_page(
             and x.decision.isolated_at is None
         ),
     }
-    return render(request, "tracing/case.html", context)
 
 
 @router.post("/cases/{case_id}/contacts")
 def decide(
     case_id: RowId,
+    request: Request,
     session: DbSession,
     actor: CurrentActor,
     subject: Annotated[str, Form(pattern=r"^(person|visitor):\d{1,10}$")],
     status: Annotated[ContactStatus, Form()],
     reason: Text = "",
+    # The decision the page showed; "undecided", not "", which a form reads as missing.
+    shown: Annotated[Literal["undecided", "confirmed", "dismissed"] | None, Form()] = None,
 ) -> Response:
     kind, _sep, number = subject.partition(":")
     who: Subject = ("person", int(number)) if kind == "person" else ("visitor", int(number))
-    service.decide(
-        session=session, actor=actor, case_id=case_id, subject=who, status=status, reason=reason
-    )
+    try:
+        service.decide(
+            session=session,
+            actor=actor,
+            case_id=case_id,
+            subject=who,
+            status=status,
+            reason=reason,
+            shown=None if shown is None else shown.replace("undecided", ""),
+        )
+    except service.TracingRefusal as refused:
+        # Back on the case page at the contact's card (an error page would lose the case).
+        context = _case_context(session, actor, case_id, problem=(subject, refused.message))
+        return render(request, "tracing/case.html", context, status_code=refused.status)
     return RedirectResponse(f"/tracing/cases/{case_id}?done=saved#c-{kind}-{number}", 303)
 
 
@@ -357,10 +393,10 @@ def protect(
     actor: CurrentActor,
     isolation: Annotated[Literal["home_isolation", "central_isolation"], Form()],
 ) -> Response:
-    service.protect(
+    done = service.protect(
         session=session, actor=actor, case_id=case_id, isolation=HealthStatus(isolation)
     )
-    return RedirectResponse(f"/tracing/cases/{case_id}?done=protected", 303)
+    return RedirectResponse(f"/tracing/cases/{case_id}?done=protected&listed={done.listed}", 303)
 
 
 @router.get("/cases/{case_id}/contacts.{fmt}")
@@ -372,7 +408,12 @@ def export(
     encoding: Annotated[Literal["utf-8", "gbk"], Query()] = "utf-8",
 ) -> Response:
     view = service.case_view(session=session, actor=actor, case_id=case_id)
-    contacts = [x.contact for x in view.lines]
+    # A contact the worker dismissed (with a reason) is not one for the health authority.
+    contacts = [
+        x.contact
+        for x in view.lines
+        if x.decision is None or x.decision.status != ContactStatus.dismissed
+    ]
     ids = [c.subject[1] for c in contacts if c.subject[0] == "person"]
     passes = [c.subject[1] for c in contacts if c.subject[0] == "visitor"]
     case_subject = service.case_subject(view.case.person_id, view.case.visitor_pass_id)
