@@ -14,7 +14,9 @@ from fengchao.notify.models import Notification
 from fengchao.registry.models import HealthStatus
 from fengchao.sampling import registration as reg
 from fengchao.sampling import results, service, tubes
-from fengchao.sampling.models import LabResult, Retest, RetestStatus, Tube
+from fengchao.sampling.models import LabResult, Retest, RetestStatus, Swab, Tube
+from fengchao.tracing import service as tracing
+from fengchao.tracing.models import CaseResult, CaseSource, CaseStatus, TracingCase
 from tests.conftest import Persona
 from tests.sampling.conftest import Site
 
@@ -149,6 +151,34 @@ def test_a_positive_tube_flags_its_members_once_even_when_imported_twice(
         for r in results.retests(session=session, actor=worker.actor, round_id=site.round.id)
     }
     assert RetestStatus.pending in statuses and RetestStatus.positive in statuses
+
+
+def test_a_positive_individual_result_opens_the_tracing_case(
+    session: Session, site: Site, sampler: Persona, worker: Persona
+) -> None:
+    # 单采阳性 from the lab: the person's case opens for contact tracing at once (source: lab
+    # import), dated from the pooled swab; a second positive result joins the same case.
+    fill(session, sampler, site, "P0002", range(0, 3))
+    run(session, worker, site, "试管条码,检测结果\nP0002,阳性\n".encode())
+    first, second = results.retests(session=session, actor=worker.actor, round_id=site.round.id)[:2]
+    swabbed = session.scalar(
+        select(Swab.taken_at).where(Swab.person_id == first.person_id, Swab.tube_id.is_not(None))
+    )
+    results.resolve_retest(
+        session=session, actor=worker.actor, retest_id=first.id, result=LabResult.positive
+    )
+    cases = session.scalars(select(TracingCase)).all()
+    assert [(c.person_id, c.source) for c in cases] == [(first.person_id, CaseSource.lab_import)]
+    assert cases[0].sampled_at == swabbed and cases[0].status == CaseStatus.open
+    results_of = session.scalars(select(CaseResult).where(CaseResult.case_id == cases[0].id))
+    assert ["P0002" in (r.note or "") for r in results_of] == [True]
+    # The worker opens it on the tracing page.
+    assert tracing.get_case(session=session, actor=worker.actor, case_id=cases[0].id) == cases[0]
+    # Negative for the other member: no case.
+    results.resolve_retest(
+        session=session, actor=worker.actor, retest_id=second.id, result=LabResult.negative
+    )
+    assert session.scalar(select(func.count(TracingCase.id))) == 1
 
 
 def test_a_changed_result_for_a_tube_is_refused(

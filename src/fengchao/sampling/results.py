@@ -13,7 +13,7 @@ import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, true
+from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session
 
 from fengchao.auth.models import Role, ScopeLevel
@@ -35,6 +35,7 @@ from fengchao.sampling.models import (
 )
 from fengchao.sampling.service import SamplingRefused, get_round, local_zone
 from fengchao.settings import get_settings
+from fengchao.tracing import flows as tracing_flows
 from fengchao.web.i18n import _
 
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -413,6 +414,25 @@ def resolve_retest(*, session: Session, actor: Actor, retest_id: int, result: La
     assert person is not None
     if result == LabResult.positive:
         _set_health(session, actor, person.id, HealthStatus.positive)
+        # The confirmed case opens for contact tracing at once (a second result joins the
+        # open case), dated from the pooled swab that found it.
+        swabbed = session.scalar(
+            select(func.min(Swab.taken_at)).where(
+                Swab.tube_id == retest.tube_id, Swab.person_id == person.id
+            )
+        )
+        tube = session.get(Tube, retest.tube_id)
+        tracing_flows.case_from_result(
+            session=session,
+            actor=actor,
+            person_id=person.id,
+            sampled_at=swabbed,
+            confirmed_at=retest.resolved_at,
+            note=_("单采阳性（{round}，混管 {tube}）").format(
+                round=get_round(session, actor, retest.round_id).name,
+                tube=tube.barcode if tube is not None else "",
+            ),
+        )
     elif person.health_status == HealthStatus.home_isolation:
         pending = session.scalar(
             select(Retest.id).where(
