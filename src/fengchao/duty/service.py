@@ -104,6 +104,17 @@ def _zone(community: Community) -> ZoneInfo:
     return ZoneInfo(community.timezone or "Asia/Shanghai")
 
 
+zone_of = _zone
+
+
+def volunteer_community(*, session: Session, volunteer: Volunteer) -> Community:
+    """The community a volunteer serves (for its time zone)."""
+    community = session.get(Community, volunteer.community_id)
+    if community is None:
+        raise NotFound(f"community {volunteer.community_id}")
+    return community
+
+
 def _volunteer(session: Session, actor: Actor, volunteer_id: int) -> Volunteer:
     """A volunteer the actor may change: their own record, or any in a managed community."""
     volunteer = session.get(Volunteer, volunteer_id)
@@ -265,6 +276,38 @@ def set_availability(
     if max_hours_week is not None:
         _check_volunteer_fields(volunteer.name, None, max_hours_week)
         volunteer.max_hours_week = max_hours_week
+    return volunteer
+
+
+def set_my_availability(
+    *,
+    session: Session,
+    actor: Actor,
+    weekly: Iterable[str],
+    max_hours_week: int | None = None,
+    away: Iterable[dt.date] = (),
+) -> Volunteer:
+    """The signed-in volunteer's own weekly pattern (replaced), weekly hours and days away
+    (added); 404 for an account that has not signed up. Checked whole before anything is
+    written."""
+    require(actor, Permission.duty_self)
+    volunteer = my_volunteer(session=session, actor=actor)
+    if volunteer is None:
+        raise NotFound("volunteer")
+    weekly = list(weekly)
+    _weekly(weekly)
+    if max_hours_week is not None:
+        _check_volunteer_fields(volunteer.name, None, max_hours_week)
+    days = sorted(set(away))
+    set_availability(
+        session=session,
+        actor=actor,
+        volunteer_id=volunteer.id,
+        weekly=weekly,
+        max_hours_week=max_hours_week,
+    )
+    for day in days:
+        add_exception(session=session, actor=actor, volunteer_id=volunteer.id, day=day)
     return volunteer
 
 
