@@ -19,6 +19,7 @@ from fengchao.auth.service import Actor, Permission
 from fengchao.dashboard import api as dashboard_api
 from fengchao.dashboard import report_views as dashboard_report_views
 from fengchao.dashboard import views as dashboard_views
+from fengchao.duty import api as duty_api
 from fengchao.duty import views as duty_views
 from fengchao.gridwork import api as gridwork_api
 from fengchao.gridwork import photos as gridwork_photos
@@ -130,6 +131,7 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
     app.include_router(sampling_api.router)
     app.include_router(access_views.router)
     app.include_router(duty_views.router)
+    app.include_router(duty_api.router)
     app.include_router(gridwork_views.router)
     app.include_router(gridwork_api.router)
     app.include_router(gridwork_public.router)

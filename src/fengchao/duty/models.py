@@ -231,7 +231,11 @@ class CheckIn(Base):
     """Arrival and departure at the post (签到/签退), by resident code or typed at the post."""
 
     __tablename__ = "duty_check_in"
-    __table_args__ = (UniqueConstraint("assignment_id"),)
+    __table_args__ = (
+        UniqueConstraint("assignment_id"),
+        UniqueConstraint("post_id", "in_key"),
+        UniqueConstraint("post_id", "out_key"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     assignment_id: Mapped[int] = mapped_column(ForeignKey("duty_assignment.id", ondelete="CASCADE"))
@@ -240,6 +244,10 @@ class CheckIn(Base):
     method: Mapped[str] = mapped_column(String(16), default="code")  # code, typed, self
     checked_in_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     checked_out_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # The post's idempotency keys (the API's ``Idempotency-Key``): a retried check-in or
+    # check-out with the same key gets this row back instead of a refusal.
+    in_key: Mapped[str | None] = mapped_column(String(128))
+    out_key: Mapped[str | None] = mapped_column(String(128))
 
     assignment: Mapped[Assignment] = relationship()
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from fengchao.auth.service import (
@@ -82,8 +83,36 @@ def manageable_communities(*, session: Session, actor: Actor) -> list[Community]
     return grid.communities_in_scope(session=session, scope=actor.scope)
 
 
+def community_for(*, session: Session, actor: Actor, community_id: int | None) -> Community:
+    """The community asked for, or the first the actor manages when none is named (403
+    without ``duty.manage``, 404 for one outside the actor's scope)."""
+    for row in manageable_communities(session=session, actor=actor):
+        if community_id is None or row.id == community_id:
+            return row
+    raise NotFound(f"community {community_id}")
+
+
+def week_of(community: Community, day: dt.date | None, now: dt.datetime | None = None) -> dt.date:
+    """The Monday of the week of ``day``; by default next week in the community's time."""
+    if day is not None:
+        return monday_of(day)
+    today = (now or utcnow()).astimezone(_zone(community)).date()
+    return monday_of(today + dt.timedelta(days=7))
+
+
 def _zone(community: Community) -> ZoneInfo:
     return ZoneInfo(community.timezone or "Asia/Shanghai")
+
+
+zone_of = _zone
+
+
+def volunteer_community(*, session: Session, volunteer: Volunteer) -> Community:
+    """The community a volunteer serves (for its time zone)."""
+    community = session.get(Community, volunteer.community_id)
+    if community is None:
+        raise NotFound(f"community {volunteer.community_id}")
+    return community
 
 
 def _volunteer(session: Session, actor: Actor, volunteer_id: int) -> Volunteer:
@@ -247,6 +276,38 @@ def set_availability(
     if max_hours_week is not None:
         _check_volunteer_fields(volunteer.name, None, max_hours_week)
         volunteer.max_hours_week = max_hours_week
+    return volunteer
+
+
+def set_my_availability(
+    *,
+    session: Session,
+    actor: Actor,
+    weekly: Iterable[str],
+    max_hours_week: int | None = None,
+    away: Iterable[dt.date] = (),
+) -> Volunteer:
+    """The signed-in volunteer's own weekly pattern (replaced), weekly hours and days away
+    (added); 404 for an account that has not signed up. Checked whole before anything is
+    written."""
+    require(actor, Permission.duty_self)
+    volunteer = my_volunteer(session=session, actor=actor)
+    if volunteer is None:
+        raise NotFound("volunteer")
+    weekly = list(weekly)
+    _weekly(weekly)
+    if max_hours_week is not None:
+        _check_volunteer_fields(volunteer.name, None, max_hours_week)
+    days = sorted(set(away))
+    set_availability(
+        session=session,
+        actor=actor,
+        volunteer_id=volunteer.id,
+        weekly=weekly,
+        max_hours_week=max_hours_week,
+    )
+    for day in days:
+        add_exception(session=session, actor=actor, volunteer_id=volunteer.id, day=day)
     return volunteer
 
 
@@ -705,6 +766,7 @@ class ShiftView:
     lead: Volunteer | None
     missing: int
     checked_in: set[int] = field(default_factory=set)
+    assignments: list[Assignment] = field(default_factory=list)  # those standing (roster)
 
 
 @dataclass
@@ -761,6 +823,7 @@ def roster(*, session: Session, actor: Actor, community_id: int, monday: dt.date
             lead=next((v for v in people if v.id == shift.lead_id), None),
             missing=max(0, shift.min_people - len(people)),
             checked_in={a.volunteer_id for a in on if a.id in checked},
+            assignments=on,
         )
         cells[shift.post_id, begin.date()].append(view)
         coverage[shift.post_id][0] += min(len(people), shift.min_people)
@@ -1122,6 +1185,56 @@ def _person_volunteer(session: Session, community_id: int, code: str) -> Volunte
     return volunteer
 
 
+class IdempotencyConflict(DutyRefused):
+    """The same idempotency key was used before at this post with another request."""
+
+    status = 409
+
+
+# The header a client names its request with; a refusal about the key names it.
+KEY_FIELD = "Idempotency-Key"
+
+
+@dataclass
+class CheckStep:
+    """A check-in or check-out done at a post, or the one a retry with its key gets back."""
+
+    row: CheckIn
+    volunteer: Volunteer
+    action: str  # "in" or "out"
+    replayed: bool = False
+
+
+def _at_post(
+    session: Session, actor: Actor, post: Post, code: str | None, volunteer_id: int | None
+) -> tuple[Volunteer, str]:
+    """Who is checking in or out, and how: by their resident code (the post's staff), or by
+    the volunteer's id (typed at the post, or the volunteer on their own page)."""
+    if code:
+        _community(session, actor, post.community_id)
+        return _person_volunteer(session, post.community_id, code), "code"
+    if volunteer_id is not None:
+        volunteer = _volunteer(session, actor, volunteer_id)
+        return volunteer, "self" if volunteer.user_id == actor.user_id else "typed"
+    raise DutyRefused(_("请扫描通行码或选择志愿者"), field="code")
+
+
+def _keyed(
+    session: Session, post: Post, volunteer: Volunteer, action: str, key: str | None
+) -> CheckIn | None:
+    """The row an earlier request with this key made at this post (None without one); the
+    same key for another volunteer is refused."""
+    if key is None:
+        return None
+    column = CheckIn.in_key if action == "in" else CheckIn.out_key
+    row = session.scalars(select(CheckIn).where(CheckIn.post_id == post.id, column == key)).first()
+    if row is not None and row.volunteer_id != volunteer.id:
+        raise IdempotencyConflict(
+            _("幂等键 {key} 已用于另一个请求").format(key=key[:40]), field=KEY_FIELD
+        )
+    return row
+
+
 def check_in(
     *,
     session: Session,
@@ -1129,27 +1242,75 @@ def check_in(
     post_id: int,
     code: str | None = None,
     volunteer_id: int | None = None,
+    key: str | None = None,
     now: dt.datetime | None = None,
 ) -> CheckIn:
     """Check a volunteer in at a post, by their resident code or typed by the post's staff
     (or by the volunteer themselves from their page). Refuses a second check-in, a check-in
-    at the wrong post and one with no shift now."""
+    at the wrong post and one with no shift now; a retry with the same ``key`` gets the
+    first check-in back."""
+    return check_at_post(
+        session=session, actor=actor, post_id=post_id, action="in", code=code,
+        volunteer_id=volunteer_id, key=key, now=now,
+    ).row  # fmt: skip
+
+
+def check_out(
+    *,
+    session: Session,
+    actor: Actor,
+    post_id: int,
+    code: str | None = None,
+    volunteer_id: int | None = None,
+    key: str | None = None,
+    now: dt.datetime | None = None,
+) -> CheckIn:
+    return check_at_post(
+        session=session, actor=actor, post_id=post_id, action="out", code=code,
+        volunteer_id=volunteer_id, key=key, now=now,
+    ).row  # fmt: skip
+
+
+def check_at_post(
+    *,
+    session: Session,
+    actor: Actor,
+    post_id: int,
+    action: str,
+    code: str | None = None,
+    volunteer_id: int | None = None,
+    key: str | None = None,
+    now: dt.datetime | None = None,
+) -> CheckStep:
+    """A check-in (``action`` "in") or check-out ("out") at a post. With an idempotency
+    ``key``, a retry gets the first answer (``replayed``) rather than a refusal, and the
+    same key for someone else is refused (409)."""
     now = now or utcnow()
     post = session.get(Post, post_id)
     if post is None:
         raise NotFound(f"post {post_id}")
-    if code:
-        _community(session, actor, post.community_id)
-        volunteer = _person_volunteer(session, post.community_id, code)
-        method = "code"
-    elif volunteer_id is not None:
-        volunteer = _volunteer(session, actor, volunteer_id)
-        method = "self" if volunteer.user_id == actor.user_id else "typed"
-    else:
-        raise DutyRefused(_("请扫描通行码或选择志愿者"), field="code")
+    if action not in ("in", "out"):
+        raise DutyRefused(_("操作应为签到或签退"), field="action")
+    volunteer, method = _at_post(session, actor, post, code, volunteer_id)
     if volunteer.community_id != post.community_id:
         raise NotFound(f"post {post_id}")
     begin_write(session)
+    earlier = _keyed(session, post, volunteer, action, key)
+    if earlier is not None:
+        return CheckStep(earlier, volunteer, action, replayed=True)
+    if action == "out":
+        return CheckStep(_check_out(session, post, volunteer, key, now), volunteer, action)
+    return _check_in(session, post, volunteer, method, key, now)
+
+
+def _check_in(
+    session: Session,
+    post: Post,
+    volunteer: Volunteer,
+    method: str,
+    key: str | None,
+    now: dt.datetime,
+) -> CheckStep:
     mine = list(
         session.scalars(
             select(Assignment)
@@ -1175,46 +1336,47 @@ def check_in(
     assignment = here[0]
     done = session.scalars(select(CheckIn).where(CheckIn.assignment_id == assignment.id)).first()
     if done is not None:
-        zone = _zone(session.get(Community, post.community_id))  # type: ignore[arg-type]
-        raise DutyRefused(
-            _("{n} 已在 {t} 签到").format(
-                n=volunteer.name, t=f"{local(done.checked_in_at, zone):%H:%M}"
-            ),
-            field="code",
-        )
+        raise _already_in(session, post, volunteer, done)
     row = CheckIn(
         assignment_id=assignment.id,
         volunteer_id=volunteer.id,
         post_id=post.id,
         method=method,
         checked_in_at=now,
+        in_key=key,
     )
-    session.add(row)
-    session.flush()
-    return row
+    try:
+        # Two requests at once (PostgreSQL): the second meets the unique assignment (or
+        # key) and answers as if it had come after the first.
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        earlier = _keyed(session, post, volunteer, "in", key)
+        if earlier is not None:
+            return CheckStep(earlier, volunteer, "in", replayed=True)
+        done = session.scalars(
+            select(CheckIn).where(CheckIn.assignment_id == assignment.id)
+        ).first()
+        if done is None:
+            raise
+        raise _already_in(session, post, volunteer, done) from None
+    return CheckStep(row, volunteer, "in")
 
 
-def check_out(
-    *,
-    session: Session,
-    actor: Actor,
-    post_id: int,
-    code: str | None = None,
-    volunteer_id: int | None = None,
-    now: dt.datetime | None = None,
+def _already_in(session: Session, post: Post, volunteer: Volunteer, done: CheckIn) -> DutyRefused:
+    zone = _zone(session.get(Community, post.community_id))  # type: ignore[arg-type]
+    return DutyRefused(
+        _("{n} 已在 {t} 签到").format(
+            n=volunteer.name, t=f"{local(done.checked_in_at, zone):%H:%M}"
+        ),
+        field="code",
+    )
+
+
+def _check_out(
+    session: Session, post: Post, volunteer: Volunteer, key: str | None, now: dt.datetime
 ) -> CheckIn:
-    now = now or utcnow()
-    post = session.get(Post, post_id)
-    if post is None:
-        raise NotFound(f"post {post_id}")
-    if code:
-        _community(session, actor, post.community_id)
-        volunteer = _person_volunteer(session, post.community_id, code)
-    elif volunteer_id is not None:
-        volunteer = _volunteer(session, actor, volunteer_id)
-    else:
-        raise DutyRefused(_("请扫描通行码或选择志愿者"), field="code")
-    begin_write(session)
     row = session.scalars(
         select(CheckIn)
         .where(
@@ -1227,6 +1389,7 @@ def check_out(
     if row is None:
         raise DutyRefused(_("{n} 在这里没有未签退的签到").format(n=volunteer.name), field="code")
     row.checked_out_at = now
+    row.out_key = key
     return row
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -56,22 +55,16 @@ def _labels() -> dict[str, object]:
 
 
 def _community(session: DbSession, actor: CurrentActor, community: int | None) -> Community:
-    choices = service.manageable_communities(session=session, actor=actor)
-    for row in choices:
-        if community is None or row.id == community:
-            return row
-    raise NotFound(f"community {community}")
+    return service.community_for(session=session, actor=actor, community_id=community)
 
 
 def _week(week: str | None, community: Community) -> dt.date:
     """The Monday of the week asked for; by default next week in the community's time."""
-    if week:
-        try:
-            return service.monday_of(dt.date.fromisoformat(week))
-        except ValueError:
-            raise DutyRefused(_("日期格式应为 YYYY-MM-DD"), field="week") from None
-    today = utcnow().astimezone(ZoneInfo(community.timezone or "Asia/Shanghai")).date()
-    return service.monday_of(today + dt.timedelta(days=7))
+    try:
+        day = dt.date.fromisoformat(week) if week else None
+    except ValueError:
+        raise DutyRefused(_("日期格式应为 YYYY-MM-DD"), field="week") from None
+    return service.week_of(community, day)
 
 
 Community_ = Annotated[int | None, Query(ge=1)]
