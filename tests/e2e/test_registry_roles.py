@@ -84,3 +84,21 @@ def test_no_page_is_wider_than_a_phone(served_demo: str, chromium_path: str, lan
             page.context.close()
         browser.close()
     assert not too_wide, too_wide
+
+
+def test_the_completeness_report_is_cards_on_a_phone_and_a_table_on_a_desk(
+    served_demo: str, chromium_path: str
+) -> None:
+    # ul.cards sets its own display, which beat a bare .only-phone: the desk got both.
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path, args=ARGS)
+        page = _login(browser, served_demo, "worker")
+        for viewport, phone in ((PHONE, True), ({"width": 1280, "height": 900}, False)):
+            page.set_viewport_size(viewport)
+            page.goto(f"{served_demo}/registry/completeness")
+            cards = page.locator("ul.building-cards.only-phone")
+            table = page.locator(".table-wrap.only-wide")
+            shown, left_out = (cards, table) if phone else (table, cards)
+            expect(shown).to_be_visible()
+            expect(left_out).to_be_hidden()
+        browser.close()

@@ -4,6 +4,7 @@ size limit, the rate limit, the status link showing nobody's personal data."""
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from fastapi.testclient import TestClient
@@ -106,6 +107,14 @@ def test_lead_records_a_visit_and_sees_the_checklist_move_on(
     session: Session, grid: Grid, sweep: Sweep, login_as, lead5: Persona
 ) -> None:  # type: ignore[no-untyped-def]
     browser = login_as(lead5)
+    checklist = f"/gridwork/sweeps/{sweep.id}/buildings/{grid.b5.id}"
+    # The bar and the numbers beside it, which a screen reader reads too.
+    bar = re.compile(r'<progress class="gw-bar" max="(\d+)" value="(\d+)".*?'
+                     r'<span class="gw-fraction">(\d+)/(\d+)</span>')  # fmt: skip
+    found = bar.search(browser.get(checklist).text)
+    assert found is not None
+    total = int(found[1])
+    assert total > 0 and found.groups() == (str(total), "0", "0", str(total))
     t5 = _target(session, sweep, grid.h5_101.id)
     form = browser.get(f"/gridwork/sweeps/{sweep.id}/visit/{t5}")
     assert "林国平" in form.text
@@ -119,6 +128,8 @@ def test_lead_records_a_visit_and_sees_the_checklist_move_on(
     assert response.headers["location"].startswith(f"/gridwork/sweeps/{sweep.id}/buildings/")
     page = browser.get(response.headers["location"])
     assert "5-1-101" not in page.text  # done: no longer among those left
+    found = bar.search(page.text)
+    assert found is not None and found.groups() == (str(total), "1", "1", str(total))
     todo = browser.get("/gridwork/todo/panel")
     assert "生活物资" in todo.text
 

@@ -98,3 +98,18 @@ def test_the_unsampled_list_runs_floor_by_floor(
     )
     unit1 = [r.room for r in rows if r.unit == "1"]
     assert unit1[-1] == "1001" and unit1[0] == "101", unit1
+
+
+def test_the_hourly_counts_are_of_the_actors_buildings_only(
+    session: Session, site: Site, sampler: Persona, worker: Persona, lead5: Persona, grid: Grid
+) -> None:
+    swab(session, sampler, site, grid.resident5.id, "V0001")
+    swab(session, sampler, site, site.people[0].id, "V0001")
+    swab(session, sampler, site, grid.resident6.id, "V0001")  # building 6: not the lead's
+
+    def hourly(persona: Persona) -> int:
+        report = cover.coverage(session=session, actor=persona.actor, round_id=site.round.id)
+        return sum(n for _hour, n, _target in report.per_hour)
+
+    assert hourly(worker) == 3  # the worker's whole community
+    assert hourly(lead5) == 2  # the lead's building, as the rest of the lead's page

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import uuid
 
 from openpyxl import load_workbook
@@ -224,3 +225,24 @@ def test_a_lead_asking_for_another_building_is_not_told_it_is_all_sampled(  # ty
     page = browser.get(f"/sampling/rounds/{site.round.id}/coverage?building={grid.b6.id}")
     assert page.status_code == 404 and "<html" in page.text
     assert "都已采样" not in page.text and "陈美玲" not in page.text
+
+
+def test_the_leads_hourly_table_counts_the_leads_building(  # type: ignore[no-untyped-def]
+    login_as, session: Session, site: Site, sampler: Persona, lead5: Persona, grid: Grid
+) -> None:
+    sampler_browser = login_as(sampler)
+    for code in (site.numbers[0], site.numbers[1]):
+        sampler_browser.post(
+            f"/api/sampling/rounds/{site.round.id}/swabs",
+            json={"barcode": "B0001", "key": uuid.uuid4().hex, "code": code},
+        )
+    sampler_browser.post(
+        f"/api/sampling/rounds/{site.round.id}/swabs",
+        json={"barcode": "B0001", "key": uuid.uuid4().hex, "person_id": grid.resident6.id},
+    )
+    browser = login_as(lead5)
+    page = browser.get(f"/sampling/rounds/{site.round.id}/coverage")
+    assert page.status_code == 200
+    hourly = page.text.split("每小时采样数", 1)[1]
+    counts = [int(n) for n in re.findall(r"<tr><td>\d\d:00</td><td>(\d+)</td>", hourly)]
+    assert sum(counts) == 2  # building 6's swab is not the lead's to count

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
-from fengchao.auth.service import Actor, Permission, audit, require
+from fengchao.auth.service import Actor, GridScope, Permission, audit, require
 from fengchao.registry.id_numbers import mask_phone
 from fengchao.registry.models import Building, Compound, Household, Person, Unit
 from fengchao.registry.scope import household_in_scope
@@ -150,16 +150,27 @@ def coverage(*, session: Session, actor: Actor, round_id: int) -> Coverage:
     result = Coverage(
         found, sorted(by_building.values(), key=lambda b: order.get(b.building_id, 0))
     )
-    result.per_hour = _per_hour(session, found)
+    result.per_hour = _per_hour(session, found, actor.scope)
     return result
 
 
-def _per_hour(session: Session, found: SamplingRound) -> list[tuple[str, int, int]]:
+def _per_hour(
+    session: Session, found: SamplingRound, scope: GridScope
+) -> list[tuple[str, int, int]]:
+    """Swabs per local hour of people in ``scope`` (a lead: their building), against the
+    whole site's target per hour."""
     site = session.get(SamplingSite, found.site_id)
     target = site.stations * site.per_station_hour if site else 0
     zone = local_zone(session, found.community_id)
     counts: dict[str, int] = {}
-    for (at,) in session.execute(select(Swab.taken_at).where(Swab.round_id == found.id)):
+    # Every swab in scope, as the site's work (not only the people the round expects).
+    swabs = (
+        select(Swab.taken_at)
+        .join(Person, Person.id == Swab.person_id)
+        .join(Household, Household.id == Person.household_id)
+        .where(Swab.round_id == found.id, household_in_scope(scope))
+    )
+    for (at,) in session.execute(swabs):
         hour = at.astimezone(zone).strftime("%H:00")
         counts[hour] = counts.get(hour, 0) + 1
     if site is not None:
