@@ -19,10 +19,10 @@ from fengchao.gridwork import photos, reports, throttle
 from fengchao.gridwork.models import HelpCategory, HelpUrgency, ReportCategory
 from fengchao.gridwork.scoping import find_household
 from fengchao.gridwork.throttle import TooMany
-from fengchao.gridwork.views import Form, attempt, integer, text
 from fengchao.registry.models import Building, Community, Compound
 from fengchao.registry.validation import FieldError, parse_mobile
 from fengchao.web.deps import DbSession, RowId, render, require_csrf
+from fengchao.web.forms import Form, attempt, integer, text
 from fengchao.web.i18n import _
 
 router = APIRouter(prefix="/help", dependencies=[Depends(require_csrf)], include_in_schema=False)

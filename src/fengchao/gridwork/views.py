@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
@@ -19,7 +16,7 @@ from starlette.datastructures import FormData
 
 from fengchao.auth.models import ScopeLevel
 from fengchao.auth.service import Actor, NotFound, Permission, Refusal, require
-from fengchao.db import begin_write, utcnow
+from fengchao.db import utcnow
 from fengchao.gridwork import help as help_service
 from fengchao.gridwork import reports, rules, sweeps
 from fengchao.gridwork.models import (
@@ -44,6 +41,7 @@ from fengchao.web.deps import (
     require_csrf,
     templates,
 )
+from fengchao.web.forms import Form, attempt, integer, text
 from fengchao.web.i18n import _
 
 router = APIRouter(
@@ -67,41 +65,6 @@ templates.env.filters["gw_age"] = _age
 templates.env.globals["HelpStatus"] = HelpStatus
 templates.env.globals["event_labels"] = EVENT_LABELS
 templates.env.filters["gw_time"] = _short
-
-
-@contextmanager
-def attempt(session: Session) -> Iterator[None]:
-    """A unit of work that a refusal undoes without ending the request's transaction (the
-    form is then shown again, with the problem, in the same request)."""
-    begin_write(session)
-    with session.begin_nested():
-        yield
-
-
-async def form_of(request: Request) -> FormData:
-    """The submitted form (read once, in the event loop; routes stay synchronous)."""
-    return await request.form()
-
-
-Form = Annotated[FormData, Depends(form_of)]
-
-
-def text(form: FormData, name: str) -> str:
-    value = form.get(name)
-    return value if isinstance(value, str) else ""
-
-
-def integer(form: FormData, name: str) -> int | None:
-    raw = text(form, name).strip()
-    if not raw:
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise Refusal(_("应为整数"), field=name) from None
-    if not 0 <= value < 2**31:
-        raise Refusal(_("应为整数"), field=name)
-    return value
 
 
 def _local_input(raw: str) -> dt.datetime | None:

@@ -321,7 +321,8 @@ def add_exemption(
     found = get_round(session, actor, round_id)
     person = session.get(Person, person_id)
     if person is None or person.community_id != found.community_id:
-        raise NotFound(f"person {person_id}")
+        # Typed on the round page: said at the field (the same for one elsewhere).
+        raise SamplingRefused(_("本社区没有这个人员编号"), field="person_id")
     note = note.strip()
     if len(note) > 200:
         raise SamplingRefused(_("说明最多 200 个字符"), field="note")

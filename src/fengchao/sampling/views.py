@@ -4,12 +4,15 @@ registration page, coverage and the unsampled list, lab results and the retest l
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from enum import StrEnum
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 
-from fengchao.auth.service import Actor, NotFound, Permission, require
+from fengchao.auth.service import Actor, NotFound, Permission, Refusal, require
 from fengchao.registry.id_numbers import today
 from fengchao.sampling import coverage as cover
 from fengchao.sampling import results, service
@@ -17,11 +20,15 @@ from fengchao.sampling.models import ExemptionKind, LabResult, RoundScope
 from fengchao.settings import get_settings
 from fengchao.tabular import Sheet, xlsx_bytes
 from fengchao.web.deps import CurrentActor, DbSession, OptionalRowId, RowId, render, require_csrf
+from fengchao.web.forms import Form as Submitted
+from fengchao.web.forms import attempt, integer, text
 from fengchao.web.i18n import _
 
 router = APIRouter(
     prefix="/sampling", dependencies=[Depends(require_csrf)], include_in_schema=False
 )
+
+E = TypeVar("E", bound=StrEnum)
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -54,10 +61,96 @@ def _require_any_sampling(actor: Actor) -> None:
         require(actor, Permission.sampling_register)
 
 
-@router.get("", response_class=HTMLResponse)
-def home(request: Request, session: DbSession, actor: CurrentActor) -> HTMLResponse:
-    """Rounds (newest first) and sites; forms to add them for those who manage sampling."""
-    _require_any_sampling(actor)
+SITE_DEFAULTS = {
+    "community_id": "",
+    "name": "",
+    "opens": "07:30",
+    "closes": "13:30",
+    "stations": "4",
+    "per_station_hour": "100",
+}
+ROUND_DEFAULTS = {
+    "site_id": "",
+    "name": "",
+    "day": "",
+    "scope": RoundScope.community.value,
+    "scope_ids": "",
+    "tube_capacity": "10",
+    "household_tubes": "",
+    "turnout": "90",
+}
+EXEMPTION_DEFAULTS = {"person_id": "", "kind": "", "note": ""}
+
+
+def _values(form: FormData, defaults: dict[str, str]) -> dict[str, str]:
+    """What was typed, to be shown again (cut short: the services check the lengths); a
+    field not sent at all has its default, as it had before."""
+    return {
+        name: text(form, name)[:2000] if name in form else default
+        for name, default in defaults.items()
+    }
+
+
+def _form(name: str, values: dict[str, str], problem: Refusal | None = None) -> dict[str, object]:
+    """One form of a page: what it shows in its fields and, when refused, the problem (the
+    template puts the message at ``problem.field`` and the cursor in it)."""
+    return {"id": name, "typed": values, "problem": problem}
+
+
+def _row_id(form: FormData, name: str) -> int:
+    """An id chosen or typed in a form; wrong or missing is said at its field."""
+    try:
+        value = integer(form, name)
+    except Refusal as wrong:
+        raise service.SamplingRefused(wrong.message, field=name) from None
+    if value is None:
+        raise service.SamplingRefused(_("必填"), field=name)
+    return value
+
+
+def _count(form: FormData, name: str, default: str) -> int:
+    """A whole number of a form (the services check its range and say it at the field);
+    one not sent at all is its default."""
+    raw = text(form, name).strip() if name in form else default
+    if not raw:
+        raise service.SamplingRefused(_("必填"), field=name)
+    try:
+        return int(raw)
+    except ValueError:
+        raise service.SamplingRefused(_("应为整数"), field=name) from None
+
+
+def _day(raw: str) -> dt.date:
+    raw = raw.strip()
+    if not raw:
+        raise service.SamplingRefused(_("必填"), field="day")
+    try:
+        day = dt.date.fromisoformat(raw)
+    except ValueError:  # 2026-02-30 as well as 30/11
+        raise service.SamplingRefused(_("应为日期（如 2026-01-31）"), field="day") from None
+    if not 2000 <= day.year <= 2999:
+        raise service.SamplingRefused(_("日期不在合理范围内，请检查年份"), field="day")
+    return day
+
+
+def _choice(kind: type[E], values: dict[str, str], name: str) -> E:
+    try:
+        return kind(values[name])
+    except ValueError:
+        raise service.SamplingRefused(_("取值不在允许范围内"), field=name) from None
+
+
+def _home(
+    request: Request,
+    session: Session,
+    actor: Actor,
+    *,
+    site_form: dict[str, object] | None = None,
+    round_form: dict[str, object] | None = None,
+) -> Response:
+    """Rounds (newest first) and sites; forms to add them for those who manage sampling,
+    shown again with what was typed and the problem when one was refused."""
+    refused = site_form is not None or round_form is not None
     return render(
         request,
         "sampling/home.html",
@@ -65,81 +158,100 @@ def home(request: Request, session: DbSession, actor: CurrentActor) -> HTMLRespo
             "rounds": service.rounds(session, actor),
             "sites": service.sites(session, actor),
             "communities": service.community_ids(session, actor),
-            "today": today(),
             "manage": actor.can(Permission.sampling_manage),
+            "site_form": site_form or _form("site", dict(SITE_DEFAULTS)),
+            "round_form": round_form
+            or _form("round", {**ROUND_DEFAULTS, "day": today().isoformat()}),
         },
+        status_code=422 if refused else 200,
     )
+
+
+@router.get("", response_class=HTMLResponse)
+def home(request: Request, session: DbSession, actor: CurrentActor) -> Response:
+    _require_any_sampling(actor)
+    return _home(request, session, actor)
 
 
 @router.post("/sites")
 def create_site(
-    session: DbSession,
-    actor: CurrentActor,
-    community_id: Annotated[int, Form()],
-    name: Annotated[str, Form(max_length=64)],
-    opens: Annotated[str, Form(max_length=5)] = "07:30",
-    closes: Annotated[str, Form(max_length=5)] = "13:30",
-    stations: Annotated[int, Form(ge=1, le=50)] = 4,
-    per_station_hour: Annotated[int, Form(ge=1, le=1000)] = 100,
-) -> RedirectResponse:
-    service.create_site(
-        session=session,
-        actor=actor,
-        community_id=community_id,
-        name=name,
-        opens=opens,
-        closes=closes,
-        stations=stations,
-        per_station_hour=per_station_hour,
-    )
+    request: Request, session: DbSession, actor: CurrentActor, form: Submitted
+) -> Response:
+    require(actor, Permission.sampling_manage)
+    values = _values(form, SITE_DEFAULTS)
+    try:
+        with attempt(session):
+            service.create_site(
+                session=session,
+                actor=actor,
+                community_id=_row_id(form, "community_id"),
+                name=values["name"],
+                opens=values["opens"],
+                closes=values["closes"],
+                stations=_count(form, "stations", SITE_DEFAULTS["stations"]),
+                per_station_hour=_count(
+                    form, "per_station_hour", SITE_DEFAULTS["per_station_hour"]
+                ),
+            )
+    except Refusal as refused:  # nothing written: the form again, as typed
+        return _home(request, session, actor, site_form=_form("site", values, refused))
     return RedirectResponse("/sampling", status_code=303)
 
 
-def _ids(text: str) -> list[int]:
+def _ids(raw: str) -> list[int]:
     ids = []
-    for part in text.replace("，", ",").replace(" ", ",").split(","):
+    for part in raw.replace("，", ",").replace(" ", ",").split(","):
         if part.strip():
             try:
-                ids.append(int(part))
+                number = int(part)
             except ValueError:
-                raise service.SamplingRefused(
-                    _("编号应为数字，用逗号分开"), field="scope_ids"
-                ) from None
+                number = -1
+            if not 0 < number < 2**31:
+                raise service.SamplingRefused(_("编号应为数字，用逗号分开"), field="scope_ids")
+            ids.append(number)
     return ids
 
 
 @router.post("/rounds")
 def create_round(
-    session: DbSession,
-    actor: CurrentActor,
-    site_id: Annotated[int, Form(ge=1)],
-    name: Annotated[str, Form(max_length=64)],
-    day: Annotated[dt.date, Form()],
-    scope: Annotated[RoundScope, Form()] = RoundScope.community,
-    scope_ids: Annotated[str, Form(max_length=2000)] = "",
-    tube_capacity: Annotated[int, Form()] = 10,
-    household_tubes: Annotated[bool, Form()] = False,
-    turnout: Annotated[int, Form(ge=1, le=100)] = 90,
-) -> RedirectResponse:
-    made = service.create_round(
-        session=session,
-        actor=actor,
-        site_id=site_id,
-        name=name,
-        day=day,
-        scope=scope,
-        scope_ids=_ids(scope_ids),
-        tube_capacity=tube_capacity,
-        household_tubes=household_tubes,
-        turnout=turnout,
-    )
+    request: Request, session: DbSession, actor: CurrentActor, form: Submitted
+) -> Response:
+    require(actor, Permission.sampling_manage)
+    values = _values(form, ROUND_DEFAULTS)
+    try:
+        with attempt(session):
+            made = service.create_round(
+                session=session,
+                actor=actor,
+                site_id=_row_id(form, "site_id"),
+                name=values["name"],
+                day=_day(values["day"]),
+                scope=_choice(RoundScope, values, "scope"),
+                scope_ids=_ids(values["scope_ids"]),
+                tube_capacity=_count(form, "tube_capacity", ROUND_DEFAULTS["tube_capacity"]),
+                household_tubes=values["household_tubes"].lower() in {"true", "on", "1", "yes"},
+                turnout=_count(form, "turnout", ROUND_DEFAULTS["turnout"]),
+            )
+    except Refusal as refused:  # nothing written: the form again, as typed
+        return _home(request, session, actor, round_form=_form("round", values, refused))
     return RedirectResponse(f"/sampling/rounds/{made.id}", status_code=303)
 
 
 @router.get("/rounds/{round_id}", response_class=HTMLResponse)
 def round_page(
     request: Request, round_id: RowId, session: DbSession, actor: CurrentActor
-) -> HTMLResponse:
+) -> Response:
+    return _round(request, session, actor, round_id)
+
+
+def _round(
+    request: Request,
+    session: Session,
+    actor: Actor,
+    round_id: int,
+    exemption_form: dict[str, object] | None = None,
+) -> Response:
+    """The round page; with ``exemption_form``, its exemption form as typed and refused."""
     _require_any_sampling(actor)
     found = service.get_round(session, actor, round_id)
     return render(
@@ -156,7 +268,9 @@ def round_page(
             "exemptions": service.exemptions(session=session, actor=actor, round_id=round_id)
             if actor.can(Permission.sampling_coverage)
             else [],
+            "exemption_form": exemption_form or _form("exemption", dict(EXEMPTION_DEFAULTS)),
         },
+        status_code=422 if exemption_form is not None else 200,
     )
 
 
@@ -185,20 +299,28 @@ def close_round(
 
 @router.post("/rounds/{round_id}/exemptions")
 def exempt(
-    round_id: RowId,
-    session: DbSession,
-    actor: CurrentActor,
-    person_id: Annotated[int, Form(ge=1)],
-    kind: Annotated[ExemptionKind, Form()],
-    note: Annotated[str, Form(max_length=200)] = "",
-    back: Annotated[str, Form(max_length=20)] = "",
-    building: Annotated[str, Form(max_length=12)] = "",
-) -> RedirectResponse:
-    service.add_exemption(
-        session=session, actor=actor, round_id=round_id, person_id=person_id, kind=kind, note=note
-    )
-    if back == "coverage":  # from the unsampled list: back to it, one name shorter
-        where = f"?building={int(building)}" if building.isdigit() else ""
+    request: Request, round_id: RowId, session: DbSession, actor: CurrentActor, form: Submitted
+) -> Response:
+    require(actor, Permission.sampling_manage)
+    values = _values(form, EXEMPTION_DEFAULTS)
+    try:
+        with attempt(session):
+            service.add_exemption(
+                session=session,
+                actor=actor,
+                round_id=round_id,
+                person_id=_row_id(form, "person_id"),
+                kind=_choice(ExemptionKind, values, "kind"),
+                note=values["note"],
+            )
+    except Refusal as refused:
+        # Nothing written: the round page, its exemption form as typed (also when it came
+        # from the unsampled list, whose row has no field to type into).
+        exemption_form = _form("exemption", values, refused)
+        return _round(request, session, actor, round_id, exemption_form)
+    if text(form, "back") == "coverage":  # from the unsampled list: back to it, one name shorter
+        building = text(form, "building")
+        where = f"?building={int(building)}" if building.isdigit() and len(building) < 10 else ""
         return RedirectResponse(
             f"/sampling/rounds/{round_id}/coverage{where}#unsampled", status_code=303
         )
