@@ -544,6 +544,16 @@ def _add_plan(
     return planned
 
 
+def _hint_found(
+    model: Any, solver: Any, x: dict[tuple[int, int], Any], shifts: list[Shift], frozen: set[str]
+) -> None:
+    """The roster the last search found as the next search's starting point."""
+    model.clear_hints()
+    for (si, _vi), var in x.items():
+        if shifts[si].id not in frozen:
+            model.add_hint(var, bool(solver.value(var)))
+
+
 def _left(time_limit: float, began: float) -> float:
     return max(0.1, time_limit - (time.perf_counter() - began))
 
@@ -783,10 +793,7 @@ def _solve_one(
             fallback = [
                 (shifts[si].id, people[vi].id) for (si, vi), v in x.items() if solver.value(v)
             ]
-            model.clear_hints()  # type: ignore[no-untyped-call]
-            for (si, _vi), var in x.items():
-                if shifts[si].id not in frozen:
-                    model.add_hint(var, bool(solver.value(var)))
+            _hint_found(model, solver, x, shifts, frozen)
         elif hint_valid:  # out of time: keep the hint's holes
             best_missing, phase1_gap = cost(problem, hint_pairs)[0], 1.0
             fallback = sorted(hint_pairs)
@@ -911,10 +918,7 @@ def _solve_one(
         if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             if found is None or solver.objective_value < found[0]:
                 found = (solver.objective_value, _roster(solver, x, shifts, people))
-                model.clear_hints()  # type: ignore[no-untyped-call]
-                for (si, _vi), var in x.items():
-                    if shifts[si].id not in frozen:
-                        model.add_hint(var, bool(solver.value(var)))
+                _hint_found(model, solver, x, shifts, frozen)
             if proven is not None and _gap(found[0], proven) <= gap_limit:
                 break
     solver.parameters.linearization_level = 1
