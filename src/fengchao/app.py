@@ -110,6 +110,14 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
         https=settings.security.cookie_secure,
     )
 
+    app.add_middleware(
+        access_api.DeviceDecisions,
+        limit=settings.security.max_body_bytes,
+        language_of=lambda cookie: pick_language(cookie, settings.default_language),
+        language_cookie=LANG_COOKIE,
+        https=settings.security.cookie_secure,
+    )
+
     install_error_handlers(app)
 
     @app.exception_handler(BodyTooLarge)
