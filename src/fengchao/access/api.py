@@ -245,6 +245,8 @@ def _read_ahead(session: Session, group: list[_Pending]) -> None:
         flows.read_ahead(session, community_id, people=people, plates=plates, keys=keys)
 
 
+# One set of threads per database (a group is one unit of work in one database; an app bound
+# to another database, as in tests, has its own).
 _groups: dict[str, DecisionGroups] = {}
 _groups_lock = threading.Lock()
 
@@ -253,14 +255,15 @@ def _decision_groups(request: Request) -> DecisionGroups | None:
     if request.app.dependency_overrides.get(get_session) is not None:
         return None  # tests' shared session: the server's pool as any route
     bind = sessions_of(request).kw.get("bind")
-    dialect = bind.dialect.name if bind is not None else "sqlite"
-    groups = _groups.get(dialect)
+    database = str(bind.url) if bind is not None else ""
+    groups = _groups.get(database)
     if groups is None:
         with _groups_lock:
-            groups = _groups.get(dialect)
+            groups = _groups.get(database)
             if groups is None:
+                dialect = bind.dialect.name if bind is not None else "sqlite"
                 groups = DecisionGroups(GROUP_THREADS.get(dialect, GROUP_THREADS_DEFAULT))
-                _groups[dialect] = groups
+                _groups[database] = groups
     return groups
 
 

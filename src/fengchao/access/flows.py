@@ -27,7 +27,7 @@ from functools import lru_cache
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Integer, String, any_, bindparam, func, insert, select, text, tuple_, update
+from sqlalchemy import Integer, String, any_, bindparam, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -73,6 +73,7 @@ UNKNOWN_FACE_MESSAGE = "未识别，请到物业登记"
 # write, so that its failure fails the group (whose decisions are then decided one by one).
 GROUP = "access.decision_group"
 WRITING = "access.decision_writing"
+KEYS_AT_INSERT = ("keys at insert",)  # PostgreSQL: the group's keys are checked by its INSERT
 GROUP_EVENTS = "access.decision_events"  # (values, answer) waiting for the group's INSERT
 
 
@@ -406,15 +407,15 @@ _PERSON_COLUMNS = (
 _PERSON = _PERSON_COLUMNS.where(
     Person.id == bindparam("person_id"), Person.community_id == bindparam("community_id")
 )
-_PEOPLE = _PERSON_COLUMNS.where(
-    Person.id.in_(bindparam("ids", expanding=True)),
-    Person.community_id == bindparam("community_id"),
+# A group's people by id alone (their community is checked on the rows): with nothing but
+# the primary key to go by, no planner reads a whole community. On PostgreSQL one text for
+# any number of people (an array), prepared once: a list of a new length is a new
+# statement, planned anew (a millisecond, ten times its execution).
+_PEOPLE = _PERSON_COLUMNS.add_columns(Person.community_id).where(
+    Person.id.in_(bindparam("ids", expanding=True))
 )
-# On PostgreSQL one text for any number of people (an array), prepared once: a list of a
-# new length is a new statement, planned anew (a millisecond, ten times its execution).
-_PEOPLE_PG = _PERSON_COLUMNS.where(
-    Person.id == any_(bindparam("ids", type_=ARRAY(Integer))),
-    Person.community_id == bindparam("community_id"),
+_PEOPLE_PG = _PERSON_COLUMNS.add_columns(Person.community_id).where(
+    Person.id == any_(bindparam("ids", type_=ARRAY(Integer)))
 )
 
 
@@ -516,9 +517,8 @@ def read_ahead(
     postgresql = connection.dialect.name == "postgresql"
     ids = sorted({number for value in people if (number := _person_number(value))})
     if ids:
-        params = {"ids": ids, "community_id": community_id}
-        rows = connection.execute(_PEOPLE_PG if postgresql else _PEOPLE, params)
-        found = {row.id: row for row in rows}
+        rows = connection.execute(_PEOPLE_PG if postgresql else _PEOPLE, {"ids": ids})
+        found = {row.id: row for row in rows if row.community_id == community_id}
         for person_id in ids:
             group[("person", person_id, community_id)] = found.get(person_id)
     texts = sorted({text for value in plates if 0 < len(text := normalise_plate(value)) <= 12})
@@ -531,9 +531,14 @@ def read_ahead(
             by_plate.setdefault(row.plate, row)  # the first registered, as one by one
         for text in texts:
             group[("plate", text, community_id)] = by_plate.get(text)
-    if keys:
-        pairs = sorted(set(keys))
-        used = {(row[0], row[1]) for row in connection.execute(_KEYS_USED, {"pairs": pairs})}
+    if postgresql:
+        # Not read: a key already taken fails the group's one INSERT (write_group_events),
+        # and the group is decided again one by one. Reading them cost more than the rest
+        # of the group's reads together while the record was young (its statistics stale).
+        group[KEYS_AT_INSERT] = True
+    elif keys:
+        lists = {"scopes": sorted({s for s, _k in keys}), "keys": sorted({k for _s, k in keys})}
+        used = {(row[0], row[1]) for row in connection.execute(_KEYS_USED, lists)}
         for scope, key in keys:
             group[("key", scope, key)] = (scope, key) in used
 
@@ -679,10 +684,11 @@ def _gate(session: Session, gate_id: int) -> GateRef:
 _REPLAY = select(AccessEvent.id, AccessEvent.body_hash).where(
     AccessEvent.idem_scope == bindparam("scope"), AccessEvent.idem_key == bindparam("key")
 )
-# Pairs, not two lists: each pair is one probe of the unique index, whatever the planner
-# believes of the table (with two lists PostgreSQL scanned a young table whole, 3 ms).
+# Two lists, each a range of the unique index on (scope, key) (SQLite uses no index for
+# pairs of values).
 _KEYS_USED = select(AccessEvent.idem_scope, AccessEvent.idem_key).where(
-    tuple_(AccessEvent.idem_scope, AccessEvent.idem_key).in_(bindparam("pairs", expanding=True))
+    AccessEvent.idem_scope.in_(bindparam("scopes", expanding=True)),
+    AccessEvent.idem_key.in_(bindparam("keys", expanding=True)),
 )
 
 
@@ -700,8 +706,12 @@ def _replayed(session: Session, sender: Sender, request: PassageRequest) -> Deci
     if request.idempotency_key is None:
         return None
     group: dict[tuple[object, ...], Any] | None = session.info.get(GROUP)
-    if group is not None and group.get(("key", sender.scope, request.idempotency_key)) is False:
-        # Not used before the group; a key used twice within it fails its insert.
+    if group is not None and (
+        group.get(KEYS_AT_INSERT)
+        or group.get(("key", sender.scope, request.idempotency_key)) is False
+    ):
+        # Not used before the group (or found taken by its INSERT); a key used twice within
+        # it fails its insert: the group is then decided one by one.
         return None
     found = (
         session.connection()
@@ -1308,6 +1318,8 @@ def write_group_events(session: Session) -> None:
         # PostgreSQL parsed it anew every time: half a millisecond a group.)
         ids = sorted(connection.execute(_NEXT_EVENT_IDS, {"n": len(rows)}).scalars())
         rows = [{**values, "id": event_id} for values, event_id in zip(rows, ids, strict=True)]
+        # A key already taken fails the INSERT (IntegrityError): the group is rolled back
+        # and decided one by one, where a retry finds its first answer.
         connection.execute(insert(table), rows)
     else:
         returned = connection.execute(

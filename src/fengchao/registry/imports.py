@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from fengchao.auth.crypto import get_cipher
 from fengchao.auth.service import Actor, Permission, require
-from fengchao.db import begin_write, utcnow
+from fengchao.db import begin_write, refresh_statistics, utcnow
 from fengchao.registry.edits import PERSON_CREATE, PERSON_UPDATE
 from fengchao.registry.import_grid import GridIndex, GridMiss
 from fengchao.registry.import_report import (
@@ -455,7 +455,7 @@ def import_sheet(
     if not dry_run:
         begin_write(session)
     if kind == "vehicles":
-        return import_vehicles(
+        report = import_vehicles(
             session=session,
             actor=actor,
             community_id=community_id,
@@ -464,14 +464,19 @@ def import_sheet(
             dry_run=dry_run,
             skip_invalid=skip_invalid,
         )
-    return import_residents(
-        session=session,
-        actor=actor,
-        community_id=community_id,
-        content=content,
-        filename=filename,
-        dry_run=dry_run,
-        create_missing=create_missing,
-        skip_invalid=skip_invalid,
-        progress=progress,
-    )
+    else:
+        report = import_residents(
+            session=session,
+            actor=actor,
+            community_id=community_id,
+            content=content,
+            filename=filename,
+            dry_run=dry_run,
+            create_missing=create_missing,
+            skip_invalid=skip_invalid,
+            progress=progress,
+        )
+    if not dry_run:
+        # The gates look people and vehicles up from the next second on.
+        refresh_statistics(session, "household", "person", "vehicle", "building", "unit")
+    return report
