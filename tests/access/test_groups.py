@@ -22,6 +22,7 @@ from fengchao.access import service as access
 from fengchao.access.models import AccessEvent, QuotaUse
 from fengchao.app import create_app
 from fengchao.auth.service import SYSTEM_ACTOR
+from fengchao.notify.models import Notification
 from fengchao.registry.models import Person, Relation
 from tests.conftest import build_grid
 
@@ -242,3 +243,28 @@ def test_the_device_route_answers_before_the_middleware_as_the_app_would(
     assert broken.status_code == 422
     too_big = client.post(url, content=b"x" * (10 * 1024 * 1024), headers=headers)
     assert too_big.status_code == 413
+
+
+def test_a_fever_in_a_group_is_told_with_its_own_event_and_the_order_is_kept(
+    world: World,
+) -> None:
+    """A fever's alert links to its event, so that event is written at once; the group's
+    events before it are written first, in the order the decisions were made."""
+
+    def person(n: int, key: str, **more: object) -> Any:
+        body = {"direction": "in", "method": "person", "value": str(world.people[n]), **more}
+        return _pending(world, body, key)
+
+    group = [person(3, "g5-a"), person(4, "g5-b", temperature=38.4), person(5, "g5-c")]
+    api.decide_group(group)
+    before, fever, after = (_outcome(p) for p in group)
+    assert isinstance(before, dict) and isinstance(fever, dict) and isinstance(after, dict)
+    assert before["decision"] == "allow" and after["decision"] == "allow"
+    assert fever["decision"] == "deny" and fever["reasons"][0] == "fever"
+    assert before["event_id"] < fever["event_id"] < after["event_id"]
+    events = _events(world)
+    assert events[fever["event_id"]].temperature == 38.4
+    assert events[fever["event_id"]].person_id == world.people[4]
+    with Session(world.engine) as session:
+        links = session.scalars(select(Notification.link).where(Notification.kind == "fever"))
+        assert f"/access/events/{fever['event_id']}" in list(links)
