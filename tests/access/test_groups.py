@@ -268,3 +268,26 @@ def test_a_fever_in_a_group_is_told_with_its_own_event_and_the_order_is_kept(
     with Session(world.engine) as session:
         links = session.scalars(select(Notification.link).where(Notification.kind == "fever"))
         assert f"/access/events/{fever['event_id']}" in list(links)
+
+
+def test_a_used_key_with_a_body_refused_in_the_group_is_still_a_conflict(world: World) -> None:
+    """A key used before, sent again with another body that the group would refuse (an
+    unknown person, a bad temperature): 409 as alone, not the refusal (on PostgreSQL the
+    group's keys are checked by its INSERT, which a refused decision never reaches)."""
+    first = _pending(world, {"direction": "in", "method": "person",
+                             "value": str(world.neighbour)}, "g9-a")  # fmt: skip
+    api.decide_group([first])
+    answered = _outcome(first)
+    assert isinstance(answered, dict) and answered["decision"] == "allow"
+    before = len(_events(world))
+    unknown = _pending(world, {"direction": "in", "method": "person", "value": "999999"}, "g9-a")
+    fever = _pending(world, {"direction": "in", "method": "person", "temperature": 45,
+                             "value": str(world.neighbour)}, "g9-a")  # fmt: skip
+    valid = _pending(world, {"direction": "in", "method": "person",
+                             "value": str(world.neighbour)}, "g9-b")  # fmt: skip
+    api.decide_group([unknown, fever, valid])
+    assert isinstance(_outcome(unknown), flows.IdempotencyConflict)
+    assert isinstance(_outcome(fever), flows.IdempotencyConflict)
+    alone = _outcome(valid)
+    assert isinstance(alone, dict) and alone["decision"] == "allow"
+    assert len(_events(world)) == before + 1

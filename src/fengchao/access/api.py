@@ -202,7 +202,7 @@ def decide_group(group: list[_Pending]) -> None:
                 except _OWN_REFUSALS as refusal:
                     if session.info.get(flows.WRITING):
                         raise
-                    answers.append(refusal)
+                    answers.append(_refused(session, pending, args, refusal))
             flows.write_group_events(session)
             session.info.pop(flows.GROUP)
             encoded = [
@@ -224,6 +224,32 @@ def decide_group(group: list[_Pending]) -> None:
             pending.answer.set_exception(answer)
         else:
             pending.answer.set_result(answer)
+
+
+def _refused(
+    session: Session,
+    pending: _Pending,
+    args: tuple[schemas.PassageIn, bytes, str | None, str | None],
+    refusal: Exception,
+) -> flows.Decision | Exception:
+    """A refused decision's answer. Alone, a used idempotency key is answered before any
+    refusal (its first answer, or 409 for another body); where the group did not look its
+    keys up (PostgreSQL: they are checked by its INSERT, which a refusal never reaches), a
+    refused decision with a key is decided again with its key looked up."""
+    group: dict[tuple[object, ...], object] = session.info[flows.GROUP]
+    if not group.get(flows.KEYS_AT_INSERT) or not (
+        pending.idempotency_key or pending.body.idempotency_key
+    ):
+        return refusal
+    del group[flows.KEYS_AT_INSERT]
+    try:
+        return pending.context.run(_decide, session, *args)
+    except _OWN_REFUSALS as again:
+        if session.info.get(flows.WRITING):
+            raise
+        return again
+    finally:
+        group[flows.KEYS_AT_INSERT] = True
 
 
 def _read_ahead(session: Session, group: list[_Pending]) -> None:
