@@ -461,13 +461,15 @@ class DeviceDecisions:
                 })  # fmt: skip
                 await send({"type": "http.response.body", "body": data})
                 return
-        handed = False
+        # The body as read; a client that left before its body was in is told to the app as
+        # it left (the body so far, then its disconnect), not handed on as a whole body.
+        handed: list[Message] = [{"type": "http.request", "body": raw, "more_body": False}]
+        if message["type"] != "http.request":
+            handed = [{"type": "http.request", "body": raw, "more_body": True}, message]
 
         async def replay() -> Message:
-            nonlocal handed
-            if not handed:
-                handed = True
-                return {"type": "http.request", "body": raw, "more_body": False}
+            if handed:
+                return handed.pop(0)
             return await receive()
 
         await self.app(scope, replay, send)
