@@ -296,9 +296,12 @@ def test_a_used_key_with_a_body_refused_in_the_group_is_still_a_conflict(world: 
     assert len(_events(world)) == before + 1
 
 
-def _call(app: Any, headers: dict[str, str], messages: list[dict[str, Any]]) -> list[Any]:
+def _call(
+    app: Any, headers: dict[str, str] | list[tuple[str, str]], messages: list[dict[str, Any]]
+) -> list[Any]:
     """The app called as a server would, the request's messages given in order."""
     sent: list[Any] = []
+    pairs = headers.items() if isinstance(headers, dict) else headers
 
     async def receive() -> dict[str, Any]:
         return messages.pop(0) if messages else {"type": "http.disconnect"}
@@ -310,7 +313,7 @@ def _call(app: Any, headers: dict[str, str], messages: list[dict[str, Any]]) -> 
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
         "scheme": "http", "path": api.DeviceDecisions.PATH,
         "raw_path": api.DeviceDecisions.PATH.encode(), "query_string": b"", "root_path": "",
-        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "headers": [(k.lower().encode(), v.encode()) for k, v in pairs],
         "client": ("127.0.0.1", 1), "server": ("testserver", 80),
     }  # fmt: skip
     with contextlib.suppress(Exception):
@@ -328,3 +331,16 @@ def test_a_client_gone_before_its_body_is_in_is_not_decided(world: World) -> Non
     _call(world.app, headers, [{"type": "http.request", "body": body, "more_body": True},
                                {"type": "http.disconnect"}])  # fmt: skip
     assert not [e for e in _events(world).values() if e.idem_key == "gone-1"]
+
+
+def test_a_header_sent_twice_is_read_as_the_app_reads_it(world: World) -> None:
+    """Two X-Device-Key headers: the fast path takes the first, as the app does (it took
+    the last, so that a refusal decided again by the app could come out otherwise)."""
+    body = json.dumps({"direction": "in", "method": "person",
+                       "value": str(world.neighbour)}).encode()  # fmt: skip
+    headers = [("Content-Length", str(len(body))), ("Content-Type", "application/json"),
+               ("X-Device-Key", "not-a-key"), ("X-Device-Key", world.east_key),
+               ("Idempotency-Key", "twice-1")]  # fmt: skip
+    sent = _call(world.app, headers, [{"type": "http.request", "body": body}])
+    assert sent and sent[0]["status"] == 401
+    assert not [e for e in _events(world).values() if e.idem_key == "twice-1"]

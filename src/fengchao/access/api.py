@@ -416,7 +416,7 @@ class DeviceDecisions:
         if scope["type"] != "http" or scope["path"] != self.PATH or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
+        headers = dict(reversed(scope["headers"]))  # a header sent twice: the first, as the app
         declared = headers.get(b"content-length", b"")
         idempotency_key = headers.get(b"idempotency-key")
         if (
