@@ -5,7 +5,7 @@ PostgreSQL: per_s, p50 and p99. Goal: ≥ 1,000 decisions/s with p99 ≤ 50 ms o
 Every request is a device's POST /api/access/device/decisions with its key and its own
 idempotency key: the whole path (key check, person or plate lookup, rules, alert level,
 the access event committed before the answer), as a gate runs it. The server decides such
-quick decisions in groups (``access.api.decide_group``: one write transaction and one
+quick decisions in groups (``access.device_api.decide_group``: one write transaction and one
 commit for every decision waiting), so the figures hold for many gates at once; one gate
 alone waits only for its own decision.
 

@@ -10,7 +10,7 @@ from sqlalchemy.orm import sessionmaker
 
 from fengchao import __version__
 from fengchao.access import api as access_api
-from fengchao.access import console_views, face_views
+from fengchao.access import console_views, device_api, face_views
 from fengchao.access import gate_views as access_gate_views
 from fengchao.access import views as access_views
 from fengchao.auth import views as auth_views
@@ -111,7 +111,7 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
     )
 
     app.add_middleware(
-        access_api.DeviceDecisions,
+        device_api.DeviceDecisions,
         limit=settings.security.max_body_bytes,
         language_of=lambda cookie: pick_language(cookie, settings.default_language),
         language_cookie=LANG_COOKIE,
@@ -127,7 +127,7 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
     # First: a gate device's decision is the busiest request, and routes are matched in
     # the order they were added (matching through every router before it cost more than a
     # tenth of the decision's CPU).
-    app.include_router(access_api.device_router)
+    app.include_router(device_api.device_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(auth_views.router)
     app.include_router(registry_views.router)

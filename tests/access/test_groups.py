@@ -1,4 +1,4 @@
-"""Quick device decisions decided in groups (group commit, ``access.api.decide_group``),
+"""Quick device decisions decided in groups (group commit, ``access.device_api.decide_group``),
 on committed sessions as production runs them: each decision of a group is answered as it
 would be alone, a refusal does not touch its neighbours, a key used twice in one group or
 a household's last pass taken from two groups at once are decided right."""
@@ -20,7 +20,8 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
-from fengchao.access import api, flows, schemas
+from fengchao.access import device_api as api
+from fengchao.access import flows, schemas
 from fengchao.access import service as access
 from fengchao.access.models import AccessEvent, QuotaUse
 from fengchao.app import create_app
@@ -344,3 +345,30 @@ def test_a_header_sent_twice_is_read_as_the_app_reads_it(world: World) -> None:
     sent = _call(world.app, headers, [{"type": "http.request", "body": body}])
     assert sent and sent[0]["status"] == 401
     assert not [e for e in _events(world).values() if e.idem_key == "twice-1"]
+
+
+def test_a_commit_that_fails_is_every_decision_s_answer_and_nothing_is_written_twice(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit that raised may still have happened (a connection lost while it was
+    acknowledged): the group's decisions are not decided again, or a decision without an
+    idempotency key would be stored twice; each device hears of the error."""
+    from sqlalchemy.exc import OperationalError
+
+    from fengchao import db
+
+    real = db.finish
+
+    def commit_then_fail(session: Session) -> None:
+        real(session)
+        raise OperationalError("COMMIT", {}, Exception("connection lost after COMMIT"))
+
+    monkeypatch.setattr(db, "finish", commit_then_fail)
+    before = len(_events(world))
+    bodies = [
+        {"direction": "in", "method": "person", "value": str(world.people[n])} for n in (6, 7)
+    ]
+    group = [_pending(world, body, None) for body in bodies]
+    api.decide_group(group)
+    assert all(isinstance(_outcome(p), OperationalError) for p in group)
+    assert len(_events(world)) == before + 2

@@ -66,7 +66,7 @@ METHOD_HANDLERS: dict[str, str] = {
 UNKNOWN_FACE_MESSAGE = "未识别，请到物业登记"
 
 # Quick decisions may be decided in a group, in one write transaction committed once (see
-# ``access.api``). Within a group, what every decision reads alike (a gate's row with its
+# ``access.device_api``). Within a group, what every decision reads alike (a gate's row with its
 # alert level and its device's state, the community's rules) is read once: the group's
 # decisions are one transaction, as if decided at its start. ``session.info[GROUP]`` holds
 # what was read; ``session.info[WRITING]`` says that the decision under way has begun to
