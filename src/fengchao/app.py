@@ -102,9 +102,12 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
 
     app.add_middleware(BodySizeLimit, limit_for=body_limit, refuse=too_large)
 
+    def language_of(cookie: str | None) -> str:
+        return pick_language(cookie, settings.default_language)
+
     app.add_middleware(
         LanguageAndHeaders,
-        language_of=lambda cookie: pick_language(cookie, settings.default_language),
+        language_of=language_of,
         language_cookie=LANG_COOKIE,
         csrf_cookie=CSRF_COOKIE,
         https=settings.security.cookie_secure,
@@ -113,7 +116,7 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
     app.add_middleware(
         device_api.DeviceDecisions,
         limit=settings.security.max_body_bytes,
-        language_of=lambda cookie: pick_language(cookie, settings.default_language),
+        language_of=language_of,
         language_cookie=LANG_COOKIE,
         https=settings.security.cookie_secure,
     )

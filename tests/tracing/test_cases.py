@@ -25,13 +25,20 @@ NOW = utcnow()
 
 
 def passage(session: Session, grid: Grid, person: Person, gate: int, minutes_ago: float) -> None:
-    at = NOW - dt.timedelta(minutes=minutes_ago)
+    passage_at(session, grid, person, gate, NOW - dt.timedelta(minutes=minutes_ago))
+    session.flush()
+
+
+def passage_at(
+    session: Session, grid: Grid, person: Person, gate: int, at: dt.datetime, direction: str = "in"
+) -> None:
+    """A person's allowed passage at ``gate`` of the park at ``at`` (added, not flushed)."""
     session.add(
         AccessEvent(
             community_id=grid.community.id,
             compound_id=grid.park.id,
             gate_id=gate,
-            direction="in",
+            direction=direction,
             method="code",
             decision="allow",
             reasons=[],
@@ -42,7 +49,6 @@ def passage(session: Session, grid: Grid, person: Person, gate: int, minutes_ago
             server_time=at,
         )
     )
-    session.flush()
 
 
 @pytest.fixture

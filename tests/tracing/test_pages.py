@@ -275,8 +275,9 @@ def test_a_co_passage_names_the_gate_and_the_direction(live: Live) -> None:
     page does, the way the contact went, and whole minutes without a stray ".0"."""
     import datetime as dt
 
-    from fengchao.access.models import AccessEvent, Gate
+    from fengchao.access.models import Gate
     from fengchao.db import utcnow
+    from tests.tracing.test_cases import passage_at
 
     then = utcnow() - dt.timedelta(hours=3)
     with Session(live.engine) as session:
@@ -292,22 +293,7 @@ def test_a_co_passage_names_the_gate_and_the_direction(live: Live) -> None:
             (live.grid.resident6, then, "out"),
             (live.grid.resident5, then + dt.timedelta(minutes=2), "in"),
         ):
-            session.add(
-                AccessEvent(
-                    community_id=live.grid.community.id,
-                    compound_id=live.grid.park.id,
-                    gate_id=gate.id,
-                    direction=way,
-                    method="code",
-                    decision="allow",
-                    reasons=[],
-                    person_id=person.id,
-                    household_id=person.household_id,
-                    alert_level="normal",
-                    occurred_at=at,
-                    server_time=at,
-                )
-            )
+            passage_at(session, live.grid, person, gate.id, at, way)
         session.commit()
         gate_id = gate.id
     client = live.client("worker")

@@ -376,25 +376,15 @@ async def device_decision(
     same ``Idempotency-Key`` returns the first answer; the same key with another body is
     refused (409).
 
-    A lean route, as gates call it all day: one hop to a pool thread for the whole unit of
-    work (a sync route with a session and a device dependency took four: the session's
-    start and end, the key check and the route), and the answer encoded once rather than
-    validated again against ``response_model``."""
+    Quick decisions are answered before this route, in groups (:class:`DeviceDecisions`);
+    it decides the rest (frames, PINs, bodies without a Content-Length) alone, with one hop
+    to a pool thread for the whole unit of work, and raises what a group refused."""
     if (decided := request.scope.get(DECIDED)) is not None:
         raise decided  # refused in DeviceDecisions' group
     raw = await request.body()
-    body = _parsed(raw)
-    groups = _decision_groups(request) if body is not None and _is_quick(body) else None
-    if groups is None:
-        data = await run_in_threadpool(
-            _device_decision, request, body, raw, x_device_key, idempotency_key
-        )
-    else:
-        assert body is not None
-        pending = _Pending(  # the request's language travels in its context, as anyio's
-            request, body, raw, x_device_key, idempotency_key, contextvars.copy_context()
-        )
-        data = await asyncio.wrap_future(groups.submit(pending))
+    data = await run_in_threadpool(
+        _device_decision, request, _parsed(raw), raw, x_device_key, idempotency_key
+    )
     return Response(data, media_type="application/json")
 
 
