@@ -60,7 +60,7 @@ def main() -> int:
     from fengchao.registry.proposals import STATE_LABELS
     from fengchao.registry.service import GAP_LABELS
     from fengchao.registry.views import ROOM_LABELS
-    from fengchao.tracing.views import REASON_LABELS, TIER_LABELS
+    from fengchao.tracing.views import REASON_LABELS, TIER_LABELS, TIME_LABELS
 
     access_tables = (
         flows.REASON_TEXT, LEVEL_LABELS, gate_views.ROLE_LABELS, gate_views.KIND_LABELS,
@@ -72,7 +72,7 @@ def main() -> int:
         *access_tables,
         LABELS, FIELD_LABELS, GAP_LABELS, ROLE_LABELS, ACTION_LABELS, STATE_LABELS,
         AUDIT_ACTIONS, OBJECT_LABELS, DETAIL_LABELS, ROOM_LABELS, URGENCY_LABELS,
-        notifier_labels, GRIDWORK_LABELS, GRIDWORK_EVENTS, REASON_LABELS, TIER_LABELS,
+        notifier_labels, GRIDWORK_LABELS, GRIDWORK_EVENTS, REASON_LABELS, TIER_LABELS, TIME_LABELS,
     )  # fmt: skip
     for texts in (*(table.values() for table in tables), SUGGESTED_REASONS):
         for text in texts:

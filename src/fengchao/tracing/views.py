@@ -74,7 +74,12 @@ def local_stamp(text: object) -> str:
 templates.env.filters["local_stamp"] = local_stamp
 
 
+# The case form's times, named in their refusals (the summary above the form lists them).
+TIME_LABELS = {"confirmed_at": "确诊时间", "onset_at": "发病时间", "sampled_at": "采样时间"}
+
+
 def _parse_local(text: str, field: str, *, required: bool) -> dt.datetime | None:
+    label = _(TIME_LABELS[field])
     text = text.strip()
     if not text:
         if required:
@@ -83,11 +88,15 @@ def _parse_local(text: str, field: str, *, required: bool) -> dt.datetime | None
     try:
         moment = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise service.TracingRefusal(_("时间格式不对，应为 年-月-日 时:分"), field=field) from None
+        raise service.TracingRefusal(
+            _("{label}格式不对，应为 年-月-日 时:分").format(label=label), field=field
+        ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=service.zone())
     if not 2000 <= moment.year <= 2999:  # year 1 in Shanghai is year 0 in UTC: no datetime
-        raise service.TracingRefusal(_("时间不在合理范围内，请检查年份"), field=field)
+        raise service.TracingRefusal(
+            _("{label}不在合理范围内，请检查年份").format(label=label), field=field
+        )
     return moment.astimezone(dt.UTC)
 
 
